@@ -1,0 +1,205 @@
+"""One typed settings object for every process.
+
+Values come, highest priority first, from `AIWORLD_*` environment variables (nested keys with `__`,
+e.g. `AIWORLD_LLM__DEFAULT_PROVIDER`), a `.env` file, and an optional YAML file named by
+`AIWORLD_CONFIG` in which `${VAR}` / `${VAR:-default}` are replaced from the environment, so
+secrets stay in the environment while the shape of the configuration lives in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ProviderKind = Literal["azure_openai", "openai", "deepseek", "gemini", "ollama", "claude", "offline"]
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message names the key and the expected form."""
+
+
+class ProviderSettings(BaseModel):
+    """One LLM provider. `kind` defaults to the provider's name in `llm.providers`."""
+
+    kind: ProviderKind | None = None
+    endpoint: str | None = None
+    api_key: SecretStr | None = None
+    model: str | None = None
+    deployment: str | None = None
+    embedding_model: str | None = None
+    embedding_deployment: str | None = None
+    api_version: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    requests_per_minute: int = Field(default=60, ge=1)
+    tokens_per_minute: int = Field(default=200_000, ge=1)
+
+
+class LlmSettings(BaseModel):
+    default_provider: str = "offline"
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    # Providers tried, in order, after the one a tier chose; `offline` always ends the chain.
+    fallback: list[str] = Field(default_factory=list)
+    # Task tier -> provider name: routine decisions cheap, dialogue rich, real-time local.
+    tiers: dict[str, str] = Field(default_factory=dict)
+    prompt_cache_ttl_seconds: int = Field(default=3600, ge=0)
+    decision_cache_ttl_seconds: int = Field(default=300, ge=0)
+    batch_window_ms: int = Field(default=150, ge=0, le=10_000)
+    batch_size: int = Field(default=10, ge=1, le=100)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AIWORLD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "aiworld"
+
+    # State store: `REDIS_URL` (the conventional name) is honoured as well as AIWORLD_REDIS_URL.
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("AIWORLD_REDIS_URL", "REDIS_URL", "redis_url"),
+    )
+    redis_key_prefix: str = ""
+
+    # rAthena's MariaDB, read and written by the bridge
+    db_host: str = "127.0.0.1"
+    db_port: int = Field(default=3306, ge=1, le=65535)
+    db_user: str = "ragnarok"
+    db_password: SecretStr = SecretStr("")
+    db_name: str = "ragnarok"
+
+    # API shim
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_url: str = "http://127.0.0.1:8000"
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    jwt_secret: SecretStr | None = None
+    jwt_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+
+    # Embedded development stack (`aiworld dev`)
+    data_dir: Path = Path(".aiworld")
+    temporal_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+    embedded_redis_port: int = Field(default=6380, ge=1, le=65535)
+    world_file: Path | None = None
+
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a URL like redis://host:6379/0")
+        return value
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("expected host:port, e.g. 127.0.0.1:7233")
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # Several keys let an operator rotate: add the new one, move clients, drop the old one.
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, dotenv_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file named by AIWORLD_CONFIG, after `${VAR}` interpolation."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("AIWORLD_CONFIG")
+        return load_yaml_config(Path(path)) if path else {}
+
+
+def interpolate_env(value: Any, where: str = "") -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a YAML document."""
+    if isinstance(value, dict):
+        return {key: interpolate_env(item, f"{where}.{key}" if where else str(key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable {name} is not set (write ${{{name}:-default}} to allow a default)")
+
+        return _ENV_REFERENCE.sub(substitute, value)
+    return value
+
+
+def load_yaml_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"AIWORLD_CONFIG: no such file {path}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"AIWORLD_CONFIG: {path} is not valid YAML: {error}") from error
+    if not isinstance(document, dict):
+        raise ConfigError(f"AIWORLD_CONFIG: {path} must hold a mapping of settings at the top level")
+    return interpolate_env(document)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad key, named the way an operator sets it."""
+    lines = []
+    for problem in error.errors():
+        location = [str(part) for part in problem["loc"]]
+        key = "AIWORLD_" + "__".join(location).upper() if location else "configuration"
+        given = problem.get("input")
+        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+        lines.append(f"{key}: {problem['msg']}{shown}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise ConfigError with a message fit for the operator."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from error
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,61 @@
+"""Names of every key in the state store (DESIGN.md §5), in one place.
+
+A prefix lets several worlds (or test runs) share one Redis-compatible server without meeting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = ""
+
+    def npc(self, npc_id: str) -> str:
+        return f"{self.prefix}npc:{npc_id}"
+
+    def memory(self, npc_id: str, memory_id: str) -> str:
+        return f"{self.prefix}npc:{npc_id}:memory:{memory_id}"
+
+    def memory_index(self, npc_id: str) -> str:
+        """Sorted set of an NPC's memory ids, scored by creation time."""
+        return f"{self.prefix}npc:{npc_id}:memories"
+
+    def action_queue(self, npc_id: str) -> str:
+        """Sorted set of the NPC's undelivered action ids, scored by when they may be offered."""
+        return f"{self.prefix}npc:{npc_id}:actions"
+
+    def ready_actions(self) -> str:
+        """The same action ids across every NPC, for the bridge's batch fetch."""
+        return f"{self.prefix}actions:ready"
+
+    def action(self, action_id: str) -> str:
+        return f"{self.prefix}action:{action_id}"
+
+    def relationships(self, npc_id: str) -> str:
+        return f"{self.prefix}relationships:{npc_id}"
+
+    def relationship(self, a: str, b: str) -> str:
+        return f"{self.prefix}relationship:{a}:{b}"
+
+    def world(self, system: str) -> str:
+        return f"{self.prefix}world:{system}"
+
+    def events_pending(self) -> str:
+        return f"{self.prefix}events:pending"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}event:{event_id}"
+
+    def llm_cache(self, digest: str) -> str:
+        return f"{self.prefix}llm:cache:{digest}"
+
+    def llm_decision_cache(self, digest: str) -> str:
+        return f"{self.prefix}llm:decision:{digest}"
+
+    def llm_bucket(self, provider: str) -> str:
+        return f"{self.prefix}llm:bucket:{provider}"
+
+    def llm_counter(self) -> str:
+        return f"{self.prefix}llm:stats"
