@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 NPC_ID_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,80}$"
@@ -45,6 +45,13 @@ def clean_game_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = _CONTROL_OR_MARKUP.sub(" ", text)
     return " ".join(text.split())
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """A pydantic error as one line per field, e.g. `text: String should have at most 200 characters`."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in error.errors()
+    )
 
 
 class StrictModel(BaseModel):
@@ -458,3 +465,5 @@ class NpcStateView(BaseModel):
     routine_decisions: int
     retired: bool
     sleeping: bool
+    # Which run of the NPC's life this is: continue-as-new starts the next one.
+    runs: int

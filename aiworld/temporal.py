@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
+from aiworld import search_attributes
 from aiworld.config import Settings
 
 NPC_WORKFLOW_TYPE = "NpcLifeWorkflow"
@@ -21,3 +25,27 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
     )
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the NPC search attributes on a server that lacks them (the test server, a new
+    namespace). The dev server of `aiworld dev` gets them with `--search-attribute` at start."""
+    wanted = {key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in search_attributes.ALL}
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        wanted = {name: kind for name, kind in wanted.items() if name not in listed.custom_attributes}
+    except RPCError as error:
+        # The time-skipping test server cannot list, but it can add.
+        if error.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+    if not wanted:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=wanted)
+        )
+    except RPCError as error:
+        if error.status is not RPCStatusCode.ALREADY_EXISTS:
+            raise

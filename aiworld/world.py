@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -28,7 +27,7 @@ class WorldDefinition(BaseModel):
 
 
 def demo_world_path() -> Path:
-    return Path(str(resources.files("aiworld") / "data" / "demo_world.yaml"))
+    return Path(__file__).parent / "data" / "demo_world.yaml"
 
 
 def load_world(path: Path | None = None) -> WorldDefinition:

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from aiworld import binaries, search_attributes
 from aiworld.keys import Keys
+from aiworld.temporal import ensure_search_attributes
 
 REDIS_URL = os.environ.get("AIWORLD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MARIADB = {
@@ -37,6 +38,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
     )
     try:
+        await ensure_search_attributes(env.client)
         yield env
     finally:
         await env.shutdown()

@@ -1,0 +1,170 @@
+"""The queue of actions waiting for the game, in the state store.
+
+Each action lives in `action:{id}` (payload, status, attempts) and its id sits in two sorted sets,
+the NPC's `npc:{id}:actions` and the global `actions:ready`, scored by the time from which it may be
+offered. Claiming an action leases it (moves the score forward); an unacknowledged action is
+offered again when its lease runs out; a result removes it. Every step is one Lua script, so two
+API processes never hand out the same action at once, and enqueueing an id that was ever seen
+(queued, delivered or finished) does nothing, which makes the enqueue activity safe to re-run
+after a retry or a `temporal workflow reset`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal
+
+import redis.asyncio as redis
+
+from aiworld.keys import Keys
+from aiworld.models import QueuedAction
+
+# How long a finished action's id is remembered so that a late re-run cannot queue it again.
+FINISHED_RETENTION_SECONDS = 14 * 24 * 3600
+
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'payload', ARGV[1], 'status', 'queued', 'attempts', 0, 'npc_id', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+return 1
+"""
+
+# KEYS[1] the set to claim from; ARGV: now, lease_until, limit, action key prefix, npc queue prefix,
+# ready set. The other set is found from the action's npc_id, so both stay in step.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local claimed = {}
+for _, id in ipairs(ids) do
+  local key = ARGV[4] .. id
+  local npc_id = redis.call('HGET', key, 'npc_id')
+  if npc_id then
+    redis.call('ZADD', ARGV[5] .. npc_id .. ':actions', ARGV[2], id)
+    redis.call('ZADD', ARGV[6], ARGV[2], id)
+    redis.call('HSET', key, 'status', 'leased')
+    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+    table.insert(claimed, id)
+    table.insert(claimed, redis.call('HGET', key, 'payload'))
+    table.insert(claimed, attempts)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return claimed
+"""
+
+_COMPLETE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if status == 'done' or status == 'failed' then
+  if status == ARGV[1] then return 0 end
+  return -2
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'detail', ARGV[2], 'finished_at', ARGV[3])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('ZREM', KEYS[2], ARGV[5])
+redis.call('ZREM', KEYS[3], ARGV[5])
+return 1
+"""
+
+Outcome = Literal["done", "failed"]
+
+
+@dataclass(frozen=True)
+class ClaimedAction:
+    action: QueuedAction
+    attempts: int
+
+
+class UnknownAction(LookupError):
+    pass
+
+
+class ConflictingResult(ValueError):
+    """A second result that contradicts the first (done after failed, or the reverse)."""
+
+
+def _epoch(moment: datetime | None) -> float:
+    return (moment or datetime.now(timezone.utc)).timestamp()
+
+
+class ActionQueue:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._claim = client.register_script(_CLAIM)
+        self._complete = client.register_script(_COMPLETE)
+
+    async def enqueue(self, action: QueuedAction) -> bool:
+        """Queue an action once. False when its id was already queued, delivered or finished."""
+        keys = [self._keys.action(action.action_id), self._keys.action_queue(action.npc_id), self._keys.ready_actions()]
+        added = await self._enqueue(
+            keys=keys,
+            args=[action.model_dump_json(), _epoch(action.created_at), action.npc_id, action.action_id],
+        )
+        return bool(added)
+
+    async def claim(
+        self,
+        *,
+        npc_id: str | None = None,
+        limit: int = 50,
+        lease_seconds: float = 30.0,
+        now: datetime | None = None,
+    ) -> list[ClaimedAction]:
+        """Lease up to `limit` offerable actions of one NPC (or of all NPCs), oldest first."""
+        moment = _epoch(now)
+        source = self._keys.action_queue(npc_id) if npc_id else self._keys.ready_actions()
+        flat = await self._claim(
+            keys=[source],
+            args=[
+                moment, moment + lease_seconds, limit, self._keys.action(""),
+                self._keys.npc(""), self._keys.ready_actions(),
+            ],
+        )  # fmt: skip
+        claimed = []
+        for index in range(0, len(flat), 3):
+            payload = flat[index + 1]
+            payload = payload.decode() if isinstance(payload, bytes) else payload
+            claimed.append(ClaimedAction(QueuedAction.model_validate_json(payload), int(flat[index + 2])))
+        return claimed
+
+    async def complete(self, action_id: str, outcome: Outcome, detail: str = "", now: datetime | None = None) -> bool:
+        """Record an action's result. True the first time; False for the same result again."""
+        key = self._keys.action(action_id)
+        npc_id = await self._redis.hget(key, "npc_id")
+        if npc_id is None:
+            raise UnknownAction(action_id)
+        npc_id = npc_id.decode() if isinstance(npc_id, bytes) else npc_id
+        result = await self._complete(
+            keys=[key, self._keys.action_queue(npc_id), self._keys.ready_actions()],
+            args=[outcome, detail, _epoch(now), FINISHED_RETENTION_SECONDS, action_id],
+        )
+        if result == -1:
+            raise UnknownAction(action_id)
+        if result == -2:
+            raise ConflictingResult(f"action {action_id} already has a different result")
+        return result == 1
+
+    async def status(self, action_id: str) -> dict[str, str] | None:
+        raw = await self._redis.hgetall(self._keys.action(action_id))
+        if not raw:
+            return None
+        return {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+
+    async def pending(self, npc_id: str) -> list[QueuedAction]:
+        """Every undelivered or unacknowledged action of one NPC, without leasing them."""
+        ids = await self._redis.zrange(self._keys.action_queue(npc_id), 0, -1)
+        actions = []
+        for action_id in ids:
+            action_id = action_id.decode() if isinstance(action_id, bytes) else action_id
+            payload = await self._redis.hget(self._keys.action(action_id), "payload")
+            if payload is not None:
+                actions.append(QueuedAction.model_validate_json(payload))
+        return actions
+

@@ -1,0 +1,68 @@
+"""Talking to NPC workflows from outside: starting them (one home for the id, the task queue, the
+summary and the first search attributes) and reporting what the game did with their actions. Used
+by the API and by the embedded demo alike."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from aiworld import search_attributes
+from aiworld.action_queue import ActionQueue, Outcome, UnknownAction
+from aiworld.models import GameEvent, GameEventKind, NpcProfile
+from aiworld.temporal import NPC_WORKFLOW_TYPE, npc_workflow_id
+from workflows.npc_state import NpcLifeInput
+
+
+def static_summary(profile: NpcProfile) -> str:
+    return f"{profile.name} · {profile.map} ({profile.x},{profile.y}) · {profile.faction}"
+
+
+async def ensure_npc_started(client: Client, profile: NpcProfile, task_queue: str) -> bool:
+    """Start `npc-{id}` unless it already runs. True when this call started it."""
+    try:
+        await client.start_workflow(
+            NPC_WORKFLOW_TYPE,
+            NpcLifeInput(profile=profile),
+            id=npc_workflow_id(profile.npc_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            # A retired NPC may be registered again; a running one is left alone.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=static_summary(profile),
+            static_details=f"{profile.role} of the {profile.faction} faction. {profile.personality.description}",
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search_attributes.NPC_MAP, profile.map),
+                    SearchAttributePair(search_attributes.NPC_FACTION, profile.faction),
+                    SearchAttributePair(search_attributes.NPC_MOOD, "calm"),
+                    SearchAttributePair(search_attributes.NPC_ACTIVITY, "idling"),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
+async def report_action_result(
+    client: Client, queue: ActionQueue, action_id: str, outcome: Outcome, detail: str = ""
+) -> bool:
+    """Record what the game did with an action and tell its NPC, once.
+
+    The NPC hears of it as an `action_result` event whose id comes from the action, so a result
+    reported twice (a bridge retry) is recorded and remembered once. True the first time.
+    """
+    status = await queue.status(action_id)
+    if status is None:
+        raise UnknownAction(action_id)
+    first_time = await queue.complete(action_id, outcome, detail)
+    event = GameEvent(
+        event_id=f"result-{action_id}", kind=GameEventKind.ACTION_RESULT, action_id=action_id,
+        outcome=outcome, detail=detail[:200] or None,
+    )  # fmt: skip
+    # Signalled on every report, not only the first: if a previous attempt recorded the result
+    # but crashed before the signal, this one delivers it; the NPC drops the duplicate id.
+    await client.get_workflow_handle(npc_workflow_id(status["npc_id"])).signal("game_event", event)
+    return first_time

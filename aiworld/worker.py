@@ -1,0 +1,61 @@
+"""The worker process: NPC workflows and their activities on the `aiworld` task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+
+import redis.asyncio as redis
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.npc_activities import DecisionMaker, NpcActivities
+from aiworld.action_queue import ActionQueue
+from aiworld.config import Settings
+from aiworld.keys import Keys
+from aiworld.memory import MemoryStore
+from aiworld.temporal import connect
+from workflows.npc_life import NpcLifeWorkflow
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS = [NpcLifeWorkflow]
+
+
+def build_worker(
+    client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker
+) -> Worker:
+    activities = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), brain)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=activities.all(),
+    )
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
+    """A worker wired from settings: Temporal, the state store and the LLM router."""
+    from aiworld.llm import build_router  # the LLM layer pulls in every provider SDK; load it once here
+
+    client = client or await connect(settings)
+    store = redis.Redis.from_url(settings.redis_url)
+    keys = Keys(settings.redis_key_prefix)
+    router = build_router(settings, store, keys)
+    worker = build_worker(client, settings.task_queue, store, keys, router)
+    try:
+        async with worker:
+            yield worker
+    finally:
+        await router.aclose()
+        await store.aclose()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    async with running_worker(settings):
+        log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
+        await stop.wait()

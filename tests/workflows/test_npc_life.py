@@ -1,0 +1,158 @@
+"""NpcLifeWorkflow on a real Temporal: a long life, bursts, sleep, dialogue and its validation."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
+from aiworld.action_queue import ActionQueue
+from aiworld.models import GameEvent, PlayerRef, TalkReply, TalkTurn
+from tests.workflows.conftest import demo_profile
+
+ARIA = PlayerRef(char_id=150001, name="Aria", level=34, job_class=4, map="prontera", x=146, y=180)
+
+
+def nearby(event_id: str, player: PlayerRef = ARIA) -> GameEvent:
+    return GameEvent(event_id=event_id, kind="player_nearby", player=player)
+
+
+def left(event_id: str, player: PlayerRef = ARIA) -> GameEvent:
+    return GameEvent(event_id=event_id, kind="player_left", player=player)
+
+
+def news(event_id: str, importance: int = 6) -> GameEvent:
+    return GameEvent(event_id=event_id, kind="world_event", text="The price of wheat doubled", importance=importance)
+
+
+async def settled_history_length(handle) -> int:
+    """History length once the NPC has finished what it was doing: unchanged over a second."""
+    lengths = []
+    while len(lengths) < 4 or len(set(lengths[-4:])) > 1:
+        lengths.append(len((await handle.fetch_history()).events))
+        await asyncio.sleep(0.3)
+    return lengths[-1]
+
+
+async def memory_ids(redis_client, keys, npc_id: str) -> list[str]:
+    return await redis_client.zrange(keys.memory_index(npc_id), 0, -1)
+
+
+async def test_a_week_of_life_continues_as_new_and_processes_every_event_once(life, time_skipping_env, redis_client, keys):
+    profile = demo_profile("old_tomas", importance=3)
+    handle = await life.start(profile, history_length_limit=150)
+    unique_events = 0
+    for day in range(7):
+        for visit in range(3):
+            # Each event is delivered twice, as a retried POST or a replayed bridge row would be.
+            for event in (nearby(f"d{day}-v{visit}-near"), left(f"d{day}-v{visit}-left")):
+                await handle.signal("game_event", event)
+                await handle.signal("game_event", event)
+                unique_events += 1
+                await time_skipping_env.sleep(timedelta(minutes=2))
+            await time_skipping_env.sleep(timedelta(hours=7))
+        await handle.signal("game_event", news(f"d{day}-news"))
+        unique_events += 1
+        await time_skipping_env.sleep(timedelta(hours=2))
+
+    state = await life.wait_for(handle, lambda s: s.events_processed == unique_events and s.pending_events == 0)
+    assert state.runs >= 3, "the lowered history limit should have continued the life several times"
+    assert state.events_processed == unique_events
+    # One observation memory per event: an event handled twice would leave a second one.
+    observed = [mid for mid in await memory_ids(redis_client, keys, profile.npc_id) if "-event-" in mid]
+    assert len(observed) == unique_events
+    assert state.routine_decisions > 0 and state.llm_decisions > 0
+
+
+async def test_a_burst_of_200_signals_across_continue_as_new(life, redis_client, keys):
+    profile = demo_profile("orin_beggar", importance=2)
+    handle = await life.start(profile, history_length_limit=100)
+    events = [news(f"burst-{index}", importance=1) for index in range(200)]
+    await asyncio.gather(*(handle.signal("game_event", event) for event in events))
+    await asyncio.gather(*(handle.signal("game_event", event) for event in events[:50]))  # redelivered
+
+    state = await life.wait_for(handle, lambda s: s.events_processed >= 200 and s.pending_events == 0, timeout=120)
+    assert state.events_processed == 200
+    assert state.runs >= 2
+    observed = [mid for mid in await memory_ids(redis_client, keys, profile.npc_id) if "-event-" in mid]
+    assert len(observed) == 200
+
+
+async def test_an_npc_with_nobody_near_sleeps_without_workflow_tasks(life, time_skipping_env):
+    profile = demo_profile("nessa_florist", importance=4)
+    handle = await life.start(profile)
+    await handle.signal("game_event", nearby("come"))
+    await handle.signal("game_event", left("go"))
+    state = await life.wait_for(handle, lambda s: s.events_processed == 2 and not s.players_near)
+    assert state.sleeping
+
+    before = await settled_history_length(handle)
+    await time_skipping_env.sleep(timedelta(days=3))
+    after = len((await handle.fetch_history()).events)
+    assert after == before, "a sleeping NPC must add no workflow task, timer or activity"
+
+    await handle.signal("game_event", nearby("back"))
+    state = await life.wait_for(handle, lambda s: s.events_processed == 3)
+    assert not state.sleeping  # a player near sets a decision cadence again
+
+
+async def test_significant_events_are_batched_into_one_decision(life):
+    profile = demo_profile("gareth_guard", importance=8)
+    handle = await life.start(profile)
+    # Signals sent before the first workflow task are all there when the NPC first wakes.
+    await asyncio.gather(
+        handle.signal("game_event", nearby("a", ARIA)),
+        handle.signal("game_event", GameEvent(event_id="b", kind="player_attacked", player=ARIA)),
+        handle.signal("game_event", news("c", importance=8)),
+    )
+    decisions = await life.wait_for_decisions(handle, lambda ds: sum(len(d.event_ids) for d in ds) >= 3)
+    batches = [d for d in decisions if d.trigger == "events"]
+    assert sorted(event_id for d in batches for event_id in d.event_ids) == ["a", "b", "c"]
+    assert len(batches) < 3
+
+
+async def test_talk_rejects_bad_turns_before_history_and_answers_good_ones(life, redis_client, keys):
+    profile = demo_profile("lina_baker")
+    handle = await life.start(profile)
+    good = TalkTurn(turn_id="t1", player=ARIA, text="Hello there! What do you sell?")
+    reply = await handle.execute_update("talk", good, result_type=TalkReply)
+    assert reply.text and reply.options
+    assert "Aria" in reply.text or "zeny" in reply.text
+
+    bad_turns = {
+        "empty": ({"player": ARIA.model_dump(), "text": "   "}, "text"),
+        "oversized": ({"player": ARIA.model_dump(), "text": "x" * 201}, "at most 200 characters"),
+        "no player": ({"text": "hi"}, "player"),
+        "unknown field": ({"player": ARIA.model_dump(), "text": "hi", "zeny": 1_000_000}, "zeny"),
+    }
+    for name, (body, expected) in bad_turns.items():
+        with pytest.raises(WorkflowUpdateFailedError) as failure:
+            await handle.execute_update("talk", body, result_type=TalkReply)
+        assert expected in str(failure.value.cause), name
+    history = (await handle.fetch_history()).events
+    accepted = [e for e in history if e.HasField("workflow_execution_update_accepted_event_attributes")]
+    assert len(accepted) == 1, "rejected turns leave no trace in the history"
+
+    again = await handle.execute_update("talk", TalkTurn(turn_id="t2", player=ARIA, text="hi again"), result_type=TalkReply)
+    assert "Last time you told me" in again.text, "the NPC remembers the earlier conversation"
+    assert again.relationship >= reply.relationship
+
+    # The reply is also queued, so a reply the API gave up waiting for still reaches the game.
+    queued = await ActionQueue(redis_client, keys).pending(profile.npc_id)
+    replies = [a for a in queued if a.action.kind == "reply"]
+    assert {a.action_id for a in replies} == {"lina_baker-talk-t1", "lina_baker-talk-t2"}
+
+
+async def test_retire_ends_the_life(life):
+    handle = await life.start(demo_profile("quinn_courier"))
+    await handle.signal("retire")
+    assert "retired" in await handle.result()
+
+
+async def test_configure_changes_importance_and_cadence(life):
+    handle = await life.start(demo_profile("pip_urchin", importance=3))
+    await handle.signal("configure", {"importance": 9})
+    state = await life.wait_for(handle, lambda s: s.importance == 9)
+    assert not state.sleeping  # importance 9 keeps an ambient routine even with nobody near

@@ -1,0 +1,516 @@
+"""NpcLifeWorkflow: one NPC's whole life as a durable entity workflow (DESIGN.md §4).
+
+The NPC sleeps until something happens. Game events arrive as signals and wait in the state; a
+player's line arrives as the `talk` update. While players are near (or the NPC matters enough to
+keep a slow ambient routine) a timer sets the decision cadence; with nobody near and no event, the
+workflow waits with no timer at all and costs nothing. Several events that arrived meanwhile are
+handled in one wake. Significant events go to the decision maker (LLM or offline policy); anything
+else follows the NPC's routine in workflow code, without an activity for the decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.npc_activities import ContextRequest, NpcActivities, RecordRequest, RelationshipChange
+    from aiworld import offline_policy, search_attributes
+    from aiworld.models import (
+        MAX_REPLY_CHARS,
+        Decision,
+        DecisionRecord,
+        DecisionResult,
+        DecisionUsage,
+        DialogueReplyAction,
+        GameEvent,
+        GameEventKind,
+        Memory,
+        NpcConfiguration,
+        NpcContext,
+        NpcProfile,
+        NpcStateView,
+        QueuedAction,
+        TalkReply,
+        TalkTurn,
+        clean_game_text,
+        describe_invalid,
+    )
+    from aiworld.rules import validate_decision
+    from workflows.npc_state import (
+        PROCESSED_EVENT_MEMORY,
+        RECENT_DECISIONS_KEPT,
+        NpcLifeInput,
+        NpcLifeState,
+        PlayerPresence,
+    )
+
+CONTEXT_TIMEOUT = timedelta(seconds=5)
+DECISION_TIMEOUT = timedelta(seconds=60)
+DECISION_SCHEDULE_TIMEOUT = timedelta(minutes=5)
+REPLY_TIMEOUT = timedelta(seconds=20)
+STORE_TIMEOUT = timedelta(seconds=10)
+
+# Reads are cheap to repeat; a decision is retried a few times before the NPC falls back to its
+# routine; writes to the state store are retried until the store is back, so nothing is lost.
+CONTEXT_RETRY = RetryPolicy(maximum_attempts=3)
+DECISION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4)
+REPLY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2)
+STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+# Seconds between decisions while players are near: 5 s for the most important NPCs, 30 s for the least.
+FASTEST_CADENCE, SLOWEST_CADENCE = 5.0, 30.0
+# NPCs this important keep a slow routine even with nobody near; the others sleep.
+AMBIENT_IMPORTANCE = 7
+AMBIENT_CADENCE = timedelta(minutes=3)
+# A player seen near longer ago than this without a `player_left` is assumed gone.
+PRESENCE_TIMEOUT = timedelta(minutes=10)
+WORLD_EVENT_SIGNIFICANCE = 4
+
+_SIGNIFICANT = {
+    GameEventKind.PLAYER_ATTACKED, GameEventKind.ITEM_RECEIVED, GameEventKind.NPC_SPOKE,
+    GameEventKind.PLAYER_KILLED_MONSTER,
+}  # fmt: skip
+
+
+class NpcRetired(Exception):
+    pass
+
+
+class InvalidTalkTurn(ValueError):
+    pass
+
+
+@workflow.defn(name="NpcLifeWorkflow")
+class NpcLifeWorkflow:
+    @workflow.init
+    def __init__(self, life: NpcLifeInput) -> None:
+        self._state = life.state or NpcLifeState(profile=life.profile)
+        self._history_length_limit = life.history_length_limit
+        self._duplicates_dropped = 0
+        # Set by `configure`: the cadence may have changed, so the wait must be computed again.
+        self._reconsider = False
+
+    # --- life -------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, life: NpcLifeInput) -> str:
+        self._publish_search_attributes()
+        self._describe_now()
+        while True:
+            self._forget_stale_presence()
+            timeout = self._cadence()
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._state.pending_events)
+                    or self._state.retired
+                    or self._reconsider
+                    or self._should_continue_as_new(),
+                    timeout=timeout,
+                )
+                woke_by_timer = False
+            except asyncio.TimeoutError:
+                woke_by_timer = True
+            self._reconsider = False
+            if self._state.retired and not self._state.pending_events:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._describe_now()
+                return f"{self._state.profile.name} retired after {self._state.events_processed} events"
+            if self._should_continue_as_new():
+                # Handlers may still be running (a talk waiting on its reply): let them finish so
+                # nothing they write is lost, then carry the state, pending events included.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    NpcLifeInput(
+                        profile=self._state.profile,
+                        state=self._state.model_copy(update={"runs": self._state.runs + 1}),
+                        history_length_limit=self._history_length_limit,
+                    )
+                )
+            await self._live(woke_by_timer)
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        return self._history_length_limit is not None and info.get_current_history_length() >= self._history_length_limit
+
+    def _cadence(self) -> timedelta | None:
+        """None means sleep: no timer, only an event wakes the NPC."""
+        importance = self._state.profile.importance
+        if self._state.players_near:
+            seconds = SLOWEST_CADENCE - (SLOWEST_CADENCE - FASTEST_CADENCE) * (importance - 1) / 9
+            return timedelta(seconds=round(seconds, 1))
+        if importance >= AMBIENT_IMPORTANCE:
+            return AMBIENT_CADENCE
+        return None
+
+    def _forget_stale_presence(self) -> None:
+        now = workflow.now()
+        for char_id, presence in list(self._state.players_near.items()):
+            if now - presence.since > PRESENCE_TIMEOUT:
+                del self._state.players_near[char_id]
+
+    async def _live(self, woke_by_timer: bool) -> None:
+        events = self._state.pending_events
+        self._state.pending_events = []
+        # Marked before any await, so a redelivery that arrives while they are handled is dropped.
+        for event in events:
+            self._mark_processed(event)
+        significant = [event for event in events if self._is_significant(event)]
+        for event in events:
+            self._track_presence(event)
+        if significant:
+            await self._decide_and_act(events, trigger="events")
+        elif events:
+            await self._remember_quietly(events)
+        elif woke_by_timer:
+            await self._follow_routine()
+
+    def _is_significant(self, event: GameEvent) -> bool:
+        if event.kind in _SIGNIFICANT:
+            return True
+        if event.kind is GameEventKind.PLAYER_NEARBY:
+            return event.player is not None and event.player.char_id not in self._state.players_near
+        if event.kind is GameEventKind.WORLD_EVENT:
+            return event.importance >= WORLD_EVENT_SIGNIFICANCE
+        if event.kind is GameEventKind.ACTION_RESULT:
+            return event.outcome == "failed"
+        return False
+
+    def _track_presence(self, event: GameEvent) -> None:
+        if event.player is None:
+            return
+        if event.kind is GameEventKind.PLAYER_LEFT:
+            self._state.players_near.pop(event.player.char_id, None)
+        elif event.kind in {GameEventKind.PLAYER_NEARBY, GameEventKind.PLAYER_ATTACKED, GameEventKind.ITEM_RECEIVED}:
+            self._state.players_near[event.player.char_id] = PlayerPresence(player=event.player, since=workflow.now())
+
+    def _mark_processed(self, event: GameEvent) -> None:
+        self._state.events_processed += 1
+        self._state.processed_event_ids.append(event.event_id)
+        del self._state.processed_event_ids[:-PROCESSED_EVENT_MEMORY]
+
+    # --- deciding ---------------------------------------------------------------------------
+
+    def _next_sequence(self) -> int:
+        self._state.decision_sequence += 1
+        return self._state.decision_sequence
+
+    def _context_request(self, sequence: int, events: list[GameEvent], about: str | None = None, turn: TalkTurn | None = None) -> ContextRequest:
+        return ContextRequest(
+            profile=self._state.profile, now=workflow.now(), sequence=sequence, mood=self._state.mood,
+            activity=self._state.activity, events=events,
+            players_near=[presence.player for presence in self._state.players_near.values()],
+            recent_actions=[
+                f"{record.decision.activity}: {record.decision.reason}" for record in self._state.recent_decisions[-5:]
+            ],
+            about=about, turn=turn,
+        )  # fmt: skip
+
+    async def _decide_and_act(self, events: list[GameEvent], trigger: str) -> None:
+        sequence = self._next_sequence()
+        context = await workflow.execute_local_activity_method(
+            NpcActivities.load_npc_context,
+            self._context_request(sequence, events),
+            start_to_close_timeout=CONTEXT_TIMEOUT,
+            retry_policy=CONTEXT_RETRY,
+        )
+        try:
+            result = await workflow.execute_activity_method(
+                NpcActivities.decide_next_action,
+                context,
+                start_to_close_timeout=DECISION_TIMEOUT,
+                schedule_to_close_timeout=DECISION_SCHEDULE_TIMEOUT,
+                retry_policy=DECISION_RETRY,
+            )
+        except workflow.ActivityError as error:
+            # No decision could be had (every provider down and retries spent): live on by routine
+            # rather than stall; the failure stays visible in the history and the record.
+            workflow.logger.warning("decision failed, following routine instead: %s", error)
+            result = DecisionResult(decision=self._routine_decision(sequence))
+            trigger = "routine-after-failure"
+        self._state.llm_decisions += 1
+        await self._carry_out(sequence, trigger, events, result)
+
+    async def _follow_routine(self) -> None:
+        sequence = self._next_sequence()
+        self._state.routine_decisions += 1
+        await self._carry_out(sequence, "routine", [], DecisionResult(decision=self._routine_decision(sequence)))
+
+    def _routine_decision(self, sequence: int) -> Decision:
+        context = NpcContext(
+            profile=self._state.profile, now=workflow.now(), mood=self._state.mood, activity=self._state.activity,
+            players_near=[presence.player for presence in self._state.players_near.values()], sequence=sequence,
+        )  # fmt: skip
+        return offline_policy.routine(context, workflow.random())
+
+    async def _carry_out(self, sequence: int, trigger: str, events: list[GameEvent], result: DecisionResult) -> None:
+        profile = self._state.profile
+        decision = result.decision
+        verdict = validate_decision(decision, profile)
+        now = workflow.now()
+        queued = [
+            QueuedAction(
+                action_id=f"{profile.npc_id}-{sequence}-{index}", npc_id=profile.npc_id, sequence=sequence,
+                action=action, map=profile.map, npc_name=profile.name, reason=decision.reason, created_at=now,
+            )  # fmt: skip
+            for index, action in enumerate(verdict.accepted)
+        ]
+        memories = [self._memory_of(event, sequence, index) for index, event in enumerate(events)]
+        if queued:
+            what = ", ".join(action.kind for action in verdict.accepted)
+            memories.append(
+                Memory(memory_id=f"{sequence}-decided", kind="action", text=f"I chose to {what} because {decision.reason}",
+                       importance=3, emotion=decision.mood, created_at=now)
+            )  # fmt: skip
+        if verdict.rejections:
+            self._state.rejected_decisions += 1
+            memories.append(
+                Memory(memory_id=f"{sequence}-rejected", kind="rejected", importance=5, emotion="fret", created_at=now,
+                       text="I could not do this: " + "; ".join(verdict.rejections))
+            )  # fmt: skip
+        await workflow.execute_activity_method(
+            NpcActivities.record_outcome,
+            RecordRequest(
+                profile=profile,
+                memories=memories,
+                relationship_changes=[change for event in events if (change := self._relationship_change(event))],
+                npc_fields={
+                    "action": decision.activity, "mood": decision.mood, "reason": decision.reason,
+                    "last_decision_ts": now.isoformat(), "decision_sequence": str(sequence),
+                },
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        if queued:
+            await workflow.execute_activity_method(
+                NpcActivities.enqueue_actions, queued, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
+            )
+        self._state.mood = decision.mood
+        self._state.activity = decision.activity
+        self._state.activity_reason = decision.reason or trigger
+        self._record(
+            DecisionRecord(
+                sequence=sequence, decided_at=now, trigger=trigger, event_ids=[event.event_id for event in events],
+                decision=decision, usage=result.usage, queued_action_ids=[action.action_id for action in queued],
+                rejections=verdict.rejections + verdict.clamped,
+            )  # fmt: skip
+        )
+
+    async def _remember_quietly(self, events: list[GameEvent]) -> None:
+        """Events worth remembering but not worth a decision (a player leaving, an action done)."""
+        sequence = self._next_sequence()
+        await workflow.execute_activity_method(
+            NpcActivities.record_outcome,
+            RecordRequest(
+                profile=self._state.profile,
+                memories=[self._memory_of(event, sequence, index) for index, event in enumerate(events)],
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+
+    def _memory_of(self, event: GameEvent, sequence: int, index: int) -> Memory:
+        who = event.player.name if event.player else (event.other_npc_id or "someone")
+        about = f"player:{event.player.char_id}" if event.player else (f"npc:{event.other_npc_id}" if event.other_npc_id else None)
+        text, importance, emotion = {
+            GameEventKind.PLAYER_NEARBY: (f"{who} came near me", 2, "neutral"),
+            GameEventKind.PLAYER_LEFT: (f"{who} went away", 1, "neutral"),
+            GameEventKind.PLAYER_ATTACKED: (f"{who} attacked me", 8, "angry"),
+            GameEventKind.PLAYER_KILLED_MONSTER: (f"{who} slew a monster nearby", 3, "impressed"),
+            GameEventKind.ITEM_RECEIVED: (f"{who} gave me {event.amount} of item {event.item_id}", 6, "grateful"),
+            GameEventKind.NPC_SPOKE: (f"{who} said: {event.text}", 3, "neutral"),
+            GameEventKind.WORLD_EVENT: (f"News: {event.text}", event.importance, "curious"),
+            GameEventKind.ACTION_RESULT: (
+                f"My action {event.action_id} was {event.outcome}" + (f": {event.detail}" if event.detail else ""),
+                2 if event.outcome == "done" else 4,
+                "satisfied" if event.outcome == "done" else "fret",
+            ),
+        }[event.kind]
+        return Memory(
+            memory_id=f"{sequence}-event-{index}", kind="observation", text=text[:600], importance=importance,
+            emotion=emotion, about=about, created_at=workflow.now(),
+        )  # fmt: skip
+
+    @staticmethod
+    def _relationship_change(event: GameEvent) -> RelationshipChange | None:
+        if event.player is None:
+            return None
+        delta = {GameEventKind.PLAYER_ATTACKED: -15, GameEventKind.ITEM_RECEIVED: 5}.get(event.kind)
+        if delta is None:
+            return None
+        return RelationshipChange(
+            party=f"player:{event.player.char_id}", delta=delta, change_id=event.event_id, reason=event.kind.value
+        )
+
+    def _record(self, record: DecisionRecord) -> None:
+        self._state.recent_decisions.append(record)
+        del self._state.recent_decisions[:-RECENT_DECISIONS_KEPT]
+        self._publish_search_attributes()
+        self._describe_now()
+
+    # --- what operators see -----------------------------------------------------------------
+
+    def _publish_search_attributes(self) -> None:
+        wanted = {
+            search_attributes.NPC_MAP.name: self._state.profile.map,
+            search_attributes.NPC_FACTION.name: self._state.profile.faction,
+            search_attributes.NPC_MOOD.name: self._state.mood,
+            search_attributes.NPC_ACTIVITY.name: self._state.activity,
+        }
+        if wanted == self._state.published_attributes:
+            return
+        keys = {key.name: key for key in search_attributes.ALL}
+        workflow.upsert_search_attributes(
+            [keys[name].value_set(value) for name, value in wanted.items() if self._state.published_attributes.get(name) != value]
+        )
+        self._state.published_attributes = wanted
+
+    def _describe_now(self) -> None:
+        state = self._state
+        lines = [
+            f"**{state.profile.name}** is *{state.activity}* ({state.mood}) — {state.activity_reason}",
+            f"Players near: {', '.join(p.player.name for p in state.players_near.values()) or 'nobody'}",
+        ]
+        if state.recent_decisions:
+            last = state.recent_decisions[-1]
+            actions = ", ".join(action.kind for action in last.decision.actions) or "nothing"
+            lines.append(
+                f"Last decision #{last.sequence} ({last.trigger}, by {last.usage.provider}): {actions}; "
+                f"inputs: {', '.join(last.event_ids) or 'none'}"
+                + (f"; rejected: {'; '.join(last.rejections)}" if last.rejections else "")
+            )
+        if state.retired:
+            lines.append("Retired.")
+        workflow.set_current_details("\n\n".join(lines))
+
+    # --- messages ---------------------------------------------------------------------------
+
+    @workflow.signal
+    def game_event(self, event: GameEvent) -> None:
+        seen = event.event_id in self._state.processed_event_ids or any(
+            pending.event_id == event.event_id for pending in self._state.pending_events
+        )
+        if seen:
+            # A retried POST or a replayed bridge row: the NPC already has it.
+            self._duplicates_dropped += 1
+            return
+        self._state.pending_events.append(event)
+
+    @workflow.signal
+    def configure(self, change: NpcConfiguration) -> None:
+        self._state.profile = NpcProfile.model_validate(
+            self._state.profile.model_dump() | change.model_dump(exclude_none=True)
+        )
+        self._reconsider = True
+        self._describe_now()
+
+    @workflow.signal
+    def retire(self) -> None:
+        self._state.retired = True
+
+    @workflow.update
+    async def talk(self, raw_turn: dict[str, Any]) -> TalkReply:
+        # Taken as a plain mapping so that the validator, not the payload decoder, judges it and
+        # can say precisely what is wrong (a decoder failure only says "failed decoding arguments").
+        turn = TalkTurn.model_validate(raw_turn)
+        profile = self._state.profile
+        party = f"player:{turn.player.char_id}"
+        self._state.players_near[turn.player.char_id] = PlayerPresence(player=turn.player, since=workflow.now())
+        sequence = self._next_sequence()
+        turn_id = turn.turn_id or f"seq{sequence}"
+        context = await workflow.execute_local_activity_method(
+            NpcActivities.load_dialogue_context,
+            self._context_request(sequence, [], about=party, turn=turn),
+            start_to_close_timeout=CONTEXT_TIMEOUT,
+            retry_policy=CONTEXT_RETRY,
+        )
+        try:
+            result = await workflow.execute_activity_method(
+                NpcActivities.compose_reply, context, start_to_close_timeout=REPLY_TIMEOUT, retry_policy=REPLY_RETRY
+            )
+            draft, usage = result.draft, result.usage
+        except workflow.ActivityError as error:
+            workflow.logger.warning("reply failed, answering from the offline policy: %s", error)
+            draft, usage = offline_policy.reply(context), None
+        text = clean_game_text(draft.text)[:MAX_REPLY_CHARS] or "..."
+        options = [clean_game_text(option)[:30] for option in draft.options if clean_game_text(option)][:4]
+        change = max(-10, min(10, draft.relationship_change))
+        now = workflow.now()
+        scores = await workflow.execute_activity_method(
+            NpcActivities.record_outcome,
+            RecordRequest(
+                profile=profile,
+                memories=[
+                    Memory(memory_id=f"{sequence}-heard", kind="conversation", text=f"{turn.player.name} said: {turn.text}",
+                           importance=4, emotion="neutral", about=party, created_at=now),
+                    Memory(memory_id=f"{sequence}-replied", kind="conversation", text=f"I told {turn.player.name}: {text}",
+                           importance=3, emotion=draft.emotion, about=party, created_at=now),
+                ],
+                relationship_changes=[RelationshipChange(party=party, delta=change, change_id=f"talk-{turn_id}", reason="conversation")],
+                npc_fields={"action": "talking", "last_decision_ts": now.isoformat()},
+            ),  # fmt: skip
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        await workflow.execute_activity_method(
+            NpcActivities.enqueue_actions,
+            [
+                QueuedAction(
+                    action_id=f"{profile.npc_id}-talk-{turn_id}", npc_id=profile.npc_id, sequence=sequence,
+                    action=DialogueReplyAction(turn_id=turn_id, char_id=turn.player.char_id, text=text,
+                                               emotion=draft.emotion, options=options),
+                    map=profile.map, npc_name=profile.name, reason="reply to a player", created_at=now,
+                )
+            ],  # fmt: skip
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        self._state.activity, self._state.activity_reason = "talking", f"talking with {turn.player.name}"
+        self._record(
+            DecisionRecord(
+                sequence=sequence, decided_at=now, trigger="talk", event_ids=[turn_id],
+                decision=Decision(mood=self._state.mood, activity="talking", reason=f"{turn.player.name} spoke to me"),
+                usage=usage or DecisionUsage(),
+            )  # fmt: skip
+        )
+        return TalkReply(
+            text=text, emotion=draft.emotion, options=options, relationship_change=change,
+            relationship=scores.get(party, 0), decided_by=usage.provider if usage else "offline",
+        )  # fmt: skip
+
+    @talk.validator
+    def _validate_talk(self, raw_turn: dict[str, Any]) -> None:
+        # Runs before anything is written to history: a rejected turn leaves no trace.
+        if self._state.retired:
+            raise NpcRetired(f"{self._state.profile.name} has retired and no longer talks")
+        try:
+            TalkTurn.model_validate(raw_turn)
+        except ValidationError as error:
+            raise InvalidTalkTurn(describe_invalid(error)) from None
+
+    @workflow.query
+    def state(self) -> NpcStateView:
+        state = self._state
+        return NpcStateView(
+            npc_id=state.profile.npc_id, name=state.profile.name, map=state.profile.map, x=state.profile.x,
+            y=state.profile.y, faction=state.profile.faction, importance=state.profile.importance, mood=state.mood,
+            activity=state.activity, activity_reason=state.activity_reason,
+            players_near=[presence.player for presence in state.players_near.values()],
+            decision_sequence=state.decision_sequence, events_processed=state.events_processed,
+            pending_events=len(state.pending_events), rejected_decisions=state.rejected_decisions,
+            llm_decisions=state.llm_decisions, routine_decisions=state.routine_decisions, retired=state.retired,
+            sleeping=not state.pending_events and self._cadence() is None, runs=state.runs,
+        )  # fmt: skip
+
+    @workflow.query
+    def recent_decisions(self) -> list[DecisionRecord]:
+        return list(self._state.recent_decisions)

@@ -1,0 +1,47 @@
+"""The state an NPC's life carries from one run to the next through continue-as-new."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from aiworld.models import DecisionRecord, GameEvent, NpcProfile, PlayerRef
+
+# Ids of processed events kept to drop redeliveries; far more than can arrive between two checks.
+PROCESSED_EVENT_MEMORY = 1000
+RECENT_DECISIONS_KEPT = 20
+
+
+class PlayerPresence(BaseModel):
+    player: PlayerRef
+    since: datetime
+
+
+class NpcLifeState(BaseModel):
+    profile: NpcProfile
+    mood: str = "calm"
+    activity: str = "idling"
+    activity_reason: str = "just arrived"
+    pending_events: list[GameEvent] = Field(default_factory=list)
+    processed_event_ids: list[str] = Field(default_factory=list)
+    players_near: dict[int, PlayerPresence] = Field(default_factory=dict)
+    decision_sequence: int = 0
+    events_processed: int = 0
+    rejected_decisions: int = 0
+    llm_decisions: int = 0
+    routine_decisions: int = 0
+    routine_step: int = 0
+    recent_decisions: list[DecisionRecord] = Field(default_factory=list)
+    # What the search attributes were last set to, so they are upserted only on change.
+    published_attributes: dict[str, str] = Field(default_factory=dict)
+    retired: bool = False
+    runs: int = 1
+
+
+class NpcLifeInput(BaseModel):
+    profile: NpcProfile
+    state: NpcLifeState | None = None
+    # Continue-as-new once the history is this long, before the server's own suggestion; tests
+    # lower it to see several runs. None: only when the server suggests it.
+    history_length_limit: int | None = Field(default=None, ge=100)
