@@ -12,11 +12,11 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 ProviderKind = Literal["azure_openai", "openai", "deepseek", "gemini", "ollama", "claude", "offline"]
 
@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_url: str = "http://127.0.0.1:8000"
-    api_keys: list[SecretStr] = Field(default_factory=list)
+    # Comma-separated in the environment; NoDecode keeps pydantic-settings from expecting JSON.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     jwt_secret: SecretStr | None = None
     jwt_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
 
@@ -198,6 +199,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error)) from error
+    except SettingsError as error:
+        # e.g. a list or mapping setting whose environment value is not valid JSON
+        raise ConfigError(f"invalid configuration: {error}; lists and mappings are written as JSON") from error
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,74 @@
+"""The offline policy makes a world feel alive without any network: by name, in character, with memory."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from aiworld import offline_policy
+from aiworld.models import DialogueContext, GameEvent, Memory, NpcContext, PlayerRef, TalkTurn
+from aiworld.rules import validate_decision
+from tests.workflows.conftest import demo_profile
+
+NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+ARIA = PlayerRef(char_id=150001, name="Aria", level=34)
+
+
+def test_decisions_are_deterministic_and_pass_the_rules():
+    for npc in ("lina_baker", "gareth_guard", "pip_urchin", "hunter_kai"):
+        profile = demo_profile(npc)
+        for sequence in range(30):
+            context = NpcContext(profile=profile, now=NOON + timedelta(hours=sequence), sequence=sequence)
+            first, second = offline_policy.decide(context), offline_policy.decide(context)
+            assert first == second
+            verdict = validate_decision(first, profile)
+            assert verdict.rejections == [], (npc, sequence, verdict.rejections)
+
+
+def test_a_known_player_is_greeted_by_name():
+    profile = demo_profile("lina_baker")  # sociable: greets everyone
+    event = GameEvent(event_id="e1", kind="player_nearby", player=ARIA)
+    memory = Memory(memory_id="m1", kind="conversation", text="Aria said: hello", about="player:150001", created_at=NOON)
+    decision = offline_policy.decide(NpcContext(profile=profile, now=NOON, events=[event], memories=[memory], sequence=4))
+    said = [action.text for action in decision.actions if action.kind == "say"]
+    assert said and "Welcome back, Aria" in said[0]
+
+
+def test_brave_and_timid_npcs_react_differently_to_an_attack():
+    event = GameEvent(event_id="e2", kind="player_attacked", player=ARIA)
+    guard = offline_policy.decide(NpcContext(profile=demo_profile("gareth_guard"), now=NOON, events=[event]))
+    urchin = offline_policy.decide(NpcContext(profile=demo_profile("pip_urchin"), now=NOON, events=[event]))
+    assert guard.mood == "angry" and urchin.mood == "afraid"
+    assert any(action.kind == "walk_to" for action in urchin.actions)
+
+
+def test_world_news_is_commented_in_character():
+    event = GameEvent(event_id="e3", kind="world_event", text="Orcs were seen near Geffen", importance=8)
+    decision = offline_policy.decide(NpcContext(profile=demo_profile("captain_hale"), now=NOON, events=[event]))
+    texts = " ".join(getattr(action, "text", "") for action in decision.actions)
+    assert "Orcs were seen near Geffen" in texts
+    assert any(action.kind == "announce" for action in decision.actions)  # important enough to warn the map
+
+
+def test_replies_use_names_personality_relationship_and_memories():
+    profile = demo_profile("bram_blacksmith")
+    turn = TalkTurn(player=ARIA, text="What do you sell?")
+    reply = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=turn))
+    assert "zeny" in reply.text and "Aria" in reply.text
+
+    past = Memory(memory_id="m", kind="conversation", text="Aria said: I seek iron ore", about="player:150001", created_at=NOON)
+    hello = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), memories=[past]))
+    assert "I seek iron ore" in hello.text
+
+    hostile = offline_policy.reply(
+        DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), relationships={"player:150001": -60})
+    )
+    assert "nothing to say" in hostile.text
+
+    insult = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="you are stupid")))
+    assert insult.relationship_change < 0 and insult.emotion == "anger"
+
+
+def test_npcs_rest_at_night_unless_very_sociable():
+    night = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
+    decision = offline_policy.decide(NpcContext(profile=demo_profile("gareth_guard"), now=night))
+    assert decision.activity == "resting" and decision.actions == []

@@ -1,0 +1,61 @@
+"""Game rules: untrusted decisions are accepted, clamped or rejected, never passed through blindly."""
+
+from __future__ import annotations
+
+from aiworld.models import Decision
+from aiworld.rules import validate_decision
+from tests.workflows.conftest import demo_profile
+
+LINA = demo_profile("lina_baker")  # area (138,174)-(156,190), shop 519/520/535, importance 7
+
+
+def verdict_of(*actions: dict):
+    return validate_decision(Decision.model_validate({"actions": list(actions)}), LINA)
+
+
+def test_a_million_zeny_gift_is_rejected():
+    verdict = verdict_of({"kind": "give_zeny", "char_id": 150001, "amount": 1_000_000})
+    assert verdict.accepted == []
+    assert "1000000 zeny is outside 1..500" in verdict.rejections[0]
+
+
+def test_walking_off_the_area_is_rejected_and_inside_is_accepted():
+    verdict = verdict_of({"kind": "walk_to", "x": 300, "y": 300}, {"kind": "walk_to", "x": 150, "y": 180})
+    assert [(a.x, a.y) for a in verdict.accepted] == [(150, 180)]
+    assert "(300,300) is outside" in verdict.rejections[0]
+
+
+def test_speech_is_cleaned_and_shortened():
+    verdict = verdict_of({"kind": "say", "text": "^FF0000Buy\\nbread\x07 " + "very " * 60 + "now"})
+    said = verdict.accepted[0].text
+    assert "^" not in said and "\\" not in said and "\x07" not in said
+    assert len(said) <= 120 and said.endswith("…")
+    assert verdict.clamped
+
+
+def test_shop_prices_are_clamped_to_the_band_and_unknown_items_rejected():
+    verdict = verdict_of({"kind": "trade", "item_id": 519, "price": 9_999}, {"kind": "trade", "item_id": 607, "price": 10})
+    assert verdict.accepted[0].price == 80  # twice the base price of 40
+    assert "item 607 is not sold" in verdict.rejections[0]
+
+
+def test_announcements_and_spawns_follow_importance():
+    orin = demo_profile("orin_beggar")  # importance 2
+    decision = Decision.model_validate(
+        {"actions": [{"kind": "announce", "text": "Hear me!", "scope": "server"},
+                     {"kind": "spawn_monster", "mob_id": 1002, "amount": 1, "x": 160, "y": 100}]}
+    )  # fmt: skip
+    verdict = validate_decision(decision, orin)
+    assert verdict.accepted == []
+    assert len(verdict.rejections) == 2
+
+
+def test_quests_must_be_offered_by_the_world():
+    verdict = verdict_of({"kind": "start_quest", "char_id": 150001, "quest_id": 7000})
+    assert "quest 7000 is not offered" in verdict.rejections[0]
+
+
+def test_idle_is_accepted_but_queues_nothing():
+    verdict = verdict_of({"kind": "idle"}, {"kind": "emote", "emotion": "smile"})
+    assert [a.kind for a in verdict.accepted] == ["emote"]
+    assert verdict.rejections == []
