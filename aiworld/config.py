@@ -63,6 +63,8 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         validate_default=True,
+        # `KEY=` in .env (as in .env.example) means "use the default", not "the empty string".
+        env_ignore_empty=True,
     )
 
     # Temporal
