@@ -59,10 +59,17 @@ STORE_TIMEOUT = timedelta(seconds=10)
 
 # Reads are cheap to repeat; a decision is retried a few times before the NPC falls back to its
 # routine; writes to the state store are retried until the store is back, so nothing is lost.
-CONTEXT_RETRY = RetryPolicy(maximum_attempts=3)
-DECISION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4)
-REPLY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2)
-STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Data that fails validation will fail again: those errors are never retried.
+NEVER_RETRIED = ["ValidationError", "InvalidDecision", "ProviderAuthError", "ProviderBadRequest"]
+CONTEXT_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NEVER_RETRIED)
+DECISION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4,
+    non_retryable_error_types=NEVER_RETRIED,
+)  # fmt: skip
+REPLY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2, non_retryable_error_types=NEVER_RETRIED)
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), non_retryable_error_types=NEVER_RETRIED
+)
 
 # Seconds between decisions while players are near: 5 s for the most important NPCs, 30 s for the least.
 FASTEST_CADENCE, SLOWEST_CADENCE = 5.0, 30.0
