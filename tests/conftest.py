@@ -6,17 +6,29 @@ and removes it afterwards, so tests neither depend on their order nor leave anyt
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import aiomysql
 import pytest
 import pytest_asyncio
 import redis.asyncio as redis
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from temporalio.client import Client, WorkflowHandle
+
+from aiworld.models import DecisionRecord, NpcProfile, NpcStateView
+from aiworld.npc_control import ensure_npc_started
+from aiworld.offline_policy import OfflineDecisionMaker
+from aiworld.temporal import npc_workflow_id
+from aiworld.world import load_world
+from aiworld.worker import build_worker
+from workflows.npc_state import NpcLifeInput
 from aiworld import binaries, search_attributes
 from aiworld.keys import Keys
 from aiworld.temporal import ensure_search_attributes
@@ -94,3 +106,96 @@ async def mariadb() -> AsyncIterator[dict]:
         async with admin.cursor() as cursor:
             await cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
+
+
+# --- NPC lives on a real worker ------------------------------------------------------------------
+
+
+def demo_profile(npc_id: str = "lina_baker", **changes) -> NpcProfile:
+    """A demo-world NPC, optionally changed (importance, id …) for one test."""
+    base = next(npc for npc in load_world().npcs if npc.npc_id == npc_id)
+    return NpcProfile.model_validate(base.model_dump() | changes)
+
+
+@dataclass
+class NpcLife:
+    client: Client
+    task_queue: str
+    keys: Keys
+    started: set[str] = field(default_factory=set)
+
+    async def start(self, profile: NpcProfile, history_length_limit: int | None = None) -> WorkflowHandle:
+        if history_length_limit is None:
+            await ensure_npc_started(self.client, profile, self.task_queue)
+        else:
+            await self.client.start_workflow(
+                "NpcLifeWorkflow",
+                NpcLifeInput(profile=profile, history_length_limit=history_length_limit),
+                id=npc_workflow_id(profile.npc_id),
+                task_queue=self.task_queue,
+            )
+        self.started.add(npc_workflow_id(profile.npc_id))
+        return self.client.get_workflow_handle(npc_workflow_id(profile.npc_id))
+
+    async def state(self, handle: WorkflowHandle) -> NpcStateView:
+        return await handle.query("state", result_type=NpcStateView)
+
+    async def wait_for(self, handle: WorkflowHandle, predicate: Callable[[NpcStateView], bool], timeout: float = 60) -> NpcStateView:
+        """Poll the `state` query until the NPC reaches the expected situation."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    state = await self.state(handle)
+                except RPCError as error:
+                    # A query can time out while the worker is busy with a burst; ask again.
+                    if error.status is not RPCStatusCode.DEADLINE_EXCEEDED:
+                        raise
+                else:
+                    if predicate(state):
+                        return state
+                await asyncio.sleep(0.1)
+
+    async def wait_for_decisions(
+        self, handle: WorkflowHandle, predicate: Callable[[list[DecisionRecord]], bool], timeout: float = 60
+    ) -> list[DecisionRecord]:
+        async with asyncio.timeout(timeout):
+            while True:
+                decisions = await handle.query("recent_decisions", result_type=list[DecisionRecord])
+                if predicate(decisions):
+                    return decisions
+                await asyncio.sleep(0.1)
+
+
+async def _running_life(client: Client, task_queue: str, redis_client, keys: Keys, *, visibility: bool):
+    # The offline policy: what the demo world runs on when no LLM is configured.
+    router = OfflineDecisionMaker()
+    life = NpcLife(client, task_queue, keys)
+    async with build_worker(client, task_queue, redis_client, keys, router):
+        yield life
+    await end_lives(client, task_queue, life.started, visibility=visibility)
+
+
+async def end_lives(client: Client, task_queue: str, started: set[str], *, visibility: bool) -> None:
+    """Terminate the NPCs a test left running: the servers live for the whole session and NPC
+    workflow ids are fixed, so a leftover would be found by the next test."""
+    ids = set(started)
+    if visibility:  # the dev server also finds NPCs started through the API or the CLI
+        ids.update([wf.id async for wf in client.list_workflows(f"TaskQueue='{task_queue}' AND ExecutionStatus='Running'")])
+    for workflow_id in ids:
+        try:
+            await client.get_workflow_handle(workflow_id).terminate("test finished")
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def life(time_skipping_env, task_queue, redis_client, keys):
+    async for running in _running_life(time_skipping_env.client, task_queue, redis_client, keys, visibility=False):
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def dev_life(dev_env, task_queue, redis_client, keys):
+    async for running in _running_life(dev_env.client, task_queue, redis_client, keys, visibility=True):
+        yield running

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from aiworld import offline_policy
 from aiworld.models import DialogueContext, GameEvent, Memory, NpcContext, PlayerRef, TalkTurn
 from aiworld.rules import validate_decision
-from tests.workflows.conftest import demo_profile
+from tests.conftest import demo_profile
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 ARIA = PlayerRef(char_id=150001, name="Aria", level=34)

@@ -25,7 +25,7 @@ from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.models import GameEvent, PlayerRef, TalkReply, TalkTurn
 from aiworld.temporal import npc_workflow_id
 from aiworld.worker import build_worker
-from tests.workflows.conftest import demo_profile
+from tests.conftest import demo_profile
 from workflows.npc_state import NpcLifeInput
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from aiworld.action_queue import ActionQueue
 from aiworld.models import GameEvent, PlayerRef, TalkReply, TalkTurn
-from tests.workflows.conftest import demo_profile
+from tests.conftest import demo_profile
 
 ARIA = PlayerRef(char_id=150001, name="Aria", level=34, job_class=4, map="prontera", x=146, y=180)
 

@@ -12,7 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from aiworld import binaries
 from aiworld.action_queue import ActionQueue
 from aiworld.models import TalkReply, TalkTurn
-from tests.workflows.conftest import demo_profile
+from tests.conftest import demo_profile
 from tests.workflows.test_npc_life import ARIA, nearby, settled_history_length
 
 pytestmark = pytest.mark.dev_server

@@ -1,0 +1,13 @@
+"""`aiworld api`: the API under uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from aiworld.config import Settings
+from api.app import create_app
+
+
+def run_api(settings: Settings) -> None:
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower())
