@@ -16,7 +16,7 @@ from rich.table import Table
 
 from aiworld.config import ConfigError, Settings, load_settings
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False)
 
 EXIT_CONFIG = 2
@@ -27,6 +27,7 @@ def _settings() -> Settings:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call drowns the rest
     return settings
 
 

@@ -34,7 +34,7 @@ from aiworld.npc_control import ensure_npc_started
 from aiworld.temporal import connect
 from aiworld.world import WorldDefinition, load_world
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 STARTUP_TIMEOUT_SECONDS = 60
 STOP_GRACE_SECONDS = 8  # children get this long after SIGTERM, then SIGKILL: all gone within 10 s
