@@ -90,12 +90,14 @@ def bridge() -> None:
 
 
 @main.command()
+@click.option("--check", "checks", multiple=True, type=click.Choice(["temporal", "redis", "mariadb", "llm"]),
+              help="Run only these checks (repeatable); default: all.")  # fmt: skip
 @operator_errors
-def doctor() -> None:
+def doctor(checks: tuple[str, ...]) -> None:
     """Check Temporal, the state store, MariaDB and the LLM providers; say how to fix what fails."""
-    from aiworld.doctor import main_doctor
+    from aiworld.doctor import CHECKS, main_doctor
 
-    sys.exit(main_doctor(_settings()))
+    sys.exit(main_doctor(_settings(), frozenset(checks or CHECKS)))
 
 
 @main.group()
