@@ -40,8 +40,10 @@ class GameLimits:
     giftable_items: frozenset[int] = frozenset({501, 502, 512, 513, 519, 520, 531, 535})
     max_gift_amount: int = 5
     max_zeny_gift: int = 500
-    # Shop prices may move within this factor of the item's base price.
-    price_floor_factor: float = 0.5
+    # Shop prices may move within these factors of the item's base price. The floor stays high:
+    # below about 0.75 of a base price that is twice the NPC sell price, players could buy from
+    # the shop and sell back to any NPC at a profit (rAthena warns of it at load time).
+    price_floor_factor: float = 0.9
     price_ceiling_factor: float = 2.0
     allowed_quest_ids: frozenset[int] = frozenset()
     # Harmless monsters a story may bring in: Poring, Fabre, Lunatic, Drops, Chonchon.

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS `ai_action` (
   `seq` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
   `action_id` VARCHAR(80) NOT NULL,
   `npc_id` VARCHAR(40) NOT NULL,
-  `npc_name` VARCHAR(30) NOT NULL,      -- the script NPC's unique name, as `npctalk`/`npcwalkto` want it
+  `npc_name` VARCHAR(50) NOT NULL,      -- the script NPC's unique name, as `npctalk`/`npcwalkto` want it
   `kind` VARCHAR(16) NOT NULL,          -- say, emote, walk_to, move, trade, give_item, give_zeny, start_quest, announce, spawn_monster
   `map` VARCHAR(16) NOT NULL,
   `x` SMALLINT UNSIGNED NOT NULL DEFAULT 0,
