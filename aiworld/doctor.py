@@ -21,7 +21,7 @@ from aiworld import search_attributes
 from aiworld.config import Settings
 
 CHECK_TIMEOUT_SECONDS = 3.0
-AI_TABLES = ("ai_event", "ai_action", "ai_dialogue", "ai_bridge_cursor")
+AI_TABLES = ("ai_event", "ai_action", "ai_dialogue", "ai_bridge_cursor", "ai_presence", "ai_event_rejected")
 # Where each SDK sends requests when no endpoint is configured.
 DEFAULT_ENDPOINTS = {
     "openai": "https://api.openai.com/v1",

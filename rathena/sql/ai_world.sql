@@ -76,3 +76,22 @@ CREATE TABLE IF NOT EXISTS `ai_bridge_cursor` (
   `updated_at` DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
   PRIMARY KEY (`name`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Players the bridge has seen near each AI NPC (from `char`), so that a bridge restart neither
+-- repeats an arrival nor forgets a departure. `announced` is set once the NPC was told.
+CREATE TABLE IF NOT EXISTS `ai_presence` (
+  `npc_id` VARCHAR(40) NOT NULL,
+  `char_id` INT UNSIGNED NOT NULL,
+  `char_name` VARCHAR(30) NOT NULL,
+  `since` BIGINT UNSIGNED NOT NULL,
+  `announced` TINYINT UNSIGNED NOT NULL DEFAULT 0,
+  PRIMARY KEY (`npc_id`, `char_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Game rows the API refused (a malformed event): kept with the reason instead of being lost.
+CREATE TABLE IF NOT EXISTS `ai_event_rejected` (
+  `event_id` BIGINT UNSIGNED NOT NULL,
+  `reason` VARCHAR(255) NOT NULL,
+  `created_at` DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  PRIMARY KEY (`event_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

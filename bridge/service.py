@@ -1,0 +1,354 @@
+"""`aiworld bridge`: moves rows between rAthena's MariaDB and the API, losing and doubling nothing.
+
+Four pumps run side by side, each with its own backoff:
+* events — `ai_event` rows in id order from a persisted cursor; the cursor moves only after the API
+  took the row (or refused it for good, recorded in `ai_event_rejected`). A crash between the two
+  re-posts the row under the same event id, which the NPC drops.
+* actions — leased batches from the API become `ai_action` rows (INSERT IGNORE on the action id)
+  or, for replies, `ai_dialogue` rows that are acknowledged at once.
+* results — finished `ai_action` rows are reported to the API, then marked reported.
+* world — online characters near AI NPCs become arrivals and departures (kept in `ai_presence`
+  so a restart repeats neither), map populations and player shop prices become world state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomysql
+import pymysql
+from pydantic import ValidationError
+
+from aiworld.config import ConfigError, Settings
+from aiworld.models import GameEvent, GameEventKind, PlayerRef, QueuedAction, describe_invalid
+from bridge import translate
+from bridge.api_client import ApiClient, ApiRefused, ApiUnavailable, ReplyLate
+from bridge.translate import RejectedRow
+
+log = logging.getLogger(__name__)
+
+EVENT_BATCH = 100
+ACTION_BATCH = 50
+ACTION_LEASE_SECONDS = 60.0
+NEAR_CELLS = 14  # a player within this many cells of an NPC is "near" (about a screen)
+MAX_BACKOFF_SECONDS = 30.0
+NO_SUCH_TABLE = 1146
+
+
+@dataclass
+class BridgeOptions:
+    poll_seconds: float = 0.5
+    world_seconds: float = 5.0
+
+
+@dataclass
+class KnownNpc:
+    unique_name: str
+    map: str
+    x: int
+    y: int
+
+
+@dataclass
+class Bridge:
+    pool: aiomysql.Pool
+    api: ApiClient
+    options: BridgeOptions = field(default_factory=BridgeOptions)
+    npcs: dict[str, KnownNpc] = field(default_factory=dict)
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    async def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as connection:
+            async with connection.cursor(aiomysql.DictCursor) as cursor:
+                await cursor.execute(sql, args)
+                return list(await cursor.fetchall())
+
+    async def _execute(self, sql: str, args: tuple | dict = ()) -> int:
+        async with self.pool.acquire() as connection:
+            async with connection.cursor() as cursor:
+                return await cursor.execute(sql, args)
+
+    async def _insert_dialogue(self, row: dict[str, Any]) -> None:
+        await self._execute(
+            "INSERT IGNORE INTO `ai_dialogue` (`event_id`, `npc_id`, `char_id`, `reply`, `emotion`, `options`, `status`) "
+            "VALUES (%(event_id)s, %(npc_id)s, %(char_id)s, %(reply)s, %(emotion)s, %(options)s, %(status)s)",
+            row,
+        )
+
+    # --- events ---------------------------------------------------------------------------------
+
+    async def load_known_npcs(self) -> None:
+        """Every NPC the scripts ever registered: where it stands and its script name."""
+        for row in await self._rows("SELECT `id`, `npc_id`, `map`, `x`, `y`, `detail` FROM `ai_event` WHERE `kind` = 'register' ORDER BY `id`"):
+            try:
+                registration = translate.registration_of(row)
+            except RejectedRow:
+                continue
+            self.npcs[registration.npc_id] = KnownNpc(registration.unique_name, registration.map, registration.x, registration.y)
+
+    async def cursor(self) -> int:
+        rows = await self._rows("SELECT `position` FROM `ai_bridge_cursor` WHERE `name` = 'events'")
+        return int(rows[0]["position"]) if rows else 0
+
+    async def pump_events(self) -> int:
+        """Post the next batch of game rows; returns how many rows were handled."""
+        position = await self.cursor()
+        rows = await self._rows(
+            "SELECT `id`, `npc_id`, `kind`, `char_id`, `account_id`, `char_name`, `base_level`, `class`, `map`, `x`, `y`, "
+            "`text`, `item_id`, `amount`, `detail` FROM `ai_event` WHERE `id` > %s ORDER BY `id` LIMIT %s",
+            (position, EVENT_BATCH),
+        )
+        for row in rows:
+            try:
+                await self._handle_event(row)
+            except (RejectedRow, ApiRefused) as refusal:
+                log.warning("game row %s rejected: %s", row["id"], refusal)
+                await self._execute(
+                    "INSERT IGNORE INTO `ai_event_rejected` (`event_id`, `reason`) VALUES (%s, %s)",
+                    (row["id"], str(refusal)[:255]),
+                )
+            # Only now: a crash before this line re-posts the row under the same event id.
+            await self._execute(
+                "INSERT INTO `ai_bridge_cursor` (`name`, `position`) VALUES ('events', %s) "
+                "ON DUPLICATE KEY UPDATE `position` = GREATEST(`position`, VALUES(`position`))",
+                (row["id"],),
+            )
+        return len(rows)
+
+    async def _handle_event(self, row: dict[str, Any]) -> None:
+        kind = row["kind"]
+        if kind == "register":
+            registration = translate.registration_of(row)
+            await self.api.register(
+                {"npc_id": registration.npc_id, "name": registration.name, "sprite": registration.sprite,
+                 "map": registration.map, "x": registration.x, "y": registration.y}
+            )  # fmt: skip
+            self.npcs[registration.npc_id] = KnownNpc(registration.unique_name, registration.map, registration.x, registration.y)
+        elif kind == "talk":
+            await self._handle_talk(row)
+        elif kind in translate.EVENT_KINDS:
+            await self.api.send_event(row["npc_id"], translate.game_event_of(row))
+        elif kind in translate.WORLD_EVENT_KINDS:
+            for npc_id in self._npcs_near(row["map"], row["x"], row["y"]):
+                await self.api.send_event(npc_id, translate.game_event_of(row, npc_id))
+        else:
+            raise RejectedRow(f"row {row['id']}: unknown event kind {kind!r}")
+
+    async def _handle_talk(self, row: dict[str, Any]) -> None:
+        turn = translate.talk_turn_of(row)
+        try:
+            reply = await self.api.talk(row["npc_id"], turn)
+        except ReplyLate:
+            return  # the reply arrives as a queued `reply` action and becomes the same row
+        except ApiRefused as refusal:
+            if refusal.status_code in (404, 409):  # unknown, paused or retired: the player hears so
+                await self._insert_dialogue(translate.unavailable_dialogue_row(row))
+                return
+            raise
+        await self._insert_dialogue(
+            {"event_id": row["id"], "npc_id": row["npc_id"], "char_id": row["char_id"],
+             "reply": translate.game_text(reply.text, translate.REPLY_COLUMN_BYTES),
+             "emotion": translate.EMOTIONS.get(reply.emotion, -1),
+             "options": translate.game_text(":".join(reply.options), translate.OPTIONS_COLUMN_BYTES), "status": "ready"}
+        )  # fmt: skip
+
+    def _npcs_near(self, map_name: str | None, x: int | None, y: int | None) -> list[str]:
+        if map_name is None or x is None or y is None:
+            return []
+        return [
+            npc_id for npc_id, npc in self.npcs.items()
+            if npc.map == map_name and max(abs(npc.x - x), abs(npc.y - y)) <= NEAR_CELLS
+        ]  # fmt: skip
+
+    # --- actions and results --------------------------------------------------------------------
+
+    async def pump_actions(self) -> int:
+        claimed = await self.api.claim_actions(ACTION_BATCH, ACTION_LEASE_SECONDS)
+        for item in claimed:
+            try:
+                queued = QueuedAction.model_validate({key: value for key, value in item.items() if key != "attempts"})
+            except ValidationError as error:
+                log.error("action %s is malformed, left to expire: %s", item.get("action_id"), describe_invalid(error))
+                continue
+            if queued.action.kind == "reply":
+                row = translate.dialogue_row_of(queued.action, queued.npc_id)
+                if row is not None:
+                    await self._insert_dialogue(row)
+                try:
+                    await self.api.report_result(queued.action_id, "done", "reply stored for the dialogue")
+                except ApiRefused as refusal:
+                    log.warning("reply %s acknowledged already: %s", queued.action_id, refusal)
+                continue
+            known = self.npcs.get(queued.npc_id)
+            unique = known.unique_name if known else f"{queued.npc_name}#{queued.npc_id}"
+            row = translate.action_row_of(queued, unique)
+            await self._execute(
+                "INSERT IGNORE INTO `ai_action` (`action_id`, `npc_id`, `npc_name`, `kind`, `map`, `x`, `y`, `char_id`, "
+                "`item_id`, `amount`, `value`, `text`) VALUES (%(action_id)s, %(npc_id)s, %(npc_name)s, %(kind)s, %(map)s, "
+                "%(x)s, %(y)s, %(char_id)s, %(item_id)s, %(amount)s, %(value)s, %(text)s)",
+                row,
+            )
+        return len(claimed)
+
+    async def pump_results(self) -> int:
+        rows = await self._rows(
+            "SELECT `seq`, `action_id`, `status`, `detail` FROM `ai_action` "
+            "WHERE `reported` = 0 AND `status` IN ('done', 'failed') ORDER BY `seq` LIMIT %s",
+            (EVENT_BATCH,),
+        )
+        for row in rows:
+            try:
+                await self.api.report_result(row["action_id"], row["status"], row["detail"] or "")
+            except ApiRefused as refusal:  # unknown or contradicting: reporting again cannot help
+                log.warning("result of %s refused: %s", row["action_id"], refusal)
+            await self._execute("UPDATE `ai_action` SET `reported` = 1 WHERE `seq` = %s", (row["seq"],))
+        return len(rows)
+
+    # --- world state ----------------------------------------------------------------------------
+
+    async def pump_world(self) -> int:
+        online = await self._rows(
+            "SELECT `char_id`, `name`, `class`, `base_level`, `last_map`, `last_x`, `last_y` FROM `char` WHERE `online` = 1"
+        )
+        near: dict[tuple[str, int], dict[str, Any]] = {}
+        population: dict[str, int] = {}
+        for character in online:
+            population[character["last_map"]] = population.get(character["last_map"], 0) + 1
+            for npc_id in self._npcs_near(character["last_map"], character["last_x"], character["last_y"]):
+                near[(npc_id, character["char_id"])] = character
+        changes = await self._sync_presence(near)
+        if population:
+            await self.api.update_world("environment", {f"population_{name}": count for name, count in population.items()})
+        prices = await self._shop_prices()
+        if prices:
+            await self.api.update_world("economy", prices)
+        return changes
+
+    async def _sync_presence(self, near: dict[tuple[str, int], dict[str, Any]]) -> int:
+        known = {
+            (row["npc_id"], row["char_id"]): row
+            for row in await self._rows("SELECT `npc_id`, `char_id`, `char_name`, `since`, `announced` FROM `ai_presence`")
+        }
+        changes = 0
+        now = int(time.time())
+        for key, character in near.items():
+            row = known.get(key)
+            if row is None:
+                await self._execute(
+                    "INSERT IGNORE INTO `ai_presence` (`npc_id`, `char_id`, `char_name`, `since`) VALUES (%s, %s, %s, %s)",
+                    (*key, character["name"], now),
+                )
+                row = {"since": now, "announced": 0}
+            if not row["announced"]:  # also retried after a crash, under the same event id
+                await self._announce(key, character, f"near-{key[0]}-{key[1]}-{row['since']}", GameEventKind.PLAYER_NEARBY)
+                await self._execute("UPDATE `ai_presence` SET `announced` = 1 WHERE `npc_id` = %s AND `char_id` = %s", key)
+                changes += 1
+        for key, row in known.items():
+            if key not in near:
+                character = {"char_id": key[1], "name": row["char_name"]}
+                await self._announce(key, character, f"left-{key[0]}-{key[1]}-{row['since']}", GameEventKind.PLAYER_LEFT)
+                await self._execute("DELETE FROM `ai_presence` WHERE `npc_id` = %s AND `char_id` = %s", key)
+                changes += 1
+        return changes
+
+    async def _announce(self, key: tuple[str, int], character: dict[str, Any], event_id: str, kind: GameEventKind) -> None:
+        player = PlayerRef(
+            char_id=character["char_id"], name=character["name"], level=character.get("base_level") or 1,
+            job_class=character.get("class") or 0, map=character.get("last_map"), x=character.get("last_x"), y=character.get("last_y"),
+        )  # fmt: skip
+        try:
+            await self.api.send_event(key[0], GameEvent(event_id=event_id, kind=kind, player=player))
+        except ApiRefused as refusal:  # an NPC the service does not run (yet): nothing to tell
+            log.info("presence of char %s near %s not delivered: %s", key[1], key[0], refusal)
+
+    async def _shop_prices(self) -> dict[str, int]:
+        """Average asking price per item in players' vending shops, if the server keeps them."""
+        try:
+            rows = await self._rows(
+                "SELECT c.`nameid` AS item_id, ROUND(AVG(v.`price`)) AS price FROM `vending_items` v "
+                "JOIN `cart_inventory` c ON c.`id` = v.`cartinventory_id` GROUP BY c.`nameid` ORDER BY COUNT(*) DESC LIMIT 40"
+            )
+        except pymysql.err.ProgrammingError as error:
+            if error.args[0] == NO_SUCH_TABLE:
+                return {}
+            raise
+        return {f"price_{row['item_id']}": int(row["price"]) for row in rows}
+
+    # --- running --------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await _repeat("registry", self.load_known_npcs, 0, stop, once=True)
+        pumps = [
+            _repeat("events", self.pump_events, self.options.poll_seconds, stop),
+            _repeat("actions", self.pump_actions, self.options.poll_seconds, stop),
+            _repeat("results", self.pump_results, self.options.poll_seconds, stop),
+            _repeat("world", self.pump_world, self.options.world_seconds, stop),
+        ]
+        await asyncio.gather(*pumps)
+
+
+RECOVERABLE = (ApiUnavailable, pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+async def _repeat(
+    name: str, step: Callable[[], Awaitable[Any]], idle_seconds: float, stop: asyncio.Event, *, once: bool = False
+) -> None:
+    """Run a pump until stopped (or, `once`, until it succeeds): again at once while it has work,
+    after a pause when idle, after a growing, jittered pause when the API or the database is down."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            busy = await step()
+            failures = 0
+            if once:
+                return
+        except RECOVERABLE as error:
+            failures += 1
+            delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures) * random.uniform(0.5, 1.0)
+            log.warning("%s pump: %s; retrying in %.1fs", name, error, delay)
+            await _sleep_or_stop(stop, delay)
+            continue
+        if not busy:
+            await _sleep_or_stop(stop, idle_seconds)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def run_bridge(settings: Settings, stop: asyncio.Event, options: BridgeOptions | None = None) -> None:
+    if not settings.api_keys:
+        raise ConfigError("AIWORLD_API_KEYS: the bridge needs an API key to reach the API")
+    pools: list[aiomysql.Pool] = []
+
+    async def connect() -> None:
+        # Autocommit: every statement is its own transaction, so reads never see an old snapshot.
+        pools.append(
+            await aiomysql.create_pool(
+                host=settings.db_host, port=settings.db_port, user=settings.db_user,
+                password=settings.db_password.get_secret_value(), db=settings.db_name, autocommit=True,
+                minsize=1, maxsize=4, charset="utf8mb4",
+            )  # fmt: skip
+        )
+
+    await _repeat("database", connect, 0, stop, once=True)
+    if not pools:
+        return  # stopped before the database ever answered
+    pool = pools[0]
+    api = ApiClient(settings.api_url, settings.api_keys[0].get_secret_value())
+    try:
+        await Bridge(pool, api, options or BridgeOptions()).run(stop)
+    finally:
+        await api.aclose()
+        pool.close()
+        await pool.wait_closed()

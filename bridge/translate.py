@@ -1,0 +1,162 @@
+"""The one place where game rows become service messages and actions become game rows.
+
+Rows from the game are untrusted: they become validated models or a precise reason to reject
+them. Text bound for rAthena is cleaned (no colour codes, control characters or backslashes),
+converted to the game's charset and cut on a character boundary to fit its column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from aiworld.models import (
+    EMOTIONS,
+    DialogueReplyAction,
+    GameEvent,
+    GameEventKind,
+    PlayerRef,
+    QueuedAction,
+    TalkTurn,
+    clean_game_text,
+    describe_invalid,
+)
+
+GAME_CHARSET = "utf-8"  # rAthena's tables are utf8mb4; set to e.g. "cp1252" for a latin-1 client
+TEXT_COLUMN_BYTES = 255
+REPLY_COLUMN_BYTES = 512
+OPTIONS_COLUMN_BYTES = 160
+DETAIL_COLUMN_BYTES = 255
+
+EVENT_KINDS = {
+    "touch": GameEventKind.PLAYER_NEARBY,
+    "attacked": GameEventKind.PLAYER_ATTACKED,
+    "item": GameEventKind.ITEM_RECEIVED,
+}
+# Events without an NPC, told to the NPCs near the player.
+WORLD_EVENT_KINDS = {"login": GameEventKind.PLAYER_NEARBY, "kill": GameEventKind.PLAYER_KILLED_MONSTER}
+
+UNAVAILABLE_LINE = "I'm sorry, I can't talk right now."
+
+
+class RejectedRow(ValueError):
+    """A game row that can never become a valid message; the reason says why."""
+
+
+def game_text(text: str, max_bytes: int, charset: str = GAME_CHARSET) -> str:
+    """Text as it may be stored for a script: cleaned, representable, within `max_bytes`."""
+    cleaned = clean_game_text(text)
+    encoded = cleaned.encode(charset, errors="replace")
+    if len(encoded) > max_bytes:
+        encoded = encoded[:max_bytes]
+    # Cutting bytes may split a character: decode what is whole.
+    return encoded.decode(charset, errors="ignore")
+
+
+def event_id_of(row_id: int, npc_id: str | None = None) -> str:
+    """The id of the event a row becomes: stable, so a re-post after a crash is dropped by the NPC."""
+    return f"ev-{row_id}" if npc_id is None else f"ev-{row_id}-{npc_id}"
+
+
+def player_of(row: dict[str, Any]) -> PlayerRef:
+    try:
+        return PlayerRef(
+            char_id=row["char_id"], name=row["char_name"], level=row["base_level"] or 1, job_class=row["class"] or 0,
+            map=row["map"], x=row["x"], y=row["y"],
+        )  # fmt: skip
+    except ValidationError as error:
+        raise RejectedRow(f"player of row {row['id']}: {describe_invalid(error)}") from None
+
+
+def game_event_of(row: dict[str, Any], npc_id: str | None = None) -> GameEvent:
+    """An NPC event from an `ai_event` row (touch, attacked, item, or a fanned-out login/kill)."""
+    kind = EVENT_KINDS.get(row["kind"]) or WORLD_EVENT_KINDS.get(row["kind"])
+    if kind is None:
+        raise RejectedRow(f"row {row['id']}: unknown event kind {row['kind']!r}")
+    try:
+        return GameEvent(
+            event_id=event_id_of(row["id"], npc_id), kind=kind, player=player_of(row),
+            item_id=row.get("item_id"), amount=row.get("amount"),
+            detail=f"monster {row['detail']}" if row["kind"] == "kill" and row.get("detail") else None,
+        )  # fmt: skip
+    except ValidationError as error:
+        raise RejectedRow(f"row {row['id']}: {describe_invalid(error)}") from None
+
+
+def talk_turn_of(row: dict[str, Any]) -> TalkTurn:
+    try:
+        return TalkTurn(turn_id=event_id_of(row["id"]), player=player_of(row), text=row["text"] or "")
+    except ValidationError as error:
+        raise RejectedRow(f"talk row {row['id']}: {describe_invalid(error)}") from None
+
+
+@dataclass(frozen=True)
+class Registration:
+    npc_id: str
+    unique_name: str
+    name: str
+    sprite: int
+    map: str
+    x: int
+    y: int
+
+
+def registration_of(row: dict[str, Any]) -> Registration:
+    """`register` rows carry "<unique name>|<sprite>" in `detail`, e.g. "Lina the Baker#lina_baker|90"."""
+    unique, _, sprite = (row.get("detail") or "").rpartition("|")
+    if not unique or not sprite.isdigit() or not row.get("npc_id"):
+        raise RejectedRow(f"register row {row['id']}: detail {row.get('detail')!r} is not '<name>|<sprite>'")
+    return Registration(
+        npc_id=row["npc_id"], unique_name=unique, name=unique.split("#", 1)[0][:23], sprite=int(sprite),
+        map=row["map"], x=row["x"], y=row["y"],
+    )  # fmt: skip
+
+
+def action_row_of(queued: QueuedAction, unique_name: str) -> dict[str, Any]:
+    """An `ai_action` row the dispatcher script executes (columns of rathena/sql/ai_world.sql)."""
+    action = queued.action
+    row: dict[str, Any] = {
+        "action_id": queued.action_id, "npc_id": queued.npc_id, "npc_name": unique_name, "kind": action.kind,
+        "map": queued.map, "x": 0, "y": 0, "char_id": 0, "item_id": 0, "amount": 0, "value": 0, "text": "",
+    }  # fmt: skip
+    match action.kind:
+        case "say" | "announce":
+            row["text"] = game_text(action.text, TEXT_COLUMN_BYTES)
+            row["value"] = 1 if getattr(action, "scope", "map") == "server" else 0
+            row["char_id"] = getattr(action, "to_char_id", None) or 0
+        case "emote":
+            row["value"] = EMOTIONS[action.emotion]
+        case "walk_to" | "move":
+            row["x"], row["y"] = action.x, action.y
+        case "trade":
+            row["item_id"], row["value"] = action.item_id, action.price
+        case "give_item":
+            row["char_id"], row["item_id"], row["amount"] = action.char_id, action.item_id, action.amount
+        case "give_zeny":
+            row["char_id"], row["value"] = action.char_id, action.amount
+        case "start_quest":
+            row["char_id"], row["value"] = action.char_id, action.quest_id
+        case "spawn_monster":
+            row["x"], row["y"], row["value"], row["amount"] = action.x, action.y, action.mob_id, action.amount
+    return row
+
+
+def dialogue_row_of(reply: DialogueReplyAction, npc_id: str) -> dict[str, Any] | None:
+    """The `ai_dialogue` row of a reply, or None when the turn did not come from a game row."""
+    if not reply.turn_id.startswith("ev-") or not reply.turn_id[3:].isdigit():
+        return None
+    return {
+        "event_id": int(reply.turn_id[3:]), "npc_id": npc_id, "char_id": reply.char_id,
+        "reply": game_text(reply.text, REPLY_COLUMN_BYTES), "emotion": EMOTIONS.get(reply.emotion, -1),
+        "options": game_text(":".join(option.replace(":", " ") for option in reply.options), OPTIONS_COLUMN_BYTES),
+        "status": "ready",
+    }  # fmt: skip
+
+
+def unavailable_dialogue_row(event_row: dict[str, Any], line: str = UNAVAILABLE_LINE) -> dict[str, Any]:
+    return {
+        "event_id": event_row["id"], "npc_id": event_row["npc_id"], "char_id": event_row["char_id"] or 0,
+        "reply": game_text(line, REPLY_COLUMN_BYTES), "emotion": EMOTIONS["sweat"], "options": "", "status": "unavailable",
+    }  # fmt: skip

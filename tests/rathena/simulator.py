@@ -1,0 +1,227 @@
+"""A stand-in for the rAthena map-server that runs exactly the SQL of our NPC scripts.
+
+Every statement comes from the scripts themselves: each `query_sql(sprintf("…", …))` in
+rathena/npc/custom/ai-world/*.txt is tagged `// sql:<name>` on the line before, and this module
+reads the format string from there at import time. Filled in the way the script fills it
+(escape_sql ≙ the driver's escaping, %d ≙ integers), it is the very statement the game runs, so
+the slice is exercised without a game client and cannot drift from the scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomysql
+from pymysql.converters import escape_string
+
+from bridge.schema import install_schema
+
+SCRIPTS = Path(__file__).parents[2] / "rathena" / "npc" / "custom" / "ai-world"
+_TAG = re.compile(r"//\s*sql:(\w+)\s*$")
+_FORMAT = re.compile(r'sprintf\("((?:[^"\\]|\\.)*)"')
+_DUPLICATE = re.compile(r"^(\w+),(\d+),(\d+),\d+\tduplicate\(AIWorld_Base\)\t([^#\t]+)#(\w+)\t(\d+)")
+
+CLIENT_INPUT_BYTES = 70  # the game client cuts `input` text here
+REPLY_POLLS, REPLY_POLL_SECONDS = 16, 0.5  # the dialogue's sleep2 loop
+ACTION_BATCH = 10
+SPAWN_CAP = 5
+KNOWN_KINDS = {"say", "emote", "walk_to", "move", "trade", "announce", "spawn_monster", "give_item", "give_zeny", "start_quest"}
+
+
+def script_statements() -> dict[str, str]:
+    """name -> sprintf format of every tagged statement in the scripts (one format per name)."""
+    statements: dict[str, str] = {}
+    for path in sorted(SCRIPTS.glob("*.txt")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            tag = _TAG.search(line)
+            if tag:
+                found = _FORMAT.search(lines[number + 1])
+                if found is None:
+                    raise ValueError(f"{path.name}:{number + 2}: `sql:{tag.group(1)}` is not followed by sprintf(\"…\")")
+                text = found.group(1).replace('\\"', '"')
+                if statements.setdefault(tag.group(1), text) != text:
+                    raise ValueError(f"sql:{tag.group(1)} has two different statements")
+    return statements
+
+
+STATEMENTS = script_statements()
+
+
+@dataclass(frozen=True)
+class ScriptNpc:
+    npc_id: str
+    name: str
+    map: str
+    x: int
+    y: int
+    sprite: int
+
+    @property
+    def unique_name(self) -> str:
+        return f"{self.name}#{self.npc_id}"
+
+
+def script_npcs() -> list[ScriptNpc]:
+    """The AI NPCs the scripts place in the game (the `duplicate(AIWorld_Base)` lines)."""
+    npcs = []
+    for path in sorted(SCRIPTS.glob("*.txt")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = _DUPLICATE.match(line)
+            if match:
+                map_name, x, y, name, npc_id, sprite = match.groups()
+                npcs.append(ScriptNpc(npc_id, name, map_name, int(x), int(y), int(sprite)))
+    return npcs
+
+
+def escape_sql(value: str) -> str:
+    return escape_string(value)
+
+
+def fill(name: str, *args: Any) -> str:
+    return STATEMENTS[name] % args
+
+
+async def install_game_tables(db_params: dict) -> None:
+    """Our tables (rathena/sql/ai_world.sql, twice, as an operator may) and the columns of rAthena's
+    `char` table that the bridge reads — written here, not copied from rAthena."""
+    connection = await aiomysql.connect(**db_params, autocommit=True)
+    try:
+        await install_schema(connection)
+        await install_schema(connection)
+        async with connection.cursor() as cursor:
+            await cursor.execute("DROP TABLE IF EXISTS `char`")
+            await cursor.execute(
+                "CREATE TABLE `char` (`char_id` INT UNSIGNED NOT NULL PRIMARY KEY, "
+                "`account_id` INT UNSIGNED NOT NULL, `name` VARCHAR(30) NOT NULL, `class` SMALLINT UNSIGNED NOT NULL DEFAULT 0, "
+                "`base_level` SMALLINT UNSIGNED NOT NULL DEFAULT 1, `zeny` INT UNSIGNED NOT NULL DEFAULT 0, "
+                "`last_map` VARCHAR(11) NOT NULL DEFAULT '', `last_x` SMALLINT UNSIGNED NOT NULL DEFAULT 53, "
+                "`last_y` SMALLINT UNSIGNED NOT NULL DEFAULT 111, `online` TINYINT NOT NULL DEFAULT 0)"
+            )
+    finally:
+        connection.close()
+
+
+@dataclass
+class Character:
+    char_id: int
+    account_id: int
+    name: str
+    base_level: int = 10
+    job_class: int = 0
+    map: str = "prontera"
+    x: int = 150
+    y: int = 180
+
+
+class ScriptSimulator:
+    """What the dispatcher and the AI NPCs do, one script step per method."""
+
+    def __init__(self, db_params: dict) -> None:
+        self._db = db_params
+        self.npcs = {npc.npc_id: npc for npc in script_npcs()}
+        self.online: dict[int, Character] = {}
+
+    async def _query(self, sql: str) -> list[tuple]:
+        # query_sql: one statement, autocommitted, on the map-server's connection
+        connection = await aiomysql.connect(**self._db, autocommit=True)
+        try:
+            async with connection.cursor() as cursor:
+                await cursor.execute(sql)
+                return list(await cursor.fetchall())
+        finally:
+            connection.close()
+
+    async def register_all(self) -> None:
+        """Every AI NPC's OnInit."""
+        for npc in self.npcs.values():
+            await self._query(fill("insert_register", escape_sql(npc.npc_id), "register", escape_sql(npc.map), npc.x, npc.y,
+                                   escape_sql(f"{npc.unique_name}|{npc.sprite}")))  # fmt: skip
+
+    async def log_in(self, character: Character) -> None:
+        """The char-server marks the character online; OnPCLoginEvent writes its event."""
+        self.online[character.char_id] = character
+        await self._query(
+            "INSERT INTO `char` (`char_id`, `account_id`, `name`, `class`, `base_level`, `last_map`, `last_x`, `last_y`, `online`) "
+            f"VALUES ({character.char_id}, {character.account_id}, '{escape_sql(character.name)}', {character.job_class}, "
+            f"{character.base_level}, '{character.map}', {character.x}, {character.y}, 1) "
+            "ON DUPLICATE KEY UPDATE `online` = 1, `last_map` = VALUES(`last_map`), `last_x` = VALUES(`last_x`), `last_y` = VALUES(`last_y`)"
+        )
+        await self._player_event("insert_world_event", "login", character, "")
+
+    async def _player_event(self, statement: str, kind: str, c: Character, detail: str) -> None:
+        await self._query(fill(statement, kind, c.char_id, c.account_id, escape_sql(c.name), c.base_level, c.job_class,
+                               escape_sql(c.map), c.x, c.y, escape_sql(detail)))  # fmt: skip
+
+    async def player_kills(self, character: Character, mob_id: int) -> None:
+        await self._player_event("insert_world_event", "kill", character, str(mob_id))
+
+    async def player_touches(self, npc_id: str, c: Character) -> None:
+        await self._query(fill("insert_touch", escape_sql(npc_id), "touch", c.char_id, c.account_id, escape_sql(c.name),
+                               c.base_level, c.job_class, escape_sql(c.map), c.x, c.y))  # fmt: skip
+
+    async def player_talks(self, npc_id: str, c: Character, text: str) -> int:
+        """Clicking the NPC and typing a line; returns the event id the dialogue waits on."""
+        typed = text.encode("utf-8")[:CLIENT_INPUT_BYTES].decode("utf-8", errors="ignore")
+        # LAST_INSERT_ID is per connection: the script runs both on the map-server's one connection.
+        connection = await aiomysql.connect(**self._db, autocommit=True)
+        try:
+            async with connection.cursor() as cursor:
+                await cursor.execute(fill("insert_talk", escape_sql(npc_id), "talk", c.char_id, c.account_id, escape_sql(c.name),
+                                          c.base_level, c.job_class, escape_sql(c.map), c.x, c.y, escape_sql(typed)))  # fmt: skip
+                await cursor.execute(fill("last_event_id"))
+                (event_id,) = await cursor.fetchone()
+        finally:
+            connection.close()
+        return event_id
+
+    async def wait_reply(self, event_id: int, polls: int = REPLY_POLLS) -> dict[str, Any] | None:
+        """The dialogue's wait: poll, and on a reply mark it shown."""
+        for _ in range(polls):
+            await asyncio.sleep(REPLY_POLL_SECONDS)
+            rows = await self._query(fill("select_reply", event_id))
+            if rows:
+                reply, emotion, options, status = rows[0]
+                await self._query(fill("mark_reply", "shown", event_id))
+                return {"reply": reply, "emotion": emotion, "options": options.split(":") if options else [], "status": status}
+        return None
+
+    async def dispatcher_tick(self) -> list[dict[str, Any]]:
+        """One OnTimer1000: the queued batch, each marked running, executed, finished once."""
+        executed = []
+        rows = await self._query(fill("select_actions", ACTION_BATCH))
+        for seq, unique, npc_id, kind, map_name, x, y, char_id, item, amount, value, text in rows:
+            await self._query(fill("mark_running", seq))
+            error = self._execute(unique, npc_id, kind, map_name, amount, char_id)
+            outcome = "failed" if error else "done"
+            await self._query(fill("finish_action", outcome, escape_sql(error), seq))
+            executed.append({"seq": seq, "npc": unique, "kind": kind, "x": x, "y": y, "char_id": char_id, "item": item,
+                             "amount": amount, "value": value, "text": text, "outcome": outcome, "error": error})  # fmt: skip
+        await self.show_late_replies()
+        return executed
+
+    def _execute(self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int) -> str:
+        """The refusals S_Execute checks before it runs a stock command."""
+        npc = self.npcs.get(npc_id)
+        if npc is None or npc.unique_name != unique:
+            return f"no NPC named {unique} on this server"
+        if npc.map != map_name:
+            return f"the NPC is on {npc.map}, not {map_name}"
+        if kind not in KNOWN_KINDS:
+            return f"unknown action kind {kind}"
+        if kind == "spawn_monster" and not 1 <= amount <= SPAWN_CAP:
+            return f"spawn amount {amount} is outside 1..{SPAWN_CAP}"
+        if kind in {"give_item", "give_zeny", "start_quest"} and char_id not in self.online:
+            return f"character {char_id} is not online"
+        return ""
+
+    async def show_late_replies(self, late_after: int = 9) -> int:
+        rows = await self._query(fill("select_late_replies", late_after))
+        for event_id, char_id, _reply, _npc_id in rows:
+            await self._query(fill("account_of_char", char_id))
+            await self._query(fill("mark_reply", "shown" if char_id in self.online else "late", event_id))
+        return len(rows)

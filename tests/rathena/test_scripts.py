@@ -1,0 +1,135 @@
+"""The NPC scripts and the SQL they run: static checks, and the dispatcher's once-only execution."""
+
+from __future__ import annotations
+
+import re
+
+import aiomysql
+import pytest_asyncio
+
+from aiworld.world import load_world
+from tests.rathena.simulator import SCRIPTS, STATEMENTS, Character, ScriptSimulator, install_game_tables, script_npcs
+
+SCRIPT_TEXT = {path.name: path.read_text(encoding="utf-8") for path in SCRIPTS.glob("*.txt")}
+# Variables the scripts set to constants themselves ('done', 'failed', 'shown', 'late'), never player text.
+SCRIPT_CONSTANTS = {".@outcome$", ".@status$"}
+
+
+def sprintf_args(line: str) -> list[str]:
+    """The arguments of the line's sprintf(...) call, split at its own top-level commas."""
+    depth, current, args, quoted = 0, "", [], False
+    for char in line[line.index("sprintf(") + len("sprintf("):]:
+        if char == '"' and not current.endswith("\\"):
+            quoted = not quoted
+        if not quoted and char == "(":
+            depth += 1
+        if not quoted and char == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        if char == "," and depth == 0 and not quoted:
+            args.append(current.strip())
+            current = ""
+        else:
+            current += char
+    args.append(current.strip())
+    return args
+
+
+def test_every_query_is_tagged_and_read_by_the_simulator():
+    for name, text in SCRIPT_TEXT.items():
+        lines = text.splitlines()
+        for number, line in enumerate(lines):
+            if "query_sql(" in line:
+                assert re.search(r"//\s*sql:\w+", lines[number - 1]), f"{name}:{number + 1} has an untagged query"
+    assert {"select_actions", "mark_running", "finish_action", "insert_talk", "select_reply", "insert_register"} <= set(STATEMENTS)
+
+
+def test_text_reaches_sql_only_through_escape_sql():
+    for name, text in SCRIPT_TEXT.items():
+        for number, line in enumerate(text.splitlines()):
+            if "sprintf(" not in line or "query_sql(" not in line:
+                continue
+            for arg in sprintf_args(line)[1:]:
+                textual = "$" in arg or "strcharinfo" in arg or "strnpcinfo" in arg
+                if textual and arg not in SCRIPT_CONSTANTS:
+                    assert arg.startswith("escape_sql("), f"{name}:{number + 1}: {arg} goes into SQL unescaped"
+
+
+def test_scripts_have_balanced_braces_and_quotes():
+    for name, text in SCRIPT_TEXT.items():
+        code = "\n".join(line.split("//", 1)[0] if '"' not in line else line for line in text.splitlines())
+        assert code.count("{") == code.count("}"), name
+        for number, line in enumerate(text.splitlines()):
+            assert line.replace('\\"', "").count('"') % 2 == 0, f"{name}:{number + 1} has an unbalanced quote"
+
+
+def test_demo_npcs_in_the_game_match_the_world_file():
+    world = {npc.npc_id: npc for npc in load_world().npcs}
+    placed = script_npcs()
+    assert len(placed) >= 5
+    assert len({npc.unique_name for npc in placed}) == len(placed)
+    for npc in placed:
+        profile = world[npc.npc_id]
+        assert (npc.name, npc.map, npc.x, npc.y, npc.sprite) == (profile.name, profile.map, profile.x, profile.y, profile.sprite)
+        shop = re.search(rf"^-\tshop\taiw_shop_{npc.npc_id}\t-1,(.+)$", SCRIPT_TEXT["ai_world_npcs.txt"], re.M)
+        expected = {(item.item_id, item.base_price) for item in profile.shop}
+        found = {tuple(map(int, pair.split(":"))) for pair in shop.group(1).split(",")} if shop else set()
+        assert found == expected, npc.npc_id
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def game(mariadb):
+    await install_game_tables(mariadb)
+    simulator = ScriptSimulator(mariadb)
+    yield simulator
+    connection = await aiomysql.connect(**mariadb, autocommit=True)
+    async with connection.cursor() as cursor:
+        for table in ("ai_event", "ai_action", "ai_dialogue", "ai_bridge_cursor", "ai_presence", "ai_event_rejected", "`char`"):
+            await cursor.execute(f"DELETE FROM {table}")
+    connection.close()
+
+
+async def insert_action(db: dict, action_id: str, kind: str, npc: str = "lina_baker", **values) -> None:
+    connection = await aiomysql.connect(**db, autocommit=True)
+    unique = {"lina_baker": "Lina the Baker#lina_baker", "gareth_guard": "Guard Gareth#gareth_guard"}.get(npc, f"X#{npc}")
+    row = {"x": 0, "y": 0, "char_id": 0, "item_id": 0, "amount": 0, "value": 0, "text": "", "map": "prontera", **values}
+    async with connection.cursor() as cursor:
+        await cursor.execute(
+            "INSERT INTO ai_action (action_id, npc_id, npc_name, kind, map, x, y, char_id, item_id, amount, value, text) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (action_id, npc, unique, kind, row["map"], row["x"], row["y"], row["char_id"], row["item_id"], row["amount"], row["value"], row["text"]),
+        )
+    connection.close()
+
+
+async def test_the_dispatcher_runs_each_action_once_and_fails_bad_ones(game, mariadb):
+    await insert_action(mariadb, "a-say", "say", text="Fresh bread!")
+    await insert_action(mariadb, "a-teleport", "teleport")
+    await insert_action(mariadb, "a-spawn", "spawn_monster", npc="gareth_guard", amount=50, value=1002)
+    await insert_action(mariadb, "a-ghost", "say", npc="ghost", text="boo")
+    await insert_action(mariadb, "a-gift", "give_item", char_id=150001, item_id=501, amount=1)
+    first = await game.dispatcher_tick()
+    outcomes = {row["kind"] + ":" + row["npc"]: (row["outcome"], row["error"]) for row in first}
+    assert outcomes["say:Lina the Baker#lina_baker"] == ("done", "")
+    assert outcomes["teleport:Lina the Baker#lina_baker"] == ("failed", "unknown action kind teleport")
+    assert outcomes["spawn_monster:Guard Gareth#gareth_guard"][1] == "spawn amount 50 is outside 1..5"
+    assert "no NPC named" in outcomes["say:X#ghost"][1]
+    assert outcomes["give_item:Lina the Baker#lina_baker"][1] == "character 150001 is not online"
+    assert await game.dispatcher_tick() == [], "a second tick executes nothing again"
+
+
+async def test_registration_and_dialogue_rows(game, mariadb):
+    await game.register_all()
+    aria = Character(char_id=150001, account_id=2000001, name="Aria")
+    event_id = await game.player_talks("lina_baker", aria, "Hello! " + "é" * 60)
+    connection = await aiomysql.connect(**mariadb, autocommit=True)
+    async with connection.cursor() as cursor:
+        await cursor.execute("SELECT COUNT(*) FROM ai_event WHERE kind = 'register'")
+        assert (await cursor.fetchone())[0] == len(script_npcs())
+        await cursor.execute("SELECT text FROM ai_event WHERE id = %s", (event_id,))
+        assert len((await cursor.fetchone())[0].encode()) <= 70  # cut like the client's input box
+        await cursor.execute("INSERT INTO ai_dialogue (event_id, npc_id, char_id, reply, options) VALUES (%s, 'lina_baker', 150001, 'Hi Aria', 'Buy:Bye')", (event_id,))
+    connection.close()
+    assert await game.wait_reply(event_id) == {"reply": "Hi Aria", "emotion": -1, "options": ["Buy", "Bye"], "status": "ready"}
+    assert await game.wait_reply(event_id, polls=1) == {"reply": "Hi Aria", "emotion": -1, "options": ["Buy", "Bye"], "status": "shown"}
