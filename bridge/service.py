@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +74,10 @@ class Bridge:
     async def _execute(self, sql: str, args: tuple | dict = ()) -> int:
         async with self.pool.acquire() as connection:
             async with connection.cursor() as cursor:
-                return await cursor.execute(sql, args)
+                with warnings.catch_warnings():
+                    # INSERT IGNORE of a row that is there already is how a redelivery stays single.
+                    warnings.filterwarnings("ignore", message="Duplicate entry")
+                    return await cursor.execute(sql, args)
 
     async def _insert_dialogue(self, row: dict[str, Any]) -> None:
         await self._execute(

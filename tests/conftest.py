@@ -93,9 +93,9 @@ async def redis_client(keys: Keys) -> AsyncIterator[redis.Redis]:
         await client.aclose()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def mariadb() -> AsyncIterator[dict]:
-    """A database of this test run's own on the real MariaDB, dropped at the end."""
+    """A database of the test's own on the real MariaDB, dropped at the end."""
     name = f"aiworld_test_{uuid.uuid4().hex[:10]}"
     admin = await aiomysql.connect(**MARIADB, autocommit=True)
     async with admin.cursor() as cursor:

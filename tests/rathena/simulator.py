@@ -94,9 +94,8 @@ async def install_game_tables(db_params: dict) -> None:
         await install_schema(connection)
         await install_schema(connection)
         async with connection.cursor() as cursor:
-            await cursor.execute("DROP TABLE IF EXISTS `char`")
             await cursor.execute(
-                "CREATE TABLE `char` (`char_id` INT UNSIGNED NOT NULL PRIMARY KEY, "
+                "CREATE TABLE IF NOT EXISTS `char` (`char_id` INT UNSIGNED NOT NULL PRIMARY KEY, "
                 "`account_id` INT UNSIGNED NOT NULL, `name` VARCHAR(30) NOT NULL, `class` SMALLINT UNSIGNED NOT NULL DEFAULT 0, "
                 "`base_level` SMALLINT UNSIGNED NOT NULL DEFAULT 1, `zeny` INT UNSIGNED NOT NULL DEFAULT 0, "
                 "`last_map` VARCHAR(11) NOT NULL DEFAULT '', `last_x` SMALLINT UNSIGNED NOT NULL DEFAULT 53, "

@@ -81,13 +81,7 @@ def test_demo_npcs_in_the_game_match_the_world_file():
 @pytest_asyncio.fixture(loop_scope="session")
 async def game(mariadb):
     await install_game_tables(mariadb)
-    simulator = ScriptSimulator(mariadb)
-    yield simulator
-    connection = await aiomysql.connect(**mariadb, autocommit=True)
-    async with connection.cursor() as cursor:
-        for table in ("ai_event", "ai_action", "ai_dialogue", "ai_bridge_cursor", "ai_presence", "ai_event_rejected", "`char`"):
-            await cursor.execute(f"DELETE FROM {table}")
-    connection.close()
+    return ScriptSimulator(mariadb)
 
 
 async def insert_action(db: dict, action_id: str, kind: str, npc: str = "lina_baker", **values) -> None:
