@@ -42,9 +42,11 @@ MARIADB = {
 }
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The Java test server: timers jump ahead whenever every workflow is waiting."""
+    """The Java test server: timers jump ahead whenever every workflow is waiting. One per test
+    (it starts in a fraction of a second): time skips only when every workflow on the server
+    is idle, so a test must not share it with another test's workflows."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binaries.temporal_test_server()),
         data_converter=pydantic_data_converter,

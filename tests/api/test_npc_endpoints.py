@@ -13,6 +13,7 @@ from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.worker import build_worker
 from api.app import create_app
 from tests.api.conftest import API_KEYS, api_settings, open_api
+from tests.conftest import end_lives
 
 ARIA = {"char_id": 150001, "name": "Aria", "level": 34, "job_class": 4, "map": "prontera", "x": 146, "y": 180}
 LINA = {"npc_id": "lina_baker", "name": "Lina the Baker", "sprite": 90, "map": "prontera", "x": 146, "y": 182}
@@ -99,6 +100,7 @@ async def slow_api(dev_env, redis_client, keys, task_queue):
             async with await open_api(app) as http:
                 http.headers["X-API-Key"] = API_KEYS[1]
                 yield http
+    await end_lives(dev_env.client, task_queue, set(), visibility=True)
 
 
 async def test_a_late_reply_is_504_then_arrives_through_the_queue(slow_api):

@@ -57,7 +57,9 @@ async def slice_(dev_life, dev_env, redis_client, keys, task_queue, mariadb):
         }
     )  # fmt: skip
     app = create_app(settings, client=dev_env.client, store=redis_client)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+    )
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)
