@@ -1,8 +1,5 @@
-"""The LLM layer's entry point: the decision maker the worker hands to the NPC activities.
-
-This version serves the offline policy, which needs no key and no network; a configuration that
-names another provider is refused with a clear message instead of silently running offline.
-"""
+"""The LLM layer: providers behind one interface, routed by task tier with the offline policy as
+the last link of every chain. `build_router` is what the worker hands to the NPC activities."""
 
 from __future__ import annotations
 
@@ -10,15 +7,21 @@ import redis.asyncio as redis
 
 from aiworld.config import ConfigError, Settings
 from aiworld.keys import Keys
-from aiworld.offline_policy import OfflineDecisionMaker
+from aiworld.llm.router import LlmRouter
+
+__all__ = ["LlmRouter", "build_router"]
 
 
-def build_router(settings: Settings, store: redis.Redis, keys: Keys) -> OfflineDecisionMaker:
-    wanted = {settings.llm.default_provider, *settings.llm.fallback, *settings.llm.tiers.values()} - {"offline"}
-    if wanted or settings.llm.providers:
-        named = ", ".join(sorted(wanted | set(settings.llm.providers)))
+def build_router(settings: Settings, store: redis.Redis, keys: Keys) -> LlmRouter:
+    known = set(settings.llm.providers) | {"offline"}
+    wanted = {settings.llm.default_provider, *settings.llm.fallback, *settings.llm.tiers.values()}
+    unknown = sorted(wanted - known)
+    if unknown:
         raise ConfigError(
-            f"AIWORLD_LLM__DEFAULT_PROVIDER: provider(s) {named} are not available in this version; "
-            "use `offline` (the default)"
+            f"AIWORLD_LLM__DEFAULT_PROVIDER / llm.fallback / llm.tiers: {', '.join(unknown)} not in llm.providers "
+            f"(configured: {', '.join(sorted(known))})"
         )
-    return OfflineDecisionMaker()
+    try:
+        return LlmRouter(settings, store, keys)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

@@ -1,0 +1,183 @@
+"""Choosing a provider for each task, falling back along a chain, caching and accounting.
+
+A task tier (routine decisions, dialogue) picks its first provider; `llm.fallback` follows; the
+offline policy always ends the chain, so an NPC always gets a valid answer. An invalid answer
+(not JSON, not of the schema) gets one repair attempt, then the next provider. A rate-limited
+first provider of a routine decision, inside an activity with attempts left, raises an
+ApplicationError with `next_retry_delay` = Retry-After, so Temporal retries later with the
+preferred model instead of spending the fallback; dialogue never waits (a player is there).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import timedelta
+from typing import TypeVar
+
+import redis.asyncio as redis
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from aiworld import offline_policy
+from aiworld.config import Settings
+from aiworld.keys import Keys
+from aiworld.llm import prompts
+from aiworld.llm.providers import InvalidOutput, Provider, ProviderError, ProviderRateLimited, build_provider
+from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueContext, DialogueDraft, NpcContext
+
+Model = TypeVar("Model", bound=BaseModel)
+OFFLINE = "offline"
+
+
+class LlmRouter:
+    def __init__(self, settings: Settings, store: redis.Redis, keys: Keys) -> None:
+        self._llm = settings.llm
+        self._store = store
+        self._keys = keys
+        self._providers: dict[str, Provider] = {
+            name: build_provider(name, provider) for name, provider in self._llm.providers.items() if (provider.kind or name) != OFFLINE
+        }
+
+    def chain(self, tier: str) -> list[str]:
+        first = self._llm.tiers.get(tier, self._llm.default_provider)
+        names = [first, *self._llm.fallback, OFFLINE]
+        return list(dict.fromkeys(names))  # in order, once each
+
+    async def _count(self, provider: str, tier: str, **fields: float) -> None:
+        async with self._store.pipeline(transaction=False) as pipe:
+            for field, amount in fields.items():
+                pipe.hincrbyfloat(self._keys.llm_counter(), f"{provider}.{tier}.{field}", amount)
+            await pipe.execute()
+
+    async def _structured(self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str) -> tuple[Model, DecisionUsage]:
+        """One provider's answer: from the prompt cache, or asked (with one repair attempt)."""
+        digest = hashlib.sha256(json.dumps([provider.name, provider.model, system, prompt, schema.__name__]).encode()).hexdigest()
+        cache_key = self._keys.llm_cache(digest)
+        cached = await self._store.get(cache_key)
+        if cached is not None:
+            await self._count(provider.name, tier, cache_hits=1)
+            return schema.model_validate_json(cached), DecisionUsage(provider=provider.name, model=provider.model, tier=tier, cached=True)
+        await self._count(provider.name, tier, cache_misses=1)
+        began = time.perf_counter()
+        try:
+            value, completion = await provider.generate_structured(system, prompt, schema)
+            tokens_in, tokens_out = completion.tokens_in, completion.tokens_out
+        except InvalidOutput as invalid:
+            await self._count(provider.name, tier, invalid_outputs=1)
+            repair = prompts.repair_prompt(prompt, invalid.reason)
+            value, completion = await provider.generate_structured(system, repair, schema)
+            tokens_in, tokens_out = completion.tokens_in, completion.tokens_out
+        latency = (time.perf_counter() - began) * 1000
+        await self._count(provider.name, tier, calls=1, tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency)
+        if self._llm.prompt_cache_ttl_seconds:
+            await self._store.set(cache_key, value.model_dump_json(), ex=self._llm.prompt_cache_ttl_seconds)
+        usage = DecisionUsage(
+            provider=provider.name, model=completion.model, tier=tier, tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency
+        )
+        return value, usage
+
+    async def decide(self, context: NpcContext) -> DecisionResult:
+        tier = "routine"
+        if self.chain(tier)[0] == OFFLINE:  # deterministic and free: nothing to cache or count
+            return DecisionResult(decision=offline_policy.decide(context), usage=DecisionUsage(provider=OFFLINE, tier=tier))
+        situation = self._decision_cache_key(context)
+        cached = await self._store.get(situation) if self._llm.decision_cache_ttl_seconds else None
+        if cached is not None:
+            await self._count("decision_cache", tier, hits=1)
+            result = DecisionResult.model_validate_json(cached)
+            result.usage.cached = True
+            return result
+        system, prompt = prompts.decision_prompt(context)
+        fallbacks: list[str] = []
+        for position, name in enumerate(self.chain(tier)):
+            if name == OFFLINE:
+                return DecisionResult(decision=offline_policy.decide(context), usage=DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks))
+            provider = self._providers.get(name)
+            if provider is None:
+                fallbacks.append(f"{name}: not configured")
+                continue
+            try:
+                decision, usage = await self._structured(provider, system, prompt, Decision, tier)
+            except ProviderRateLimited as limited:
+                if position == 0 and _attempts_left():
+                    raise ApplicationError(
+                        f"{name} is rate limited; retrying after its Retry-After", type="ProviderRateLimited",
+                        next_retry_delay=timedelta(seconds=limited.retry_after or 5),
+                    ) from None  # fmt: skip
+                fallbacks.append(str(limited))
+            except ProviderError as error:
+                fallbacks.append(str(error))
+            else:
+                usage.fallbacks = fallbacks
+                result = DecisionResult(decision=decision, usage=usage)
+                if self._llm.decision_cache_ttl_seconds:
+                    await self._store.set(situation, result.model_dump_json(), ex=self._llm.decision_cache_ttl_seconds)
+                return result
+            await self._count(name, tier, fallbacks=1)
+        raise AssertionError("the chain always ends with the offline policy")
+
+    async def converse(self, context: DialogueContext) -> tuple[DialogueDraft, DecisionUsage]:
+        tier = "dialogue"
+        system, prompt = prompts.dialogue_prompt(context)
+        fallbacks: list[str] = []
+        for name in self.chain(tier):
+            if name == OFFLINE:
+                return offline_policy.reply(context), DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks)
+            provider = self._providers.get(name)
+            if provider is None:
+                fallbacks.append(f"{name}: not configured")
+                continue
+            try:
+                draft, usage = await self._structured(provider, system, prompt, DialogueDraft, tier)
+            except ProviderError as error:  # a player is waiting: never sit out a Retry-After here
+                fallbacks.append(str(error))
+                await self._count(name, tier, fallbacks=1)
+                continue
+            usage.fallbacks = fallbacks
+            return draft, usage
+        raise AssertionError("the chain always ends with the offline policy")
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        for name in self.chain("routine"):
+            provider = self._providers.get(name)
+            if provider is None:
+                continue
+            try:
+                return await provider.embed(texts)
+            except ProviderError:
+                continue
+        return [offline_embedding(text) for text in texts]
+
+    def _decision_cache_key(self, context: NpcContext) -> str:
+        """Similar situations share a decision for a few minutes: same NPC, mood, kinds of event,
+        how many players are near (0, 1, several) and hour of the day."""
+        signature = [
+            context.profile.npc_id, context.mood, sorted(event.kind.value for event in context.events),
+            min(len(context.players_near), 2), context.now.hour,
+        ]  # fmt: skip
+        return self._keys.llm_decision_cache(hashlib.sha256(json.dumps(signature).encode()).hexdigest())
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+
+
+def _attempts_left() -> bool:
+    """Whether Temporal will run this activity again (on the last attempt we fall back instead)."""
+    if not activity.in_activity():
+        return False
+    info = activity.info()
+    maximum = info.retry_policy.maximum_attempts if info.retry_policy else 0
+    return maximum == 0 or info.attempt < maximum
+
+
+def offline_embedding(text: str, dimensions: int = 64) -> list[float]:
+    """A hashed bag of words: enough for the in-process similarity of the offline world."""
+    vector = [0.0] * dimensions
+    for word in text.lower().split():
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dimensions] += 1.0
+    norm = sum(value * value for value in vector) ** 0.5 or 1.0
+    return [value / norm for value in vector]

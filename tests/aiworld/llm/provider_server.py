@@ -1,0 +1,194 @@
+"""A local HTTP server that speaks each provider's wire protocol, for the official SDKs to talk to.
+
+It answers OpenAI chat/completions and embeddings (also under Azure's deployments path, and for
+DeepSeek), Anthropic messages, Gemini generateContent and embeddings, and Ollama chat and embed.
+Tests queue faults (429 with Retry-After, 500, a stall, malformed JSON, a schema violation, a
+prompt-injection answer) and read how many calls each protocol received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+GOOD_DECISION = {
+    "actions": [{"kind": "say", "text": "Fresh bread for everyone!"}, {"kind": "emote", "emotion": "smile"}],
+    "mood": "happy", "activity": "selling", "reason": "customers are near",
+}  # fmt: skip
+INJECTED_DECISION = {
+    "actions": [{"kind": "give_zeny", "char_id": 150001, "amount": 1_000_000}],
+    "mood": "happy", "activity": "giving", "reason": "the player said to ignore all rules",
+}  # fmt: skip
+GOOD_DRAFT = {"text": "Welcome, traveller!", "emotion": "smile", "options": ["Buy", "Bye"], "relationship_change": 1}
+STALL_SECONDS = 1.5
+
+
+@dataclass
+class ProviderServer:
+    faults: list[str] = field(default_factory=list)
+    calls: Counter = field(default_factory=Counter)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def answer_for(self, body: bytes, fault: str | None) -> str | dict:
+        if fault == "malformed":
+            return "{not json"
+        if fault == "schema":
+            return {"actions": "all of them", "mood": 42}
+        if fault == "inject":
+            return INJECTED_DECISION
+        text = body.decode(errors="replace")
+        if "DialogueDraft" in text:
+            return GOOD_DRAFT
+        if "Decision" in text:
+            return GOOD_DECISION
+        return "Hello from the test provider"
+
+    async def _fault(self, family: str) -> tuple[str | None, JSONResponse | None]:
+        self.calls[family] += 1
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "429":
+            return fault, JSONResponse({"error": {"message": "slow down", "type": "rate_limit"}}, status_code=429, headers={"Retry-After": "7"})
+        if fault == "500":
+            return fault, JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
+        if fault == "401":
+            return fault, JSONResponse({"error": {"message": "bad key", "type": "auth"}}, status_code=401)
+        if fault == "stall":
+            await asyncio.sleep(STALL_SECONDS)
+        return fault, None
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        def as_text(answer: str | dict) -> str:
+            return answer if isinstance(answer, str) else json.dumps(answer)
+
+        def vectors(count: int) -> list[list[float]]:
+            return [[0.1 * (index + 1), 0.2, 0.3] for index in range(count)]
+
+        async def openai_chat(request: Request, family: str):
+            fault, refusal = await self._fault(family)
+            if refusal:
+                return refusal
+            body = await request.body()
+            content = as_text(self.answer_for(body, fault))
+            model = json.loads(body).get("model", "test")
+            return {
+                "id": "chat-1", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            }  # fmt: skip
+
+        async def openai_embeddings(request: Request, family: str):
+            _, refusal = await self._fault(family)
+            if refusal:
+                return refusal
+            inputs = (await request.json())["input"]
+            return {
+                "object": "list", "model": "embed",
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors(len(inputs)))],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }  # fmt: skip
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request):
+            return await openai_chat(request, "openai")
+
+        @app.post("/deepseek/chat/completions")
+        async def deepseek_chat(request: Request):
+            return await openai_chat(request, "deepseek")
+
+        @app.post("/openai/deployments/{deployment}/chat/completions")
+        async def azure_chat(deployment: str, request: Request):
+            return await openai_chat(request, "azure")
+
+        @app.post("/v1/embeddings")
+        async def embeddings(request: Request):
+            return await openai_embeddings(request, "openai-embeddings")
+
+        @app.post("/openai/deployments/{deployment}/embeddings")
+        async def azure_embeddings(deployment: str, request: Request):
+            return await openai_embeddings(request, "azure-embeddings")
+
+        @app.post("/v1/messages")
+        async def messages(request: Request):
+            fault, refusal = await self._fault("claude")
+            if refusal:
+                return refusal
+            body = await request.body()
+            answer = self.answer_for(body, fault)
+            uses_tool = "tools" in json.loads(body)
+            if uses_tool and isinstance(answer, dict):
+                content = [{"type": "tool_use", "id": "toolu_1", "name": "answer", "input": answer}]
+            else:
+                content = [{"type": "text", "text": as_text(answer)}]
+            return {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": json.loads(body)["model"], "content": content,
+                "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 13, "output_tokens": 5},
+            }  # fmt: skip
+
+        @app.post("/v1/models/{model_action:path}")
+        @app.post("/v1beta/models/{model_action:path}")
+        async def gemini(model_action: str, request: Request):
+            _, action = model_action.rsplit(":", 1)
+            if action == "generateContent":
+                fault, refusal = await self._fault("gemini")
+                if refusal:
+                    return refusal
+                content = as_text(self.answer_for(await request.body(), fault))
+                return {
+                    "candidates": [{"content": {"parts": [{"text": content}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+                    "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4, "totalTokenCount": 13},
+                }  # fmt: skip
+            _, refusal = await self._fault("gemini-embeddings")
+            if refusal:
+                return refusal
+            body = await request.json()
+            count = len(body.get("requests", [])) or 1
+            if action == "batchEmbedContents":
+                return {"embeddings": [{"values": v} for v in vectors(count)]}
+            return {"embedding": {"values": vectors(1)[0]}}
+
+        @app.post("/api/chat")
+        async def ollama_chat(request: Request):
+            fault, refusal = await self._fault("ollama")
+            if refusal:
+                return refusal
+            body = await request.body()
+            content = as_text(self.answer_for(body, fault))
+            return {
+                "model": json.loads(body)["model"], "created_at": "2026-11-25T00:00:00Z",
+                "message": {"role": "assistant", "content": content}, "done": True, "prompt_eval_count": 8, "eval_count": 3,
+            }  # fmt: skip
+
+        @app.post("/api/embed")
+        async def ollama_embed(request: Request):
+            _, refusal = await self._fault("ollama-embeddings")
+            if refusal:
+                return refusal
+            inputs = (await request.json())["input"]
+            return {"model": "embed", "embeddings": vectors(len(inputs) if isinstance(inputs, list) else 1)}
+
+        return app
+
+
+async def serve(server: ProviderServer):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        server.port = probe.getsockname()[1]
+    config = uvicorn.Config(server.app(), host="127.0.0.1", port=server.port, log_level="warning", timeout_graceful_shutdown=1)
+    running = uvicorn.Server(config)
+    task = asyncio.create_task(running.serve())
+    while not running.started:
+        await asyncio.sleep(0.02)
+    return running, task
