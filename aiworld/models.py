@@ -318,6 +318,8 @@ class DecisionUsage(BaseModel):
     latency_ms: float = 0.0
     cached: bool = False
     fallbacks: list[str] = Field(default_factory=list)
+    # How many NPCs shared the call that made this decision (batching).
+    batch_size: int = 1
 
 
 class DecisionResult(BaseModel):

@@ -39,6 +39,15 @@ def decision_prompt(context: NpcContext) -> tuple[str, str]:
     return RULES, prompt
 
 
+def batch_decision_prompt(contexts: list[NpcContext]) -> tuple[str, str]:
+    prompt = (
+        "Decide what each of these NPCs does next. Answer {\"decisions\": [{\"npc_id\": …, \"decision\": {…}}]} "
+        "with one entry per NPC, each decision having up to three actions, mood, activity and reason.\n\nDATA:\n"
+        + json.dumps([{"npc_id": context.profile.npc_id, **_situation(context)} for context in contexts], ensure_ascii=False)
+    )
+    return RULES, prompt
+
+
 def dialogue_prompt(context: DialogueContext) -> tuple[str, str]:
     turn = context.turn
     prompt = (

@@ -294,6 +294,9 @@ class Gemini(Provider):
             raise ProviderUnavailable(self.name, str(error)) from None
         return [list(item.values or []) for item in answer.embeddings or []]
 
+    async def aclose(self) -> None:
+        await self._client.aio.aclose()
+
 
 class Ollama(Provider):
     """A local model through `ollama`: the real-time tier, structured output via `format`."""

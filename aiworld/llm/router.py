@@ -25,6 +25,8 @@ from aiworld import offline_policy
 from aiworld.config import Settings
 from aiworld.keys import Keys
 from aiworld.llm import prompts
+from aiworld.llm.batching import BatchDecisions, DecisionBatcher, EntryInvalid
+from aiworld.llm.bucket import TokenBucket
 from aiworld.llm.providers import InvalidOutput, Provider, ProviderError, ProviderRateLimited, build_provider
 from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueContext, DialogueDraft, NpcContext
 
@@ -37,6 +39,8 @@ class LlmRouter:
         self._llm = settings.llm
         self._store = store
         self._keys = keys
+        self._bucket = TokenBucket(store, keys)
+        self._batchers: dict[str, DecisionBatcher] = {}
         self._providers: dict[str, Provider] = {
             name: build_provider(name, provider) for name, provider in self._llm.providers.items() if (provider.kind or name) != OFFLINE
         }
@@ -52,32 +56,47 @@ class LlmRouter:
                 pipe.hincrbyfloat(self._keys.llm_counter(), f"{provider}.{tier}.{field}", amount)
             await pipe.execute()
 
+    async def _ask(self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str) -> tuple[Model, DecisionUsage]:
+        """One call within the provider's shared budget, with one repair attempt, counted."""
+        settings = provider.settings
+        await self._bucket.acquire(provider.name, settings.requests_per_minute, settings.tokens_per_minute, (len(system) + len(prompt)) // 4)
+        began = time.perf_counter()
+        try:
+            value, completion = await provider.generate_structured(system, prompt, schema)
+        except InvalidOutput as invalid:
+            await self._count(provider.name, tier, invalid_outputs=1)
+            value, completion = await provider.generate_structured(system, prompts.repair_prompt(prompt, invalid.reason), schema)
+        latency = (time.perf_counter() - began) * 1000
+        await self._count(provider.name, tier, calls=1, tokens_in=completion.tokens_in, tokens_out=completion.tokens_out, latency_ms=latency)
+        usage = DecisionUsage(
+            provider=provider.name, model=completion.model, tier=tier, tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out, latency_ms=latency,
+        )  # fmt: skip
+        return value, usage
+
     async def _structured(self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str) -> tuple[Model, DecisionUsage]:
-        """One provider's answer: from the prompt cache, or asked (with one repair attempt)."""
+        """One provider's answer, from the prompt cache when the same prompt was answered lately."""
         digest = hashlib.sha256(json.dumps([provider.name, provider.model, system, prompt, schema.__name__]).encode()).hexdigest()
         cache_key = self._keys.llm_cache(digest)
-        cached = await self._store.get(cache_key)
+        cached = await self._store.get(cache_key) if self._llm.prompt_cache_ttl_seconds else None
         if cached is not None:
             await self._count(provider.name, tier, cache_hits=1)
             return schema.model_validate_json(cached), DecisionUsage(provider=provider.name, model=provider.model, tier=tier, cached=True)
         await self._count(provider.name, tier, cache_misses=1)
-        began = time.perf_counter()
-        try:
-            value, completion = await provider.generate_structured(system, prompt, schema)
-            tokens_in, tokens_out = completion.tokens_in, completion.tokens_out
-        except InvalidOutput as invalid:
-            await self._count(provider.name, tier, invalid_outputs=1)
-            repair = prompts.repair_prompt(prompt, invalid.reason)
-            value, completion = await provider.generate_structured(system, repair, schema)
-            tokens_in, tokens_out = completion.tokens_in, completion.tokens_out
-        latency = (time.perf_counter() - began) * 1000
-        await self._count(provider.name, tier, calls=1, tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency)
+        value, usage = await self._ask(provider, system, prompt, schema, tier)
         if self._llm.prompt_cache_ttl_seconds:
             await self._store.set(cache_key, value.model_dump_json(), ex=self._llm.prompt_cache_ttl_seconds)
-        usage = DecisionUsage(
-            provider=provider.name, model=completion.model, tier=tier, tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=latency
-        )
         return value, usage
+
+    def _batcher(self, provider: Provider) -> DecisionBatcher:
+        if provider.name not in self._batchers:
+
+            async def call(contexts: list[NpcContext]) -> tuple[BatchDecisions, DecisionUsage]:
+                system, prompt = prompts.batch_decision_prompt(contexts)
+                return await self._ask(provider, system, prompt, BatchDecisions, "routine")
+
+            self._batchers[provider.name] = DecisionBatcher(call, self._llm.batch_window_ms / 1000, self._llm.batch_size)
+        return self._batchers[provider.name]
 
     async def decide(self, context: NpcContext) -> DecisionResult:
         tier = "routine"
@@ -100,7 +119,12 @@ class LlmRouter:
                 fallbacks.append(f"{name}: not configured")
                 continue
             try:
-                decision, usage = await self._structured(provider, system, prompt, Decision, tier)
+                if position == 0 and self._llm.batch_size > 1:
+                    decision, usage = await self._batcher(provider).submit(context)
+                else:
+                    decision, usage = await self._structured(provider, system, prompt, Decision, tier)
+            except EntryInvalid as invalid:
+                fallbacks.append(f"{name}: {invalid}")
             except ProviderRateLimited as limited:
                 if position == 0 and _attempts_left():
                     raise ApplicationError(

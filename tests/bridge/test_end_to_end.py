@@ -96,7 +96,7 @@ def start_bridge_process(slice_) -> subprocess.Popen:
         AIWORLD_DB_PORT=str(slice_.db["port"]), AIWORLD_DB_USER=slice_.db["user"], AIWORLD_DB_PASSWORD=slice_.db["password"],
         AIWORLD_DB_NAME=slice_.db["db"], AIWORLD_LOG_LEVEL="WARNING",
     )  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "aiworld.cli", "bridge"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "aiworld.cli", "bridge"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def test_killing_the_bridge_mid_flow_loses_and_doubles_nothing(slice_, redis_client, keys, dev_env):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -34,6 +36,8 @@ STALL_SECONDS = 1.5
 class ProviderServer:
     faults: list[str] = field(default_factory=list)
     calls: Counter = field(default_factory=Counter)
+    batch_sizes: list[int] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of every call
     port: int = 0
 
     @property
@@ -41,21 +45,36 @@ class ProviderServer:
         return f"http://127.0.0.1:{self.port}"
 
     def answer_for(self, body: bytes, fault: str | None) -> str | dict:
+        text = body.decode(errors="replace")
         if fault == "malformed":
             return "{not json"
+        if "BatchDecisions" in text:
+            return self._batch_answer(text, fault)
         if fault == "schema":
             return {"actions": "all of them", "mood": 42}
         if fault == "inject":
             return INJECTED_DECISION
-        text = body.decode(errors="replace")
         if "DialogueDraft" in text:
             return GOOD_DRAFT
         if "Decision" in text:
             return GOOD_DECISION
         return "Hello from the test provider"
 
+    def _batch_answer(self, text: str, fault: str | None) -> dict:
+        """One entry per NPC named in the request; `partial` spoils the first NPC's entry."""
+        npc_ids = list(dict.fromkeys(re.findall(r'npc_id\\*":\s*\\*"([a-z][a-z0-9_]*)', text)))
+        self.batch_sizes.append(len(npc_ids))
+        if fault == "schema":
+            return {"decisions": "all of them"}
+        decision = INJECTED_DECISION if fault == "inject" else GOOD_DECISION
+        entries = [{"npc_id": npc_id, "decision": decision} for npc_id in npc_ids]
+        if fault == "partial" and entries:
+            entries[0] = {"npc_id": npc_ids[0], "decision": {"actions": [{"kind": "teleport"}]}}
+        return {"decisions": entries}
+
     async def _fault(self, family: str) -> tuple[str | None, JSONResponse | None]:
         self.calls[family] += 1
+        self.arrivals.append(time.monotonic())
         fault = self.faults.pop(0) if self.faults else None
         if fault == "429":
             return fault, JSONResponse({"error": {"message": "slow down", "type": "rate_limit"}}, status_code=429, headers={"Retry-After": "7"})

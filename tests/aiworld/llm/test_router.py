@@ -87,7 +87,8 @@ async def test_dialogue_falls_back_at_once_and_quotes_the_player(provider_server
 
 
 async def test_the_prompt_cache_saves_calls_until_its_ttl(provider_server, redis_client, keys):
-    router = router_for(provider_server, redis_client, keys, chain=("ollama",), prompt_cache_ttl_seconds=1, decision_cache_ttl_seconds=0)
+    router = router_for(provider_server, redis_client, keys, chain=("ollama",), prompt_cache_ttl_seconds=1,
+                        decision_cache_ttl_seconds=0, batch_size=1)  # fmt: skip
     try:
         before = provider_server.calls["ollama"]
         first = await router.decide(context())
@@ -122,6 +123,27 @@ async def test_rate_limit_in_an_activity_asks_temporal_to_retry_after_the_delay(
             await ActivityEnvironment().run(router.decide, context())
         assert retry.value.type == "ProviderRateLimited"
         assert retry.value.next_retry_delay == timedelta(seconds=7)
+    finally:
+        provider_server.faults.clear()
+        await router.aclose()
+
+
+async def test_concurrent_decisions_are_batched_and_split_back(provider_server, redis_client, keys):
+    router = router_for(provider_server, redis_client, keys, chain=("openai",), prompt_cache_ttl_seconds=0,
+                        decision_cache_ttl_seconds=0, batch_size=10, batch_window_ms=300)  # fmt: skip
+    npcs = [demo_profile("lina_baker").model_copy(update={"npc_id": f"baker_{n}"}) for n in range(23)]
+    try:
+        before = provider_server.calls["openai"]
+        results = await asyncio.gather(*(router.decide(NpcContext(profile=npc, now=NOON)) for npc in npcs))
+        assert provider_server.calls["openai"] - before == 3  # ceil(23 / 10)
+        assert sorted(provider_server.batch_sizes[-3:]) == [3, 10, 10]
+        assert all(r.usage.provider == "openai" and r.decision.mood == "happy" for r in results)
+        assert {r.usage.batch_size for r in results} == {3, 10}
+
+        provider_server.faults[:] = ["partial"]  # one NPC's entry is invalid: only it falls back
+        small = await asyncio.gather(*(router.decide(NpcContext(profile=npc, now=NOON)) for npc in npcs[:4]))
+        providers = sorted(r.usage.provider for r in small)
+        assert providers == ["offline", "openai", "openai", "openai"]
     finally:
         provider_server.faults.clear()
         await router.aclose()
