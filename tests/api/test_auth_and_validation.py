@@ -72,13 +72,17 @@ async def test_oversized_bodies_are_413(api):
     assert answer.status_code == 413
 
 
-async def test_metrics_need_credentials_and_count_requests(api):
+async def test_metrics_need_credentials_and_count_requests(api, redis_client, keys):
+    # What the LLM layer of every worker counts in the state store is exported here.
+    await redis_client.hset(keys.llm_counter(), mapping={"openai.routine.calls": 3, "openai.routine.tokens_in": 1200})
     await api.get("/ai/world/state")
     anonymous = await api.get("/metrics", headers={"X-API-Key": "guess"})
     assert anonymous.status_code == 401
     scraped = await api.get("/metrics")
     assert scraped.status_code == 200
     assert 'aiworld_api_requests_total{method="GET",route="/ai/world/state",status="200"}' in scraped.text
+    assert 'aiworld_llm_total{counter="openai.routine.calls"} 3.0' in scraped.text
+    assert 'aiworld_llm_total{counter="openai.routine.tokens_in"} 1200.0' in scraped.text
 
 
 async def test_openapi_documents_every_endpoint(api):

@@ -147,3 +147,16 @@ async def test_concurrent_decisions_are_batched_and_split_back(provider_server, 
     finally:
         provider_server.faults.clear()
         await router.aclose()
+
+
+async def test_embeddings_come_from_the_chain_or_offline(provider_server, redis_client, keys):
+    router = router_for(provider_server, redis_client, keys, chain=("claude", "ollama"))
+    try:
+        vectors = await router.embed(["fresh bread", "old sword"])  # claude has none: ollama answers
+        assert len(vectors) == 2 and len(vectors[0]) == 3
+    finally:
+        await router.aclose()
+    offline = build_router(Settings(), redis_client, keys)
+    near, far = await offline.embed(["fresh warm bread", "fresh bread"]), await offline.embed(["rusty sword"])
+    similarity = sum(a * b for a, b in zip(near[0], near[1]))
+    assert similarity > sum(a * b for a, b in zip(near[0], far[0]))
