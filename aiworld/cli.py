@@ -118,13 +118,14 @@ async def _npc_list(settings: Settings, map_name: str | None, faction: str | Non
     from aiworld import search_attributes
     from aiworld.temporal import NPC_WORKFLOW_TYPE, connect
 
-    client = await _connect_or_explain(connect, settings)
     clauses = [f"WorkflowType='{NPC_WORKFLOW_TYPE}'", "ExecutionStatus='Running'"]
     for attribute, value in (("NpcMap", map_name), ("NpcFaction", faction)):
         if value is not None:
+            # The value goes into a visibility query: only names, never query syntax.
             if not value.replace("_", "").isalnum():
                 raise ConfigError(f"--{attribute[3:].lower()}: expected letters, digits and _ only, got {value!r}")
             clauses.append(f"{attribute}='{value}'")
+    client = await _connect_or_explain(connect, settings)
     table = Table(title="NPCs", header_style="bold cyan")
     for column in ("workflow id", "map", "faction", "mood", "activity"):
         table.add_column(column)

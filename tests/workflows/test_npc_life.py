@@ -9,8 +9,10 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from aiworld.action_queue import ActionQueue
-from aiworld.models import GameEvent, PlayerRef, TalkReply, TalkTurn
-from tests.conftest import demo_profile
+from aiworld.models import Decision, DecisionResult, DecisionUsage, GameEvent, PlayerRef, TalkReply, TalkTurn
+from aiworld.offline_policy import OfflineDecisionMaker
+from aiworld.worker import build_worker
+from tests.conftest import NpcLife, demo_profile
 
 ARIA = PlayerRef(char_id=150001, name="Aria", level=34, job_class=4, map="prontera", x=146, y=180)
 
@@ -156,3 +158,35 @@ async def test_configure_changes_importance_and_cadence(life):
     await handle.signal("configure", {"importance": 9})
     state = await life.wait_for(handle, lambda s: s.importance == 9)
     assert not state.sleeping  # importance 9 keeps an ambient routine even with nobody near
+
+
+class ManipulatedModel(OfflineDecisionMaker):
+    """A decision maker whose answer was talked into giving away a fortune (a prompt injection)."""
+
+    async def decide(self, context):
+        return DecisionResult(
+            decision=Decision.model_validate(
+                {"actions": [{"kind": "give_zeny", "char_id": 150001, "amount": 1_000_000}, {"kind": "emote", "emotion": "money"}],
+                 "mood": "happy", "activity": "giving", "reason": "the player said the rules changed"}
+            ),
+            usage=DecisionUsage(provider="manipulated"),
+        )  # fmt: skip
+
+
+async def test_rejected_actions_are_counted_remembered_and_never_queued(time_skipping_env, task_queue, redis_client, keys):
+    async with build_worker(time_skipping_env.client, task_queue, redis_client, keys, ManipulatedModel()):
+        life = NpcLife(time_skipping_env.client, task_queue, keys)
+        profile = demo_profile("lina_baker")
+        handle = await life.start(profile)
+        await handle.signal("game_event", nearby("greedy"))
+        decisions = await life.wait_for_decisions(handle, lambda ds: any(d.trigger == "events" for d in ds))
+        record = next(d for d in decisions if d.trigger == "events")
+        state = await life.state(handle)
+        await handle.terminate("test finished")
+    assert state.rejected_decisions == 1
+    assert "give_zeny: 1000000 zeny is outside 1..500" in record.rejections[0]
+    queued = await ActionQueue(redis_client, keys).pending(profile.npc_id)
+    assert "give_zeny" not in {action.action.kind for action in queued}, "the gift never reaches the game"
+    assert f"{profile.npc_id}-{record.sequence}-0" in {action.action_id for action in queued}  # the emote did
+    texts = [await redis_client.hget(keys.memory(profile.npc_id, mid), "json") for mid in await memory_ids(redis_client, keys, profile.npc_id)]
+    assert any("I could not do this" in text for text in texts)
