@@ -5,7 +5,9 @@ offline policy always ends the chain, so an NPC always gets a valid answer. An i
 (not JSON, not of the schema) gets one repair attempt, then the next provider. A rate-limited
 first provider of a routine decision, inside an activity with attempts left, raises an
 ApplicationError with `next_retry_delay` = Retry-After, so Temporal retries later with the
-preferred model instead of spending the fallback; dialogue never waits (a player is there).
+preferred model instead of spending the fallback; a timeout or 5xx likewise makes Temporal retry
+with backoff; auth and bad-request errors go straight to the next link. On the activity's last
+attempt the chain is walked down instead. Dialogue never waits (a player is there).
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from aiworld.keys import Keys
 from aiworld.llm import prompts
 from aiworld.llm.batching import BatchDecisions, DecisionBatcher, EntryInvalid
 from aiworld.llm.bucket import TokenBucket
-from aiworld.llm.providers import InvalidOutput, Provider, ProviderError, ProviderRateLimited, build_provider
+from aiworld.llm.providers import (
+    InvalidOutput,
+    Provider,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    build_provider,
+)
 from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueContext, DialogueDraft, NpcContext
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -132,7 +141,12 @@ class LlmRouter:
                         next_retry_delay=timedelta(seconds=limited.retry_after or 5),
                     ) from None  # fmt: skip
                 fallbacks.append(str(limited))
-            except ProviderError as error:
+            except ProviderUnavailable as down:
+                if position == 0 and _attempts_left():
+                    # A timeout or 5xx of the preferred model: Temporal retries with backoff.
+                    raise ApplicationError(str(down), type="ProviderUnavailable") from None
+                fallbacks.append(str(down))
+            except ProviderError as error:  # auth, bad request: the same call cannot work; next link
                 fallbacks.append(str(error))
             else:
                 usage.fallbacks = fallbacks

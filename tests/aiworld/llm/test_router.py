@@ -4,9 +4,11 @@ caches save calls; a rate-limited preferred model is retried after its Retry-Aft
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -160,3 +162,29 @@ async def test_embeddings_come_from_the_chain_or_offline(provider_server, redis_
     near, far = await offline.embed(["fresh warm bread", "fresh bread"]), await offline.embed(["rusty sword"])
     similarity = sum(a * b for a, b in zip(near[0], near[1]))
     assert similarity > sum(a * b for a, b in zip(near[0], far[0]))
+
+
+async def test_a_timeout_in_an_activity_is_retried_by_temporal_with_backoff(provider_server, redis_client, keys):
+    router = router_for(provider_server, redis_client, keys, prompt_cache_ttl_seconds=0, decision_cache_ttl_seconds=0, batch_size=1)
+    provider_server.faults[:] = ["stall"]
+    try:
+        with pytest.raises(ApplicationError) as retry:
+            await ActivityEnvironment().run(router.decide, context())
+        assert retry.value.type == "ProviderUnavailable" and not retry.value.non_retryable
+        assert retry.value.next_retry_delay is None  # the retry policy's backoff applies
+    finally:
+        provider_server.faults.clear()
+        await router.aclose()
+
+
+async def test_on_the_last_attempt_the_chain_is_walked_instead(provider_server, redis_client, keys):
+    router = router_for(provider_server, redis_client, keys, prompt_cache_ttl_seconds=0, decision_cache_ttl_seconds=0, batch_size=1)
+    last_attempt = ActivityEnvironment()
+    last_attempt.info = dataclasses.replace(last_attempt.info, attempt=4, retry_policy=RetryPolicy(maximum_attempts=4))
+    provider_server.faults[:] = ["429"]
+    try:
+        result = await last_attempt.run(router.decide, context())
+    finally:
+        provider_server.faults.clear()
+        await router.aclose()
+    assert result.usage.provider == "claude" and "429" in result.usage.fallbacks[0]
