@@ -8,7 +8,7 @@ import subprocess
 import pytest_asyncio
 
 from aiworld import binaries
-from aiworld.models import DecisionUsage, DialogueContext
+from aiworld.models import DialogueContext
 from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.worker import build_worker
 from api.app import create_app
