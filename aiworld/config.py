@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 ProviderKind = Literal["azure_openai", "openai", "deepseek", "gemini", "ollama", "claude", "offline"]
@@ -54,6 +54,14 @@ class LlmSettings(BaseModel):
     decision_cache_ttl_seconds: int = Field(default=300, ge=0)
     batch_window_ms: int = Field(default=150, ge=0, le=10_000)
     batch_size: int = Field(default=10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _azure_is_the_default_when_configured(self) -> LlmSettings:
+        if "default_provider" not in self.model_fields_set:
+            azure = [name for name, provider in self.providers.items() if (provider.kind or name) == "azure_openai"]
+            if azure:
+                self.default_provider = azure[0]
+        return self
 
 
 class Settings(BaseSettings):

@@ -107,3 +107,14 @@ def test_cli_exits_2_with_one_clear_message(tmp_path):
     assert done.returncode == 2
     assert "AIWORLD_API_PORT" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_azure_openai_is_the_default_provider_when_configured(clean_env, tmp_path):
+    clean_env.chdir(tmp_path)
+    config = tmp_path / "aiworld.yaml"
+    config.write_text("llm:\n  providers:\n    azure:\n      kind: azure_openai\n      endpoint: https://x.openai.azure.com\n"
+                      "      deployment: npc-mini\n    ollama:\n      model: llama3.2\n")  # fmt: skip
+    clean_env.setenv("AIWORLD_CONFIG", str(config))
+    assert load_settings().llm.default_provider == "azure"
+    clean_env.setenv("AIWORLD_LLM__DEFAULT_PROVIDER", "ollama")  # an explicit choice wins
+    assert load_settings().llm.default_provider == "ollama"
