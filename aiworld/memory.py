@@ -7,13 +7,17 @@ or a `temporal workflow reset`.
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime
 
 import redis.asyncio as redis
+from pydantic import ValidationError
 
 from aiworld.keys import Keys
-from aiworld.models import Memory, NpcProfile
+from aiworld.models import Memory, NpcProfile, describe_invalid
+
+log = logging.getLogger(__name__)
 
 # Generative Agents' retrieval: recency decays 0.99 per hour; importance 1..10; relevance here is
 # "the memory is about the party in front of me", which is what dialogue needs most.
@@ -30,9 +34,10 @@ return 1
 # Apply a relationship change once per change id, clamped to -100..100.
 _ADJUST_RELATIONSHIP = """
 if redis.call('HSETNX', KEYS[2], 'change:' .. ARGV[2], ARGV[3]) == 0 then
-  return tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+  return tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
 end
-local score = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') + tonumber(ARGV[3])
+-- A score that is not a number (a damaged record) counts as 0 rather than failing every write.
+local score = (tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0) + tonumber(ARGV[3])
 if score > 100 then score = 100 elseif score < -100 then score = -100 end
 redis.call('HSET', KEYS[1], ARGV[1], score)
 redis.call('HSET', KEYS[2], 'score', score, 'last_reason', ARGV[4])
@@ -64,7 +69,15 @@ class MemoryStore:
             for memory_id in ids:
                 pipe.hget(self._keys.memory(npc_id, _text(memory_id)), "json")
             raw = await pipe.execute()
-        memories = [Memory.model_validate_json(item) for item in raw if item]
+        memories = []
+        for memory_id, item in zip(ids, raw):
+            if not item:
+                continue
+            try:
+                memories.append(Memory.model_validate_json(item))
+            except ValidationError as error:
+                # One damaged record must not cost the NPC all its memories (or its life).
+                log.warning("skipping corrupt memory %s of %s: %s", _text(memory_id), npc_id, describe_invalid(error))
 
         def score(memory: Memory) -> float:
             hours = max(0.0, (now - memory.created_at).total_seconds() / 3600)
@@ -90,7 +103,13 @@ class MemoryStore:
         if not parties:
             return {}
         values = await self._redis.hmget(self._keys.relationships(npc_id), parties)
-        return {party: int(value) for party, value in zip(parties, values) if value is not None}
+        scores = {}
+        for party, value in zip(parties, values):
+            try:
+                scores[party] = int(value) if value is not None else None
+            except ValueError:
+                log.warning("ignoring a damaged relationship score of %s toward %s: %r", npc_id, party, value)
+        return {party: score for party, score in scores.items() if score is not None}
 
     async def publish_npc(self, profile: NpcProfile, fields: dict[str, str]) -> None:
         """The `npc:{id}` hash other processes read: who the NPC is and what it does now."""

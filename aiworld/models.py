@@ -463,8 +463,14 @@ class NpcStateView(BaseModel):
     events_processed: int
     pending_events: int
     rejected_decisions: int
+    # Decisions on events made by an LLM, and by the offline policy; routine steps (no decision
+    # maker); decisions and replies made without an activity that failed for good.
     llm_decisions: int
+    policy_decisions: int = 0
     routine_decisions: int
+    fallbacks: int = 0
+    # Writes waiting for the state store to answer again (0 when it is healthy).
+    unsaved_writes: int = 0
     retired: bool
     sleeping: bool
     # Which run of the NPC's life this is: continue-as-new starts the next one.

@@ -22,6 +22,7 @@ from workflows.npc_life import NpcLifeWorkflow
 log = logging.getLogger(__name__)
 
 WORKFLOWS = [NpcLifeWorkflow]
+STORE_SOCKET_TIMEOUT = 2.0
 
 
 def build_worker(
@@ -42,7 +43,9 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     from aiworld.llm import build_router  # the LLM layer pulls in every provider SDK; load it once here
 
     client = client or await connect(settings)
-    store = redis.Redis.from_url(settings.redis_url)
+    # A store that hangs (frozen, partitioned) must fail calls, not hold activities until their
+    # timeouts: the NPC then decides without it and keeps its writes for later.
+    store = redis.Redis.from_url(settings.redis_url, socket_timeout=STORE_SOCKET_TIMEOUT, socket_connect_timeout=STORE_SOCKET_TIMEOUT)
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
     worker = build_worker(client, settings.task_queue, store, keys, router)

@@ -16,6 +16,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from aiworld import offline_policy, search_attributes
     from aiworld.models import (
         MAX_REPLY_CHARS,
+        DialogueContext,
         Decision,
         DecisionRecord,
         DecisionResult,
@@ -49,27 +51,43 @@ with workflow.unsafe.imports_passed_through():
         NpcLifeInput,
         NpcLifeState,
         PlayerPresence,
+        UnsavedWrite,
     )
 
+# Every activity is bounded in time: no fault outside this workflow's own code (a store or a
+# provider down, a corrupt record) may fail the NPC or hold it past a bound. When one runs out,
+# the NPC decides without it (routine, offline reply) or keeps the write for later (`unsaved`).
 CONTEXT_TIMEOUT = timedelta(seconds=5)
+CONTEXT_SCHEDULE_TIMEOUT = timedelta(seconds=12)
 DECISION_TIMEOUT = timedelta(seconds=60)
 DECISION_SCHEDULE_TIMEOUT = timedelta(minutes=5)
-REPLY_TIMEOUT = timedelta(seconds=20)
 STORE_TIMEOUT = timedelta(seconds=10)
+STORE_SCHEDULE_TIMEOUT = timedelta(seconds=30)
+# A player is waiting: the whole turn stays within the API's wait (8 s) whenever it can.
+TALK_CONTEXT_TIMEOUT = timedelta(seconds=2)
+TALK_CONTEXT_SCHEDULE_TIMEOUT = timedelta(seconds=3)
+REPLY_TIMEOUT = timedelta(seconds=6)
+TALK_STORE_SCHEDULE_TIMEOUT = timedelta(seconds=3)
+# While the store refuses writes, the NPC tries again after 5 s, 10 s, 20 s … at most a minute.
+STORE_RETRY_FIRST, STORE_RETRY_LONGEST = 5.0, 60.0
 
-# Reads are cheap to repeat; a decision is retried a few times before the NPC falls back to its
-# routine; writes to the state store are retried until the store is back, so nothing is lost.
 # Data that fails validation will fail again: those errors are never retried.
 NEVER_RETRIED = ["ValidationError", "InvalidDecision", "ProviderAuthError", "ProviderBadRequest"]
 CONTEXT_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NEVER_RETRIED)
+TALK_CONTEXT_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NEVER_RETRIED)
 DECISION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30), maximum_attempts=4,
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=4,
     non_retryable_error_types=NEVER_RETRIED,
-)  # fmt: skip
-REPLY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2, non_retryable_error_types=NEVER_RETRIED)
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), non_retryable_error_types=NEVER_RETRIED
 )
+REPLY_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500), maximum_attempts=2, non_retryable_error_types=NEVER_RETRIED
+)
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), non_retryable_error_types=NEVER_RETRIED
+)
+OFFLINE = "offline"
 
 # Seconds between decisions while players are near: 5 s for the most important NPCs, 30 s for the least.
 FASTEST_CADENCE, SLOWEST_CADENCE = 5.0, 30.0
@@ -112,10 +130,13 @@ class NpcLifeWorkflow:
         self._describe_now()
         while True:
             self._forget_stale_presence()
-            timeout = self._cadence()
+            waiting_for_store = bool(self._state.unsaved)
+            timeout = self._store_retry_delay() if waiting_for_store else self._cadence()
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self._state.pending_events)
+                    # While the store refuses writes, events wait in the state: the NPC handles
+                    # them once its earlier writes are saved, so nothing is lost or reordered.
+                    lambda: (bool(self._state.pending_events) and not self._state.unsaved)
                     or self._state.retired
                     or self._reconsider
                     or self._should_continue_as_new(),
@@ -125,7 +146,7 @@ class NpcLifeWorkflow:
             except asyncio.TimeoutError:
                 woke_by_timer = True
             self._reconsider = False
-            if self._state.retired and not self._state.pending_events:
+            if self._state.retired and not self._state.pending_events and not self._state.unsaved:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._describe_now()
                 return f"{self._state.profile.name} retired after {self._state.events_processed} events"
@@ -140,6 +161,10 @@ class NpcLifeWorkflow:
                         history_length_limit=self._history_length_limit,
                     )
                 )
+            if self._state.unsaved:
+                if not await self._save_unsaved():
+                    continue
+                woke_by_timer = False  # that wake was for the store, not the routine
             await self._live(woke_by_timer)
 
     def _should_continue_as_new(self) -> bool:
@@ -147,6 +172,10 @@ class NpcLifeWorkflow:
         if info.is_continue_as_new_suggested():
             return True
         return self._history_length_limit is not None and info.get_current_history_length() >= self._history_length_limit
+
+    def _store_retry_delay(self) -> timedelta:
+        failures = max(1, self._state.store_failures)
+        return timedelta(seconds=min(STORE_RETRY_LONGEST, STORE_RETRY_FIRST * 2 ** (failures - 1)))
 
     def _cadence(self) -> timedelta | None:
         """None means sleep: no timer, only an event wakes the NPC."""
@@ -223,12 +252,20 @@ class NpcLifeWorkflow:
 
     async def _decide_and_act(self, events: list[GameEvent], trigger: str) -> None:
         sequence = self._next_sequence()
-        context = await workflow.execute_local_activity_method(
-            NpcActivities.load_npc_context,
-            self._context_request(sequence, events),
-            start_to_close_timeout=CONTEXT_TIMEOUT,
-            retry_policy=CONTEXT_RETRY,
-        )
+        request = self._context_request(sequence, events)
+        try:
+            context = await workflow.execute_local_activity_method(
+                NpcActivities.load_npc_context,
+                request,
+                start_to_close_timeout=CONTEXT_TIMEOUT,
+                schedule_to_close_timeout=CONTEXT_SCHEDULE_TIMEOUT,
+                retry_policy=CONTEXT_RETRY,
+            )
+        except ActivityError as error:
+            # The store is down or holds a corrupt record: decide from what the NPC carries.
+            workflow.logger.warning("context failed, deciding without memories: %s", error)
+            self._state.fallbacks += 1
+            context = NpcContext.model_validate(request.model_dump(exclude={"about", "turn"}))
         try:
             result = await workflow.execute_activity_method(
                 NpcActivities.decide_next_action,
@@ -237,13 +274,19 @@ class NpcLifeWorkflow:
                 schedule_to_close_timeout=DECISION_SCHEDULE_TIMEOUT,
                 retry_policy=DECISION_RETRY,
             )
-        except workflow.ActivityError as error:
+        except ActivityError as error:
             # No decision could be had (every provider down and retries spent): live on by routine
-            # rather than stall; the failure stays visible in the history and the record.
+            # rather than stall or fail; the failure stays visible in the history and the record.
             workflow.logger.warning("decision failed, following routine instead: %s", error)
+            self._state.fallbacks += 1
+            self._state.routine_decisions += 1
             result = DecisionResult(decision=self._routine_decision(sequence))
             trigger = "routine-after-failure"
-        self._state.llm_decisions += 1
+        else:
+            if result.usage.provider == OFFLINE:
+                self._state.policy_decisions += 1
+            else:
+                self._state.llm_decisions += 1
         await self._carry_out(sequence, trigger, events, result)
 
     async def _follow_routine(self) -> None:
@@ -283,24 +326,19 @@ class NpcLifeWorkflow:
                 Memory(memory_id=f"{sequence}-rejected", kind="rejected", importance=5, emotion="fret", created_at=now,
                        text="I could not do this: " + "; ".join(verdict.rejections))
             )  # fmt: skip
-        await workflow.execute_activity_method(
-            NpcActivities.record_outcome,
-            RecordRequest(
-                profile=profile,
-                memories=memories,
-                relationship_changes=[change for event in events if (change := self._relationship_change(event))],
-                npc_fields={
-                    "action": decision.activity, "mood": decision.mood, "reason": decision.reason,
-                    "last_decision_ts": now.isoformat(), "decision_sequence": str(sequence),
-                },
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+        record = RecordRequest(
+            profile=profile,
+            memories=memories,
+            relationship_changes=[change for event in events if (change := self._relationship_change(event))],
+            npc_fields={
+                "action": decision.activity,
+                "mood": decision.mood,
+                "reason": decision.reason,
+                "last_decision_ts": now.isoformat(),
+                "decision_sequence": str(sequence),
+            },
         )
-        if queued:
-            await workflow.execute_activity_method(
-                NpcActivities.enqueue_actions, queued, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
-            )
+        await self._save(record, queued, STORE_SCHEDULE_TIMEOUT)
         self._state.mood = decision.mood
         self._state.activity = decision.activity
         self._state.activity_reason = decision.reason or trigger
@@ -315,15 +353,68 @@ class NpcLifeWorkflow:
     async def _remember_quietly(self, events: list[GameEvent]) -> None:
         """Events worth remembering but not worth a decision (a player leaving, an action done)."""
         sequence = self._next_sequence()
-        await workflow.execute_activity_method(
-            NpcActivities.record_outcome,
-            RecordRequest(
-                profile=self._state.profile,
-                memories=[self._memory_of(event, sequence, index) for index, event in enumerate(events)],
-            ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+        record = RecordRequest(
+            profile=self._state.profile,
+            memories=[self._memory_of(event, sequence, index) for index, event in enumerate(events)],
         )
+        await self._save(record, [], STORE_SCHEDULE_TIMEOUT)
+
+    # --- writing to the state store ---------------------------------------------------------
+
+    async def _save(self, record: RecordRequest | None, actions: list[QueuedAction], bound: timedelta) -> dict[str, int]:
+        """Write a decision's memories and actions; the parties' relationship scores come back.
+
+        While the store refuses writes they wait in the state, in order, and are written when it
+        answers again (`_save_unsaved`): a store outage delays what the NPC writes, never loses it
+        and never fails the NPC. Both writes are idempotent, so writing one again is harmless.
+        """
+        if self._state.unsaved:  # the store is known to be down: keep the order, don't wait on it
+            self._state.unsaved.append(UnsavedWrite(record=record, actions=actions))
+            return {}
+        try:
+            return await self._write(record, actions, bound)
+        except ActivityError as error:
+            workflow.logger.warning("the state store refused a write; keeping it for later: %s", error)
+            self._state.unsaved.append(UnsavedWrite(record=record, actions=actions))
+            self._state.store_failures = 1
+            return {}
+
+    async def _write(self, record: RecordRequest | None, actions: list[QueuedAction], bound: timedelta) -> dict[str, int]:
+        scores: dict[str, int] = {}
+        if record is not None:
+            scores = await workflow.execute_activity_method(
+                NpcActivities.record_outcome,
+                record,
+                start_to_close_timeout=STORE_TIMEOUT,
+                schedule_to_close_timeout=bound,
+                retry_policy=STORE_RETRY,
+            )
+        if actions:
+            await workflow.execute_activity_method(
+                NpcActivities.enqueue_actions,
+                actions,
+                start_to_close_timeout=STORE_TIMEOUT,
+                schedule_to_close_timeout=bound,
+                retry_policy=STORE_RETRY,
+            )
+        return scores
+
+    async def _save_unsaved(self) -> bool:
+        """Write what the store refused earlier, oldest first. True once nothing is left."""
+        while self._state.unsaved:
+            write = self._state.unsaved[0]
+            try:
+                await self._write(write.record, write.actions, STORE_SCHEDULE_TIMEOUT)
+            except ActivityError as error:
+                self._state.store_failures += 1
+                workflow.logger.warning("the state store still refuses writes: %s", error)
+                self._describe_now()
+                return False
+            # A talk turn may have appended meanwhile; the written one is still the first.
+            self._state.unsaved.pop(0)
+        self._state.store_failures = 0
+        self._describe_now()
+        return True
 
     def _memory_of(self, event: GameEvent, sequence: int, index: int) -> Memory:
         who = event.player.name if event.player else (event.other_npc_id or "someone")
@@ -395,6 +486,11 @@ class NpcLifeWorkflow:
                 f"inputs: {', '.join(last.event_ids) or 'none'}"
                 + (f"; rejected: {'; '.join(last.rejections)}" if last.rejections else "")
             )
+        if state.unsaved:
+            lines.append(
+                f"Waiting for the state store: {len(state.unsaved)} write(s) kept, "
+                f"{state.store_failures} failed attempt(s); events wait until they are saved."
+            )
         if state.retired:
             lines.append("Retired.")
         workflow.set_current_details("\n\n".join(lines))
@@ -434,27 +530,26 @@ class NpcLifeWorkflow:
         self._state.players_near[turn.player.char_id] = PlayerPresence(player=turn.player, since=workflow.now())
         sequence = self._next_sequence()
         turn_id = turn.turn_id or f"seq{sequence}"
-        context = await workflow.execute_local_activity_method(
-            NpcActivities.load_dialogue_context,
-            self._context_request(sequence, [], about=party, turn=turn),
-            start_to_close_timeout=CONTEXT_TIMEOUT,
-            retry_policy=CONTEXT_RETRY,
-        )
+        request = self._context_request(sequence, [], about=party, turn=turn)
+        context = await self._dialogue_context(request)
         try:
             result = await workflow.execute_activity_method(
-                NpcActivities.compose_reply, context, start_to_close_timeout=REPLY_TIMEOUT, retry_policy=REPLY_RETRY
+                NpcActivities.compose_reply,
+                context,
+                start_to_close_timeout=REPLY_TIMEOUT,
+                schedule_to_close_timeout=REPLY_TIMEOUT,
+                retry_policy=REPLY_RETRY,
             )
             draft, usage = result.draft, result.usage
-        except workflow.ActivityError as error:
+        except ActivityError as error:
             workflow.logger.warning("reply failed, answering from the offline policy: %s", error)
+            self._state.fallbacks += 1
             draft, usage = offline_policy.reply(context), None
         text = clean_game_text(draft.text)[:MAX_REPLY_CHARS] or "..."
         options = [clean_game_text(option)[:30] for option in draft.options if clean_game_text(option)][:4]
         change = max(-10, min(10, draft.relationship_change))
         now = workflow.now()
-        scores = await workflow.execute_activity_method(
-            NpcActivities.record_outcome,
-            RecordRequest(
+        record = RecordRequest(
                 profile=profile,
                 memories=[
                     Memory(memory_id=f"{sequence}-heard", kind="conversation", text=f"{turn.player.name} said: {turn.text}",
@@ -464,23 +559,16 @@ class NpcLifeWorkflow:
                 ],
                 relationship_changes=[RelationshipChange(party=party, delta=change, change_id=f"talk-{turn_id}", reason="conversation")],
                 npc_fields={"action": "talking", "last_decision_ts": now.isoformat()},
-            ),  # fmt: skip
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-        )
-        await workflow.execute_activity_method(
-            NpcActivities.enqueue_actions,
-            [
-                QueuedAction(
-                    action_id=f"{profile.npc_id}-talk-{turn_id}", npc_id=profile.npc_id, sequence=sequence,
-                    action=DialogueReplyAction(turn_id=turn_id, char_id=turn.player.char_id, text=text,
-                                               emotion=draft.emotion, options=options),
-                    map=profile.map, npc_name=profile.name, reason="reply to a player", created_at=now,
-                )
-            ],  # fmt: skip
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
-        )
+        )  # fmt: skip
+        reply_action = QueuedAction(
+            action_id=f"{profile.npc_id}-talk-{turn_id}", npc_id=profile.npc_id, sequence=sequence,
+            action=DialogueReplyAction(turn_id=turn_id, char_id=turn.player.char_id, text=text,
+                                       emotion=draft.emotion, options=options),
+            map=profile.map, npc_name=profile.name, reason="reply to a player", created_at=now,
+        )  # fmt: skip
+        # The reply is queued even when the API has answered the player already: a caller that
+        # gave up waiting (504) was promised it arrives as an action.
+        scores = await self._save(record, [reply_action], TALK_STORE_SCHEDULE_TIMEOUT)
         self._state.activity, self._state.activity_reason = "talking", f"talking with {turn.player.name}"
         self._record(
             DecisionRecord(
@@ -493,6 +581,22 @@ class NpcLifeWorkflow:
             text=text, emotion=draft.emotion, options=options, relationship_change=change,
             relationship=scores.get(party, 0), decided_by=usage.provider if usage else "offline",
         )  # fmt: skip
+
+    async def _dialogue_context(self, request: ContextRequest) -> DialogueContext:
+        """What the NPC knows of the player; without the store, it answers from what it carries."""
+        if not self._state.unsaved:  # a store known to be down is not waited on while a player waits
+            try:
+                return await workflow.execute_local_activity_method(
+                    NpcActivities.load_dialogue_context,
+                    request,
+                    start_to_close_timeout=TALK_CONTEXT_TIMEOUT,
+                    schedule_to_close_timeout=TALK_CONTEXT_SCHEDULE_TIMEOUT,
+                    retry_policy=TALK_CONTEXT_RETRY,
+                )
+            except ActivityError as error:
+                workflow.logger.warning("dialogue context failed, answering without memories: %s", error)
+        self._state.fallbacks += 1
+        return DialogueContext.model_validate(request.model_dump(exclude={"about"}))
 
     @talk.validator
     def _validate_talk(self, raw_turn: dict[str, Any]) -> None:
@@ -514,7 +618,9 @@ class NpcLifeWorkflow:
             players_near=[presence.player for presence in state.players_near.values()],
             decision_sequence=state.decision_sequence, events_processed=state.events_processed,
             pending_events=len(state.pending_events), rejected_decisions=state.rejected_decisions,
-            llm_decisions=state.llm_decisions, routine_decisions=state.routine_decisions, retired=state.retired,
+            llm_decisions=state.llm_decisions, policy_decisions=state.policy_decisions,
+            routine_decisions=state.routine_decisions, fallbacks=state.fallbacks, unsaved_writes=len(state.unsaved),
+            retired=state.retired,
             sleeping=not state.pending_events and self._cadence() is None, runs=state.runs,
         )  # fmt: skip
 

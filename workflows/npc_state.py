@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from aiworld.models import DecisionRecord, GameEvent, NpcProfile, PlayerRef
+from activities.npc_activities import RecordRequest
+from aiworld.models import DecisionRecord, GameEvent, NpcProfile, PlayerRef, QueuedAction
 
 # Ids of processed events kept to drop redeliveries; far more than can arrive between two checks.
 PROCESSED_EVENT_MEMORY = 1000
@@ -16,6 +17,14 @@ RECENT_DECISIONS_KEPT = 20
 class PlayerPresence(BaseModel):
     player: PlayerRef
     since: datetime
+
+
+class UnsavedWrite(BaseModel):
+    """What a decision or a talk turn still has to write while the state store does not answer:
+    kept in the state (and carried over continue-as-new) until the store takes it."""
+
+    record: RecordRequest | None = None
+    actions: list[QueuedAction] = Field(default_factory=list)
 
 
 class NpcLifeState(BaseModel):
@@ -29,13 +38,22 @@ class NpcLifeState(BaseModel):
     decision_sequence: int = 0
     events_processed: int = 0
     rejected_decisions: int = 0
+    # Decisions on events, by who made them: an LLM, or the offline policy (configured so, or
+    # the last link of the LLM chain).
     llm_decisions: int = 0
+    policy_decisions: int = 0
     routine_decisions: int = 0
+    # Decisions and replies made without the decision maker or without the NPC's memories
+    # because an activity failed for good (a store or provider outage).
+    fallbacks: int = 0
     routine_step: int = 0
     recent_decisions: list[DecisionRecord] = Field(default_factory=list)
     # What the search attributes were last set to, so they are upserted only on change.
     published_attributes: dict[str, str] = Field(default_factory=dict)
     retired: bool = False
+    # Writes the state store refused, oldest first; while any is here the NPC waits for the store.
+    unsaved: list[UnsavedWrite] = Field(default_factory=list)
+    store_failures: int = 0
     runs: int = 1
 
 

@@ -65,7 +65,9 @@ async def test_a_week_of_life_continues_as_new_and_processes_every_event_once(li
     # One observation memory per event: an event handled twice would leave a second one.
     observed = [mid for mid in await memory_ids(redis_client, keys, profile.npc_id) if "-event-" in mid]
     assert len(observed) == unique_events
-    assert state.routine_decisions > 0 and state.llm_decisions > 0
+    assert state.routine_decisions > 0 and state.policy_decisions > 0
+    # The offline policy decided everything: none of it is counted as an LLM's decision.
+    assert state.llm_decisions == 0 and state.fallbacks == 0
 
 
 async def test_a_burst_of_200_signals_across_continue_as_new(life, redis_client, keys):

@@ -1,0 +1,174 @@
+"""No fault outside the workflow's own code fails an NPC: each fallback branch taken with a real fault.
+
+The state store is a Redis of the test's own, killed with -9 or frozen with SIGSTOP; the LLM layer
+is the real router, whose caches live in that store; corrupt records are written into the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest_asyncio
+import redis.asyncio as redis
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+
+from aiworld.action_queue import ActionQueue
+from aiworld.config import LlmSettings, ProviderSettings, Settings
+from aiworld.llm import build_router
+from aiworld.models import GameEvent, NpcStateView, PlayerRef, TalkReply, TalkTurn
+from aiworld.offline_policy import OfflineDecisionMaker
+from aiworld.worker import STORE_SOCKET_TIMEOUT, build_worker
+from tests.conftest import NpcLife, demo_profile
+from tests.processes import ServerProcess, redis_process
+
+PROBE = PlayerRef(char_id=150077, name="Probe", level=12, job_class=1, map="prontera", x=150, y=180)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_redis(tmp_path) -> ServerProcess:
+    server = redis_process(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def store_of(server: ServerProcess) -> redis.Redis:
+    # The worker's own settings: a dead or frozen store fails calls quickly instead of hanging.
+    return redis.Redis(
+        port=server.port, socket_timeout=STORE_SOCKET_TIMEOUT, socket_connect_timeout=STORE_SOCKET_TIMEOUT
+    )
+
+
+def llm_router(store: redis.Redis, keys):
+    """The real LLM router with one provider: its prompt and decision caches live in the store,
+    so with the store gone every decision and reply activity fails for good."""
+    settings = Settings(
+        llm=LlmSettings(
+            default_provider="openai",
+            providers={"openai": ProviderSettings(kind="openai", endpoint="http://127.0.0.1:9/v1", api_key="k", model="m")},
+        )
+    )
+    return build_router(settings, store, keys)
+
+
+async def state_when(env, handle: WorkflowHandle, predicate, timeout: float = 120) -> NpcStateView:
+    """Query until the predicate holds, moving the test server's clock on so that the NPC's
+    timers (its cadence, the store retry backoff) fire without real waiting."""
+    async with asyncio.timeout(timeout):
+        while True:
+            state = await handle.query("state", result_type=NpcStateView)
+            if predicate(state):
+                return state
+            await env.sleep(timedelta(seconds=5))
+
+
+async def assert_running(handle: WorkflowHandle) -> None:
+    described = await handle.describe()
+    assert described.status == WorkflowExecutionStatus.RUNNING, f"{handle.id} is {described.status}"
+
+
+async def test_a_killed_store_delays_what_the_npc_writes_and_kills_nothing(time_skipping_env, task_queue, keys, own_redis):
+    store = store_of(own_redis)
+    router = llm_router(store, keys)
+    life = NpcLife(time_skipping_env.client, task_queue, keys)
+    profile = demo_profile("lina_baker", importance=4)
+    try:
+        async with build_worker(time_skipping_env.client, task_queue, store, keys, router):
+            handle = await life.start(profile)
+            own_redis.kill()
+
+            # Context, decision (its caches are in the store) and writes all fail for good.
+            await handle.signal("game_event", GameEvent(event_id="attack-1", kind="player_attacked", player=PROBE))
+            reply = await handle.execute_update(
+                "talk", TalkTurn(turn_id="t1", player=PROBE, text="Hello? Anyone?"), result_type=TalkReply
+            )
+            assert reply.decided_by == "offline" and reply.text
+            waiting = await state_when(
+                time_skipping_env, handle, lambda s: s.events_processed == 1 and s.unsaved_writes >= 2
+            )
+            assert waiting.fallbacks >= 3  # the decision's context and decision, the reply's context
+            # The branch that once crashed every NPC: a decision that fails for good becomes a
+            # routine step, recorded as such.
+            decisions = await handle.query("recent_decisions")
+            assert "routine-after-failure" in [decision["trigger"] for decision in decisions]
+            await handle.signal("game_event", GameEvent(event_id="attack-2", kind="player_attacked", player=PROBE))
+            held = await state_when(time_skipping_env, handle, lambda s: s.pending_events == 1)
+            assert held.events_processed == 1, "events wait while earlier writes are unsaved"
+            await assert_running(handle)
+
+            own_redis.start()
+            done = await state_when(
+                time_skipping_env, handle, lambda s: s.unsaved_writes == 0 and s.events_processed == 2 and s.pending_events == 0
+            )
+            assert done.runs == 1
+            # The second attack is decided on and written once its turn comes.
+            async with asyncio.timeout(60):
+                while "attack-2" not in [
+                    event_id for decision in await handle.query("recent_decisions") for event_id in decision["event_ids"]
+                ]:
+                    await time_skipping_env.sleep(timedelta(seconds=1))
+            await assert_running(handle)
+
+            memories = {memory_id.decode() for memory_id in await store.zrange(keys.memory_index(profile.npc_id), 0, -1)}
+            assert {mid for mid in memories if mid.endswith("-heard")}, "the talk turn is remembered"
+            assert len([mid for mid in memories if "-event-" in mid]) == 2, "each attack remembered once"
+            queued = {action.action_id for action in await ActionQueue(store, keys).pending(profile.npc_id)}
+            assert f"{profile.npc_id}-talk-t1" in queued, "the reply promised to a late caller is queued"
+    finally:
+        await life_end(life)
+        await router.aclose()
+        await store.aclose()
+
+
+async def test_a_frozen_store_does_not_hold_a_player_waiting(time_skipping_env, task_queue, keys, own_redis):
+    store = store_of(own_redis)
+    life = NpcLife(time_skipping_env.client, task_queue, keys)
+    profile = demo_profile("lina_baker")
+    try:
+        async with build_worker(time_skipping_env.client, task_queue, store, keys, OfflineDecisionMaker()):
+            handle = await life.start(profile)
+            own_redis.freeze()
+            reply = await handle.execute_update(
+                "talk", TalkTurn(turn_id="frozen-1", player=PROBE, text="Bread, please"), result_type=TalkReply
+            )
+            assert reply.text
+            await state_when(time_skipping_env, handle, lambda s: s.unsaved_writes == 1)
+            # Known to be down now: the next turn does not wait on the store at all.
+            await handle.execute_update("talk", TalkTurn(turn_id="frozen-2", player=PROBE, text="Hello?"), result_type=TalkReply)
+            await state_when(time_skipping_env, handle, lambda s: s.unsaved_writes == 2)
+            own_redis.thaw()
+            await state_when(time_skipping_env, handle, lambda s: s.unsaved_writes == 0)
+            queued = {action.action_id for action in await ActionQueue(store, keys).pending(profile.npc_id)}
+            assert {f"{profile.npc_id}-talk-frozen-1", f"{profile.npc_id}-talk-frozen-2"} <= queued
+            await assert_running(handle)
+    finally:
+        await life_end(life)
+        await store.aclose()
+
+
+async def test_corrupt_records_in_the_store_cost_memories_not_the_npc(life, time_skipping_env, redis_client, keys):
+    profile = demo_profile("gareth_guard")
+    handle = await life.start(profile)
+    # A memory that is not JSON and a relationship score that is not a number.
+    await redis_client.zadd(keys.memory_index(profile.npc_id), {"garbled": 1})
+    await redis_client.hset(keys.memory(profile.npc_id, "garbled"), "json", "{not a memory")
+    await handle.signal("game_event", GameEvent(event_id="a1", kind="player_attacked", player=PROBE))
+    first = await life.wait_for(handle, lambda s: s.events_processed == 1 and s.decision_sequence >= 1)
+    assert first.fallbacks == 0, "a corrupt memory is skipped, the rest of the context loads"
+
+    await redis_client.hset(keys.relationships(profile.npc_id), f"player:{PROBE.char_id}", "very angry")
+    await handle.signal("game_event", GameEvent(event_id="a2", kind="player_attacked", player=PROBE))
+    second = await life.wait_for(handle, lambda s: s.events_processed == 2 and s.decision_sequence >= 2)
+    assert second.fallbacks == 0 and second.unsaved_writes == 0
+    # The damaged score was read as unknown and the attack's change written over it.
+    async with asyncio.timeout(60):
+        while (await redis_client.hget(keys.relationships(profile.npc_id), f"player:{PROBE.char_id}")) == "very angry":
+            await asyncio.sleep(0.1)
+    assert int(await redis_client.hget(keys.relationships(profile.npc_id), f"player:{PROBE.char_id}")) < 0
+    await assert_running(handle)
+
+
+async def life_end(life: NpcLife) -> None:
+    for workflow_id in life.started:
+        await life.client.get_workflow_handle(workflow_id).terminate("test finished")
