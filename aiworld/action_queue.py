@@ -31,24 +31,31 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
 return 1
 """
 
-# KEYS[1] the set to claim from; ARGV: now, lease_until, limit, action key prefix, npc queue prefix,
-# ready set. The other set is found from the action's npc_id, so both stay in step.
+# Every key a script touches is declared in KEYS: DragonflyDB (the production store) refuses
+# undeclared keys by default. So a claim is two steps: the candidates and their NPCs are read
+# first, then one script leases those that are still offerable, checking each again, so two API
+# processes racing for the same ids never both get one.
+# KEYS: ready set, then per candidate its action key and its NPC's queue.
+# ARGV: now, lease_until, then the candidate ids in the order of KEYS.
 _CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local claimed = {}
-for _, id in ipairs(ids) do
-  local key = ARGV[4] .. id
-  local npc_id = redis.call('HGET', key, 'npc_id')
-  if npc_id then
-    redis.call('ZADD', ARGV[5] .. npc_id .. ':actions', ARGV[2], id)
-    redis.call('ZADD', ARGV[6], ARGV[2], id)
-    redis.call('HSET', key, 'status', 'leased')
-    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-    table.insert(claimed, id)
-    table.insert(claimed, redis.call('HGET', key, 'payload'))
-    table.insert(claimed, attempts)
-  else
-    redis.call('ZREM', KEYS[1], id)
+for i = 1, #ARGV - 2 do
+  local id = ARGV[i + 2]
+  local key, npc_queue = KEYS[2 * i], KEYS[2 * i + 1]
+  local offered_from = redis.call('ZSCORE', KEYS[1], id)
+  if offered_from and tonumber(offered_from) <= tonumber(ARGV[1]) then
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('ZADD', npc_queue, ARGV[2], id)
+      redis.call('ZADD', KEYS[1], ARGV[2], id)
+      redis.call('HSET', key, 'status', 'leased')
+      local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+      table.insert(claimed, id)
+      table.insert(claimed, redis.call('HGET', key, 'payload'))
+      table.insert(claimed, attempts)
+    else
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZREM', npc_queue, id)
+    end
   end
 end
 return claimed
@@ -85,6 +92,10 @@ class ConflictingResult(ValueError):
     """A second result that contradicts the first (done after failed, or the reverse)."""
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _epoch(moment: datetime | None) -> float:
     return (moment or datetime.now(timezone.utc)).timestamp()
 
@@ -117,18 +128,23 @@ class ActionQueue:
         """Lease up to `limit` offerable actions of one NPC (or of all NPCs), oldest first."""
         moment = _epoch(now)
         source = self._keys.action_queue(npc_id) if npc_id else self._keys.ready_actions()
-        flat = await self._claim(
-            keys=[source],
-            args=[
-                moment, moment + lease_seconds, limit, self._keys.action(""),
-                self._keys.npc(""), self._keys.ready_actions(),
-            ],
-        )  # fmt: skip
+        ids = [_text(i) for i in await self._redis.zrangebyscore(source, "-inf", moment, start=0, num=limit)]
+        if not ids:
+            return []
+        keys = [self._keys.ready_actions()]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for action_id in ids:
+                pipe.hget(self._keys.action(action_id), "npc_id")
+            npc_ids = await pipe.execute()
+        for action_id, owner in zip(ids, npc_ids):
+            keys.append(self._keys.action(action_id))
+            # An action that is gone (expired) has no owner to read: the script drops its id from
+            # the ready set and from the queue named here, the claiming NPC's when there is one.
+            keys.append(self._keys.action_queue(_text(owner) if owner is not None else (npc_id or "_gone")))
+        flat = await self._claim(keys=keys, args=[moment, moment + lease_seconds, *ids])
         claimed = []
         for index in range(0, len(flat), 3):
-            payload = flat[index + 1]
-            payload = payload.decode() if isinstance(payload, bytes) else payload
-            claimed.append(ClaimedAction(QueuedAction.model_validate_json(payload), int(flat[index + 2])))
+            claimed.append(ClaimedAction(QueuedAction.model_validate_json(_text(flat[index + 1])), int(flat[index + 2])))
         return claimed
 
     async def complete(self, action_id: str, outcome: Outcome, detail: str = "", now: datetime | None = None) -> bool:
@@ -137,7 +153,7 @@ class ActionQueue:
         npc_id = await self._redis.hget(key, "npc_id")
         if npc_id is None:
             raise UnknownAction(action_id)
-        npc_id = npc_id.decode() if isinstance(npc_id, bytes) else npc_id
+        npc_id = _text(npc_id)
         result = await self._complete(
             keys=[key, self._keys.action_queue(npc_id), self._keys.ready_actions()],
             args=[outcome, detail, _epoch(now), FINISHED_RETENTION_SECONDS, action_id],
@@ -152,18 +168,14 @@ class ActionQueue:
         raw = await self._redis.hgetall(self._keys.action(action_id))
         if not raw:
             return None
-        return {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()
-        }
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     async def pending(self, npc_id: str) -> list[QueuedAction]:
         """Every undelivered or unacknowledged action of one NPC, without leasing them."""
         ids = await self._redis.zrange(self._keys.action_queue(npc_id), 0, -1)
         actions = []
         for action_id in ids:
-            action_id = action_id.decode() if isinstance(action_id, bytes) else action_id
-            payload = await self._redis.hget(self._keys.action(action_id), "payload")
+            payload = await self._redis.hget(self._keys.action(_text(action_id)), "payload")
             if payload is not None:
                 actions.append(QueuedAction.model_validate_json(payload))
         return actions

@@ -1,0 +1,92 @@
+"""Every Lua script declares every key it touches (DragonflyDB refuses undeclared keys by default).
+
+Redis itself does not check this, so the scripts run here on the real Redis with each
+`redis.call` routed through a guard that fails on a key missing from KEYS, while the real
+action queue, memory store and token bucket do their work.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+
+from aiworld.action_queue import ActionQueue
+from aiworld.llm.bucket import TokenBucket
+from aiworld.memory import MemoryStore
+from aiworld.models import Memory, QueuedAction, SayAction
+from tests.conftest import REDIS_URL
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+# Commands the scripts use, all of which take their key as the first argument.
+GUARD = """
+local declared = {}
+for _, key in ipairs(KEYS) do declared[key] = true end
+local function guarded_call(command, key, ...)
+  if not declared[key] then
+    return redis.error_reply('undeclared key ' .. tostring(key) .. ' in ' .. command)
+  end
+  return redis.call(command, key, ...)
+end
+"""
+
+
+class KeyCheckingRedis(redis.Redis):
+    """Registers every script with the guard in front of each of its `redis.call`s."""
+
+    sources: list[str]
+
+    def register_script(self, script):
+        self.sources = [*getattr(self, "sources", []), script]
+        return super().register_script(GUARD + re.sub(r"redis\.call\(", "guarded_call(", script))
+
+
+@pytest.fixture
+async def checking_client(keys):
+    client = KeyCheckingRedis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    async for key in client.scan_iter(match=f"{keys.prefix}*", count=500):
+        await client.delete(key)
+    await client.aclose()
+
+
+def test_the_guard_sees_every_script_of_the_project():
+    registered = sum(path.read_text().count("register_script(") for path in PROJECT.glob("aiworld/**/*.py"))
+    others = [path for pattern in ("api/**/*.py", "bridge/**/*.py", "activities/**/*.py", "workflows/**/*.py")
+              for path in PROJECT.glob(pattern) if "register_script(" in path.read_text()]  # fmt: skip
+    # Five in the action queue and memory store, one in the token bucket; none elsewhere.
+    assert registered == 6 and others == []
+
+
+async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
+    sneaky = checking_client.register_script("return redis.call('GET', ARGV[1])")
+    with pytest.raises(redis.ResponseError, match="undeclared key"):
+        await sneaky(keys=[], args=[f"{keys.prefix}elsewhere"])
+
+
+async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_client, keys):
+    now = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
+    queue = ActionQueue(checking_client, keys)
+    for index in range(3):
+        await queue.enqueue(
+            QueuedAction(action_id=f"lina_baker-1-{index}", npc_id="lina_baker", sequence=1,
+                         action=SayAction(text="Fresh bread!"), map="prontera", npc_name="Lina", created_at=now)
+        )  # fmt: skip
+    claimed = await queue.claim(limit=2, now=now + timedelta(seconds=1))
+    assert len(claimed) == 2
+    assert len(await queue.claim(npc_id="lina_baker", now=now + timedelta(seconds=1))) == 1
+    assert await queue.complete(claimed[0].action.action_id, "done", now=now)
+    # A lease that ran out is offered again, through the same script.
+    assert len(await queue.claim(now=now + timedelta(minutes=5))) == 2
+
+    memory = MemoryStore(checking_client, keys)
+    await memory.remember("lina_baker", Memory(memory_id="1-heard", kind="conversation", text="hi", created_at=now))
+    assert await memory.adjust_relationship("lina_baker", "player:1", 5, "c1", "gift") == 5
+
+    bucket = TokenBucket(checking_client, keys)
+    await bucket.acquire("openai", 60, 10_000, 100)
+    assert len(checking_client.sources) == 6
