@@ -6,10 +6,12 @@ relationship changes are keyed by the decision sequence, actions by their determ
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -50,6 +52,8 @@ class ContextRequest(BaseModel):
     # The party the NPC is dealing with ("player:150001"): its memories rank first.
     about: str | None = None
     turn: TalkTurn | None = None
+    # How long the store may take; past it (or when it fails) the context comes without memories.
+    budget_seconds: float = Field(default=4.0, gt=0, le=60)
 
 
 class ReplyResult(BaseModel):
@@ -90,18 +94,26 @@ class NpcActivities:
         return DialogueContext(**await self._context_fields(request), turn=request.turn)
 
     async def _context_fields(self, request: ContextRequest) -> dict:
+        """The request's facts plus what the store knows. A store that fails or is slow costs the
+        NPC its memories for this one decision, not the decision: the context says it is
+        `degraded` instead of the activity failing (and it stays within its own time budget)."""
         npc_id = request.profile.npc_id
         parties = {f"player:{player.char_id}" for player in request.players_near}
         parties.update(f"player:{event.player.char_id}" for event in request.events if event.player)
         parties.update(f"npc:{event.other_npc_id}" for event in request.events if event.other_npc_id)
         if request.about:
             parties.add(request.about)
-        fields = request.model_dump(exclude={"about", "turn"})
-        fields.update(
-            memories=await self._memory.recall(npc_id, now=request.now, about=request.about),
-            relationships=await self._memory.relationships(npc_id, sorted(parties)),
-            world=await self._memory.world_state(),
-        )
+        fields = request.model_dump(exclude={"about", "turn", "budget_seconds"})
+        try:
+            async with asyncio.timeout(request.budget_seconds):
+                fields.update(
+                    memories=await self._memory.recall(npc_id, now=request.now, about=request.about),
+                    relationships=await self._memory.relationships(npc_id, sorted(parties)),
+                    world=await self._memory.world_state(),
+                )
+        except (RedisError, OSError, TimeoutError) as error:
+            activity.logger.warning("state store unavailable, context without memories: %r", error)
+            fields["degraded"] = f"state store unavailable: {type(error).__name__}"
         return fields
 
     @activity.defn

@@ -423,6 +423,8 @@ class NpcContext(BaseModel):
     world: dict[str, str] = Field(default_factory=dict)
     recent_actions: list[str] = Field(default_factory=list)
     sequence: int = 0
+    # Why memories, relationships and world are missing (the state store failed), or None.
+    degraded: str | None = None
 
 
 class DialogueContext(NpcContext):

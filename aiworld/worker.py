@@ -6,6 +6,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as redis
 from temporalio.client import Client
@@ -26,15 +27,11 @@ STORE_SOCKET_TIMEOUT = 2.0
 
 
 def build_worker(
-    client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker
+    client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker, **options: Any
 ) -> Worker:
+    """`options` go to the Worker as they are (cache size, concurrency)."""
     activities = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), brain)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=activities.all(),
-    )
+    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities.all(), **options)
 
 
 @asynccontextmanager

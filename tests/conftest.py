@@ -19,15 +19,16 @@ import redis.asyncio as redis
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 from aiworld.models import DecisionRecord, NpcProfile, NpcStateView
 from aiworld.npc_control import ensure_npc_started
 from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.temporal import npc_workflow_id
 from aiworld.world import load_world
-from aiworld.worker import build_worker
+from aiworld.worker import WORKFLOWS, build_worker
 from workflows.npc_state import NpcLifeInput
 from aiworld import binaries, search_attributes
 from aiworld.keys import Keys
@@ -168,11 +169,11 @@ class NpcLife:
                 await asyncio.sleep(0.1)
 
 
-async def _running_life(client: Client, task_queue: str, redis_client, keys: Keys, *, visibility: bool):
+async def _running_life(client: Client, task_queue: str, redis_client, keys: Keys, *, visibility: bool, **worker_options):
     # The offline policy: what the demo world runs on when no LLM is configured.
     router = OfflineDecisionMaker()
     life = NpcLife(client, task_queue, keys)
-    async with build_worker(client, task_queue, redis_client, keys, router):
+    async with build_worker(client, task_queue, redis_client, keys, router, **worker_options):
         yield life
     await end_lives(client, task_queue, life.started, visibility=visibility)
 
@@ -189,6 +190,32 @@ async def end_lives(client: Client, task_queue: str, started: set[str], *, visib
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
                 raise
+    await replay_every_run(client, ids)
+
+
+async def replay_every_run(client: Client, workflow_ids: set[str]) -> None:
+    """Replay the histories this test just made, every run of each NPC: a change that makes the
+    workflow non-deterministic fails the test that produced the history, not a player's NPC."""
+    histories = []
+    for workflow_id in sorted(workflow_ids):
+        run_id: str | None = None
+        while True:
+            history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+            if history.events[0].workflow_execution_started_event_attributes.workflow_type.name != "NpcLifeWorkflow":
+                break
+            histories.append(history)
+            run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+            if not run_id:
+                break
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for history in histories:
+            yield history
+
+    results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
+    failures = {run_id: str(failure) for run_id, failure in results.replay_failures.items()}
+    assert not failures, f"fresh histories no longer replay: {failures}"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -199,5 +226,9 @@ async def life(time_skipping_env, task_queue, redis_client, keys):
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def dev_life(dev_env, task_queue, redis_client, keys):
-    async for running in _running_life(dev_env.client, task_queue, redis_client, keys, visibility=True):
+    # No workflow cache: every workflow task replays the NPC's history from its start, as after
+    # a worker restart, so non-determinism shows up during the test itself.
+    async for running in _running_life(
+        dev_env.client, task_queue, redis_client, keys, visibility=True, max_cached_workflows=0
+    ):
         yield running

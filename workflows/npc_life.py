@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -57,6 +57,8 @@ with workflow.unsafe.imports_passed_through():
 # Every activity is bounded in time: no fault outside this workflow's own code (a store or a
 # provider down, a corrupt record) may fail the NPC or hold it past a bound. When one runs out,
 # the NPC decides without it (routine, offline reply) or keeps the write for later (`unsaved`).
+# Activities fail as ActivityError, but a local activity's own ApplicationError arrives
+# unwrapped: the handlers catch FailureError, the base of both.
 CONTEXT_TIMEOUT = timedelta(seconds=5)
 CONTEXT_SCHEDULE_TIMEOUT = timedelta(seconds=12)
 DECISION_TIMEOUT = timedelta(seconds=60)
@@ -65,6 +67,10 @@ STORE_TIMEOUT = timedelta(seconds=10)
 STORE_SCHEDULE_TIMEOUT = timedelta(seconds=30)
 # A player is waiting: the whole turn stays within the API's wait (8 s) whenever it can.
 TALK_CONTEXT_TIMEOUT = timedelta(seconds=2)
+# The context activities answer without memories once the store has taken this long, so that
+# they end well within their own timeouts (a timed-out local activity costs a retry and time).
+CONTEXT_STORE_BUDGET = CONTEXT_TIMEOUT.total_seconds() - 1
+TALK_CONTEXT_STORE_BUDGET = TALK_CONTEXT_TIMEOUT.total_seconds() - 0.5
 TALK_CONTEXT_SCHEDULE_TIMEOUT = timedelta(seconds=3)
 REPLY_TIMEOUT = timedelta(seconds=6)
 TALK_STORE_SCHEDULE_TIMEOUT = timedelta(seconds=3)
@@ -88,6 +94,7 @@ STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), non_retryable_error_types=NEVER_RETRIED
 )
 OFFLINE = "offline"
+Context = TypeVar("Context", bound=NpcContext)
 
 # Seconds between decisions while players are near: 5 s for the most important NPCs, 30 s for the least.
 FASTEST_CADENCE, SLOWEST_CADENCE = 5.0, 30.0
@@ -239,8 +246,11 @@ class NpcLifeWorkflow:
         self._state.decision_sequence += 1
         return self._state.decision_sequence
 
-    def _context_request(self, sequence: int, events: list[GameEvent], about: str | None = None, turn: TalkTurn | None = None) -> ContextRequest:
+    def _context_request(
+        self, sequence: int, events: list[GameEvent], about: str | None = None, turn: TalkTurn | None = None
+    ) -> ContextRequest:
         return ContextRequest(
+            budget_seconds=TALK_CONTEXT_STORE_BUDGET if turn else CONTEXT_STORE_BUDGET,
             profile=self._state.profile, now=workflow.now(), sequence=sequence, mood=self._state.mood,
             activity=self._state.activity, events=events,
             players_near=[presence.player for presence in self._state.players_near.values()],
@@ -261,11 +271,12 @@ class NpcLifeWorkflow:
                 schedule_to_close_timeout=CONTEXT_SCHEDULE_TIMEOUT,
                 retry_policy=CONTEXT_RETRY,
             )
-        except ActivityError as error:
+        except FailureError as error:
             # The store is down or holds a corrupt record: decide from what the NPC carries.
             workflow.logger.warning("context failed, deciding without memories: %s", error)
+            context = self._context_without_store(NpcContext, request, str(error))
+        if context.degraded:
             self._state.fallbacks += 1
-            context = NpcContext.model_validate(request.model_dump(exclude={"about", "turn"}))
         try:
             result = await workflow.execute_activity_method(
                 NpcActivities.decide_next_action,
@@ -274,7 +285,7 @@ class NpcLifeWorkflow:
                 schedule_to_close_timeout=DECISION_SCHEDULE_TIMEOUT,
                 retry_policy=DECISION_RETRY,
             )
-        except ActivityError as error:
+        except FailureError as error:
             # No decision could be had (every provider down and retries spent): live on by routine
             # rather than stall or fail; the failure stays visible in the history and the record.
             workflow.logger.warning("decision failed, following routine instead: %s", error)
@@ -373,7 +384,7 @@ class NpcLifeWorkflow:
             return {}
         try:
             return await self._write(record, actions, bound)
-        except ActivityError as error:
+        except FailureError as error:
             workflow.logger.warning("the state store refused a write; keeping it for later: %s", error)
             self._state.unsaved.append(UnsavedWrite(record=record, actions=actions))
             self._state.store_failures = 1
@@ -405,7 +416,7 @@ class NpcLifeWorkflow:
             write = self._state.unsaved[0]
             try:
                 await self._write(write.record, write.actions, STORE_SCHEDULE_TIMEOUT)
-            except ActivityError as error:
+            except FailureError as error:
                 self._state.store_failures += 1
                 workflow.logger.warning("the state store still refuses writes: %s", error)
                 self._describe_now()
@@ -541,7 +552,7 @@ class NpcLifeWorkflow:
                 retry_policy=REPLY_RETRY,
             )
             draft, usage = result.draft, result.usage
-        except ActivityError as error:
+        except FailureError as error:
             workflow.logger.warning("reply failed, answering from the offline policy: %s", error)
             self._state.fallbacks += 1
             draft, usage = offline_policy.reply(context), None
@@ -586,17 +597,27 @@ class NpcLifeWorkflow:
         """What the NPC knows of the player; without the store, it answers from what it carries."""
         if not self._state.unsaved:  # a store known to be down is not waited on while a player waits
             try:
-                return await workflow.execute_local_activity_method(
+                context = await workflow.execute_local_activity_method(
                     NpcActivities.load_dialogue_context,
                     request,
                     start_to_close_timeout=TALK_CONTEXT_TIMEOUT,
                     schedule_to_close_timeout=TALK_CONTEXT_SCHEDULE_TIMEOUT,
                     retry_policy=TALK_CONTEXT_RETRY,
                 )
-            except ActivityError as error:
+            except FailureError as error:
                 workflow.logger.warning("dialogue context failed, answering without memories: %s", error)
-        self._state.fallbacks += 1
-        return DialogueContext.model_validate(request.model_dump(exclude={"about"}))
+                context = self._context_without_store(DialogueContext, request, str(error))
+        else:
+            context = self._context_without_store(DialogueContext, request, "the state store is known to be down")
+        if context.degraded:
+            self._state.fallbacks += 1
+        return context
+
+    @staticmethod
+    def _context_without_store(kind: type[Context], request: ContextRequest, why: str) -> Context:
+        """What the NPC carries in its own state: enough to decide or reply, without memories."""
+        exclude = {"about", "budget_seconds"} | ({"turn"} if kind is NpcContext else set())
+        return kind.model_validate(request.model_dump(exclude=exclude) | {"degraded": why})
 
     @talk.validator
     def _validate_talk(self, raw_turn: dict[str, Any]) -> None:

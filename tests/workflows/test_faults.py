@@ -11,15 +11,30 @@ from datetime import timedelta
 
 import pytest_asyncio
 import redis.asyncio as redis
+from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from activities.npc_activities import ContextRequest, NpcActivities, ReplyResult
 
 from aiworld.action_queue import ActionQueue
 from aiworld.config import LlmSettings, ProviderSettings, Settings
 from aiworld.llm import build_router
-from aiworld.models import GameEvent, NpcStateView, PlayerRef, TalkReply, TalkTurn
+from aiworld.memory import MemoryStore
+from aiworld.models import (
+    DecisionResult,
+    DialogueContext,
+    GameEvent,
+    NpcContext,
+    NpcStateView,
+    PlayerRef,
+    TalkReply,
+    TalkTurn,
+)
 from aiworld.offline_policy import OfflineDecisionMaker
-from aiworld.worker import STORE_SOCKET_TIMEOUT, build_worker
-from tests.conftest import NpcLife, demo_profile
+from aiworld.worker import STORE_SOCKET_TIMEOUT, WORKFLOWS, build_worker
+from tests.conftest import NpcLife, demo_profile, end_lives
 from tests.processes import ServerProcess, redis_process
 
 PROBE = PlayerRef(char_id=150077, name="Probe", level=12, job_class=1, map="prontera", x=150, y=180)
@@ -170,5 +185,53 @@ async def test_corrupt_records_in_the_store_cost_memories_not_the_npc(life, time
 
 
 async def life_end(life: NpcLife) -> None:
-    for workflow_id in life.started:
-        await life.client.get_workflow_handle(workflow_id).terminate("test finished")
+    await end_lives(life.client, life.task_queue, life.started, visibility=False)
+
+
+class BrokenActivities:
+    """Context, decision and reply activities that fail for good, registered under the real names
+    (the samples-python way of replacing activities): the NPC must decide and reply without them."""
+
+    def __init__(self, store: redis.Redis, keys) -> None:
+        self._real = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), OfflineDecisionMaker())
+
+    @activity.defn(name="load_npc_context")
+    async def load_npc_context(self, request: ContextRequest) -> NpcContext:
+        raise ApplicationError("the context service crashed", non_retryable=True)
+
+    @activity.defn(name="load_dialogue_context")
+    async def load_dialogue_context(self, request: ContextRequest) -> DialogueContext:
+        raise ApplicationError("the context service crashed", non_retryable=True)
+
+    @activity.defn(name="decide_next_action")
+    async def decide_next_action(self, context: NpcContext) -> DecisionResult:
+        raise ApplicationError("every provider answered garbage", non_retryable=True)
+
+    @activity.defn(name="compose_reply")
+    async def compose_reply(self, context: DialogueContext) -> ReplyResult:
+        raise ApplicationError("every provider answered garbage", non_retryable=True)
+
+    def all(self) -> list:
+        return [self.load_npc_context, self.load_dialogue_context, self.decide_next_action, self.compose_reply,
+                self._real.record_outcome, self._real.enqueue_actions]  # fmt: skip
+
+
+async def test_activities_failing_for_good_leave_the_npc_deciding_and_talking(time_skipping_env, task_queue, keys, redis_client):
+    life = NpcLife(time_skipping_env.client, task_queue, keys)
+    profile = demo_profile("lina_baker")
+    worker = Worker(time_skipping_env.client, task_queue=task_queue, workflows=WORKFLOWS,
+                    activities=BrokenActivities(redis_client, keys).all())  # fmt: skip
+    try:
+        async with worker:
+            handle = await life.start(profile)
+            await handle.signal("game_event", GameEvent(event_id="b1", kind="player_attacked", player=PROBE))
+            reply = await handle.execute_update("talk", TalkTurn(turn_id="b2", player=PROBE, text="Hi"), result_type=TalkReply)
+            assert reply.decided_by == "offline" and reply.text
+            state = await life.wait_for(handle, lambda s: s.events_processed == 1 and s.routine_decisions >= 1)
+            # Context and decision of the attack, context and reply of the talk.
+            assert state.fallbacks == 4 and state.unsaved_writes == 0
+            decisions = await handle.query("recent_decisions")
+            assert "routine-after-failure" in [decision["trigger"] for decision in decisions]
+            await assert_running(handle)
+    finally:
+        await life_end(life)
