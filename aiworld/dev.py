@@ -131,18 +131,33 @@ async def _wait_for_http(url: str, children: Children) -> None:
             await asyncio.sleep(0.3)
 
 
-def start_temporal(settings: Settings, children: Children) -> None:
-    data = settings.data_dir.resolve()
+def temporal_server_args(database: Path, port: int, ui_port: int) -> list[str]:
+    """The dev server as `aiworld dev` runs it: SQLite in WAL mode (a restart resumes the same
+    world), our search attributes, workflow pause enabled."""
     args = [
         str(binaries.temporal_cli()), "server", "start-dev",
-        "--ip", "127.0.0.1", "--port", str(settings.temporal_port), "--ui-port", str(settings.temporal_ui_port),
-        "--db-filename", str(data / "temporal.db"),
+        "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
+        "--db-filename", str(database),
         "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
         "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
         "--log-level", "warn",
     ]  # fmt: skip
     for key in search_attributes.ALL:
         args += ["--search-attribute", f"{key.name}=Keyword"]
+    return args
+
+
+def redis_server_args(directory: Path, port: int) -> list[str]:
+    """A Redis-compatible server on loopback with an append-only file in `directory`."""
+    return [
+        str(binaries.redis_server()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
+        "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
+    ]  # fmt: skip
+
+
+def start_temporal(settings: Settings, children: Children) -> None:
+    data = settings.data_dir.resolve()
+    args = temporal_server_args(data / "temporal.db", settings.temporal_port, settings.temporal_ui_port)
     children.start("temporal", args, dict(os.environ), data / "logs" / "temporal.log")
 
 
@@ -150,10 +165,7 @@ def start_redis(settings: Settings, children: Children) -> str:
     data = settings.data_dir.resolve() / "redis"
     data.mkdir(parents=True, exist_ok=True)
     port = settings.embedded_redis_port
-    args = [
-        str(binaries.redis_server()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-        "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
-    ]  # fmt: skip
+    args = redis_server_args(data, port)
     children.start("redis", args, dict(os.environ), settings.data_dir.resolve() / "logs" / "redis.log")
     return f"redis://127.0.0.1:{port}/0"
 

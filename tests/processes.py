@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from aiworld import binaries
+from aiworld.dev import redis_server_args, temporal_server_args
 
 
 def free_port() -> int:
@@ -42,7 +42,8 @@ def wait_until_listening(port: int, process: subprocess.Popen, what: str, timeou
 
 @dataclass
 class ServerProcess:
-    """One child process started from a fixed command line, so it can be restarted as it was."""
+    """One child process started from a fixed command line, so it can be restarted as it was.
+    `port` 0: the process serves no port (a worker)."""
 
     name: str
     args: list[str]
@@ -55,7 +56,8 @@ class ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         log.close()
-        wait_until_listening(self.port, self.process, self.name, timeout)
+        if self.port:  # a server; a process without a port (a worker) says it is ready otherwise
+            wait_until_listening(self.port, self.process, self.name, timeout)
 
     def kill(self) -> None:
         """kill -9: no chance to flush or say goodbye."""
@@ -84,14 +86,20 @@ class ServerProcess:
 
 
 def redis_process(directory: Path) -> ServerProcess:
-    """A Redis of the test's own with an append-only file, so that kill -9 loses no acknowledged write."""
+    """A Redis of the test's own, as `aiworld dev` runs one, with every write synced to its
+    append-only file so that kill -9 loses no acknowledged write."""
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    args = [
-        str(binaries.redis_server()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
-        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-    ]  # fmt: skip
+    args = redis_server_args(directory, port) + ["--appendfsync", "always"]
     return ServerProcess("redis", args, port, directory / "redis.log")
+
+
+def temporal_process(directory: Path) -> ServerProcess:
+    """A Temporal dev server of the test's own, as `aiworld dev` runs it (SQLite file, WAL)."""
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    args = temporal_server_args(directory / "temporal.db", port, free_port())
+    return ServerProcess("temporal", args, port, directory / "temporal.log")
 
 
 def redis_answers(port: int) -> bool:
