@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     jwt_secret: SecretStr | None = None
     jwt_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    # Per client address of POST /ai/auth/token, good keys or bad (a token lasts jwt_ttl_seconds).
+    token_requests_per_minute: int = Field(default=20, ge=1, le=10_000)
 
     # Embedded development stack (`aiworld dev`)
     data_dir: Path = Path(".aiworld")
