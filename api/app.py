@@ -14,7 +14,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as redis
@@ -220,20 +219,13 @@ def create_app(
                  responses={**COMMON_ERRORS, **NO_SUCH_NPC, 409: {"model": ErrorBody, "description": "paused"}})
     async def npc_state(npc_id: str) -> NpcStateView:
         """What an NPC is doing now (the workflow's `state` query), within a few seconds or 503."""
-        worker = f"the worker of NPC {npc_id!r}"
-        try:
-            async with asyncio.timeout(query_wait_seconds):
-                await require_living(npc_id)
-                return await temporal().get_workflow_handle(npc_workflow_id(npc_id)).query(
-                    "state", result_type=NpcStateView, rpc_timeout=timedelta(seconds=query_wait_seconds)
-                )
-        except TimeoutError:
-            raise Unavailable(worker, f"no worker answered the query within {query_wait_seconds:g} s") from None
-        except RPCError as error:
-            # The server gave up waiting for a worker, or holds too many queries for a busy one.
-            if error.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED):
-                raise Unavailable(worker, "no worker answered the query", cause=error) from None
-            raise
+        await within(query_wait_seconds, require_living(npc_id), "Temporal")
+        handle = temporal().get_workflow_handle(npc_workflow_id(npc_id))
+        # Temporal holds a query until a worker takes it; a dead or frozen worker never does.
+        return await within(
+            query_wait_seconds, handle.query("state", result_type=NpcStateView), f"the worker of NPC {npc_id!r}",
+            reason="no worker answered the query",
+        )
 
     @guarded.post("/ai/player/interaction", response_model=TalkReply, tags=["npc"],
                   responses={**WITH_BODY_ERRORS, **NO_SUCH_NPC,

@@ -53,13 +53,13 @@ def invalid_field(field: tuple[str | int, ...], message: str) -> RequestValidati
     return RequestValidationError([{"loc": ("body", *field), "msg": message, "type": "value_error"}])
 
 
-async def within(seconds: float, awaitable: Awaitable[T], part: str) -> T:
+async def within(seconds: float, awaitable: Awaitable[T], part: str, reason: str = "no answer") -> T:
     """The awaited value, or Unavailable(part) when it does not come within `seconds`."""
     try:
         async with asyncio.timeout(seconds):
             return await awaitable
     except TimeoutError:
-        raise Unavailable(part, f"no answer within {seconds:g} s") from None
+        raise Unavailable(part, f"{reason} within {seconds:g} s") from None
 
 
 def request_id(request: Request) -> str:

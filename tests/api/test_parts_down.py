@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest_asyncio
 import redis.asyncio as redis
@@ -20,7 +24,7 @@ from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.worker import build_worker
 from api.app import create_app
 from tests.api.conftest import API_KEYS, api_settings, open_api
-from tests.conftest import end_lives
+from tests.conftest import REDIS_URL, end_lives
 
 ARIA = {"char_id": 150001, "name": "Aria", "level": 34, "job_class": 4, "map": "payon", "x": 100, "y": 101}
 # Not in the world file, importance 5: it sleeps until spoken to, so nothing else touches the store.
@@ -144,3 +148,43 @@ async def test_readiness_names_the_part_down_and_keeps_its_words_in_the_log(dev_
             assert logged(caplog, rid), part
         await refusing.aclose()
         await hanging.aclose()
+
+
+@asynccontextmanager
+async def frozen_worker(dev_env, keys, task_queue) -> AsyncIterator[Callable[[], None]]:
+    """`aiworld worker` as its own process; the yielded function stops it with SIGSTOP, so it holds
+    the workflow tasks Temporal hands it and answers nothing, like a worker frozen or swamped."""
+    env = {
+        **os.environ,
+        "AIWORLD_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "AIWORLD_TASK_QUEUE": task_queue,
+        "AIWORLD_REDIS_URL": REDIS_URL,
+        "AIWORLD_REDIS_KEY_PREFIX": keys.prefix,
+        "AIWORLD_LLM__DEFAULT_PROVIDER": "offline",
+        "AIWORLD_LOG_LEVEL": "WARNING",
+    }
+    worker = subprocess.Popen([sys.executable, "-m", "aiworld.cli", "worker"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield lambda: worker.send_signal(signal.SIGSTOP)
+    finally:
+        worker.send_signal(signal.SIGCONT)
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+async def test_state_of_an_npc_whose_worker_froze_is_503_within_the_bound(workerless_api, dev_env, keys, task_queue):
+    async with frozen_worker(dev_env, keys, task_queue) as freeze:
+        assert (await workerless_api.post("/ai/npc/register", json=STRANGER)).status_code == 201
+        async with asyncio.timeout(60):  # the worker process came up and answers
+            while (await workerless_api.get("/ai/npc/quiet_stranger")).status_code != 200:
+                await asyncio.sleep(0.2)
+        freeze()
+        # An event gives the frozen worker a workflow task it will never finish; queries pile up behind it.
+        event = {"event_id": "while-frozen", "kind": "player_nearby", "player": ARIA}
+        assert (await workerless_api.post("/ai/npc/event", json={"npc_id": "quiet_stranger", "event": event})).status_code == 202
+        began = time.perf_counter()
+        answers = await asyncio.gather(*(workerless_api.get("/ai/npc/quiet_stranger") for _ in range(4)))
+        took = time.perf_counter() - began
+    assert [answer.status_code for answer in answers] == [503] * 4
+    assert all("no worker answered the query" in answer.json()["detail"] for answer in answers)
+    assert took < WAIT + 1.5, took
