@@ -231,7 +231,7 @@ def create_app(
                   responses={**WITH_BODY_ERRORS, **NO_SUCH_NPC,
                              409: {"model": ErrorBody, "description": "the NPC is paused or retired"},
                              503: {"model": ErrorBody, "description": "no worker took the turn in time, or what the NPC "
-                                   "needs to answer (Temporal, its state store) is down: nothing will come; `Retry-After`"},
+                                   "needs to answer (Temporal, its state store) is down: nothing is promised, send the turn again; `Retry-After`"},
                              504: {"model": ErrorBody, "description": "the NPC took the turn but its reply is late; "
                                    "it will arrive as a queued `reply` action; `Retry-After`"}})
     async def player_interaction(body: InteractionRequest) -> TalkReply:
@@ -267,8 +267,8 @@ def create_app(
                 raise ApiError(status.HTTP_409_CONFLICT, str(error.cause)) from None
             if refusal == "InvalidTalkTurn":  # the NPC's validator: a turn the game should not have sent
                 raise ApiError(422, str(error.cause)) from None
-            # The turn was taken but failed inside the NPC: what it needs to answer is down.
-            raise Unavailable(f"what NPC {body.npc_id!r} needs to answer (its state store)", cause=error.cause) from None
+            # Taken, then failed inside the NPC: what its reply reads and writes (the state store) is down.
+            raise Unavailable(f"the state store of NPC {body.npc_id!r}", "the turn failed", cause=error.cause) from None
         except RPCError as error:
             if error.status is RPCStatusCode.FAILED_PRECONDITION and "paused" in str(error).lower():
                 raise ApiError(409, f"NPC {body.npc_id!r} is paused by an operator; try again after it is unpaused") from None

@@ -62,12 +62,8 @@ async def within(seconds: float, awaitable: Awaitable[T], part: str, reason: str
         raise Unavailable(part, f"{reason} within {seconds:g} s") from None
 
 
-def request_id(request: Request) -> str:
-    return request.scope.get("state", {}).get("request_id", "-")
-
-
 def unavailable_response(request: Request, part: str, reason: str = "", cause: object = None) -> JSONResponse:
-    rid = request_id(request)
+    rid = request.state.request_id
     log.warning("request %s: %s is unavailable: %s", rid, part, cause if cause is not None else reason)
     because = f": {reason}" if reason else ""
     return JSONResponse(
