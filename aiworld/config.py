@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 ProviderKind = Literal["azure_openai", "openai", "deepseek", "gemini", "ollama", "claude", "offline"]
@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "aiworld"
+    # Temporal Cloud or a cluster with TLS: an API key turns TLS on (with the system's roots); a
+    # client certificate and key give mTLS; a CA file trusts a private CA. `temporal_tls` forces
+    # TLS on (true) or off (false); unset, TLS is on exactly when one of the others is given.
+    temporal_api_key: SecretStr | None = None
+    temporal_tls: bool | None = None
+    temporal_tls_server_ca_cert: FilePath | None = None
+    temporal_tls_client_cert: FilePath | None = None
+    temporal_tls_client_key: FilePath | None = None
+    temporal_tls_server_name: str | None = None
 
     # State store: `REDIS_URL` (the conventional name) is honoured as well as AIWORLD_REDIS_URL.
     redis_url: str = Field(
@@ -102,6 +111,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     jwt_secret: SecretStr | None = None
     jwt_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    # Per client address of POST /ai/auth/token, good keys or bad (a token lasts jwt_ttl_seconds).
+    token_requests_per_minute: int = Field(default=20, ge=1, le=10_000)
 
     # Embedded development stack (`aiworld dev`)
     data_dir: Path = Path(".aiworld")
@@ -127,6 +138,14 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError("expected host:port, e.g. 127.0.0.1:7233")
         return value
+
+    @model_validator(mode="after")
+    def _client_certificate_with_its_key(self) -> Settings:
+        if (self.temporal_tls_client_cert is None) != (self.temporal_tls_client_key is None):
+            raise ValueError(
+                "temporal_tls_client_cert and temporal_tls_client_key: give both (mTLS) or neither"
+            )
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -15,10 +15,10 @@ import redis.asyncio as redis
 from rich.console import Console
 from rich.table import Table
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.client import Client
 
 from aiworld import search_attributes
 from aiworld.config import Settings
+from aiworld.temporal import connect
 
 CHECK_TIMEOUT_SECONDS = 3.0
 AI_TABLES = ("ai_event", "ai_action", "ai_dialogue", "ai_bridge_cursor", "ai_presence", "ai_event_rejected")
@@ -43,9 +43,7 @@ class CheckResult:
 async def check_temporal(settings: Settings) -> CheckResult:
     name = f"Temporal {settings.temporal_address}"
     try:
-        client = await asyncio.wait_for(
-            Client.connect(settings.temporal_address, namespace=settings.temporal_namespace), CHECK_TIMEOUT_SECONDS
-        )
+        client = await asyncio.wait_for(connect(settings), CHECK_TIMEOUT_SECONDS)
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=settings.temporal_namespace), timeout=timedelta(seconds=CHECK_TIMEOUT_SECONDS)
         )

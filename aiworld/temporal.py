@@ -6,6 +6,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, ClientConnectConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiworld import search_attributes
@@ -19,12 +20,36 @@ def npc_workflow_id(npc_id: str) -> str:
     return f"npc-{npc_id}"
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+def connect_config(settings: Settings) -> ClientConnectConfig:
+    """`Client.connect` arguments from our settings, through Temporal's own client profile (the
+    shape the `temporal` CLI's TOML profiles and TEMPORAL_* variables have), so an API key means
+    TLS exactly as it does for the CLI."""
+    given_tls = (
+        settings.temporal_tls_server_ca_cert,
+        settings.temporal_tls_client_cert,
+        settings.temporal_tls_client_key,
+        settings.temporal_tls_server_name,
     )
+    tls = None
+    if settings.temporal_tls is not None or any(value is not None for value in given_tls):
+        tls = ClientConfigTLS(
+            disabled=settings.temporal_tls is False,
+            server_name=settings.temporal_tls_server_name,
+            server_root_ca_cert=settings.temporal_tls_server_ca_cert,
+            client_cert=settings.temporal_tls_client_cert,
+            client_private_key=settings.temporal_tls_client_key,
+        )
+    profile = ClientConfigProfile(
+        address=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+        tls=tls,
+    )
+    return profile.to_client_connect_config()
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(**connect_config(settings), data_converter=pydantic_data_converter)
 
 
 async def ensure_search_attributes(client: Client) -> None:

@@ -1,31 +1,38 @@
 """The API shim: the one door through which the bridge (and tools) reach the NPC workflows.
 
-Every body is validated with field-precise messages; client mistakes are 4xx, an unreachable
-Temporal or state store is 503 — never an unhandled 500. Talking to an NPC waits a bounded time
-for its reply: a late reply is a 504 with Retry-After, and the NPC still queues the reply as an
-action, so it reaches the game through the queue.
+Credentials are checked before a body is read; every body is validated with field-precise
+messages; client mistakes are 4xx, an unreachable Temporal, state store or NPC worker is 503 —
+never an unhandled 500. Talking to an NPC is bounded as a whole: a turn no worker accepted in time
+is a 503 (nothing was promised), an accepted turn whose reply is late is a 504 with Retry-After,
+and the NPC then queues the reply as an action, so it reaches the game through the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as redis
-from fastapi import Depends, FastAPI, Query, Request, Response, status
+from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
+from fastapi.routing import APIRoute
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateStage
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Authenticator
-from api.errors import ApiError, install_error_handlers
+from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
 from api.schemas import (
     ActionBatch,
@@ -52,18 +59,40 @@ from aiworld.npc_control import ensure_npc_started, report_action_result
 from aiworld.temporal import connect, npc_workflow_id
 from aiworld.world import load_world
 
-# How long a player's line waits for the NPC's reply before the API answers 504.
+log = logging.getLogger(__name__)
+
+# How long a player's line may take in all (the NPC accepting the turn included) before the API
+# answers 503 (never accepted) or 504 (accepted, the reply comes later as a queued action).
 REPLY_WAIT_SECONDS = 8.0
 LATE_REPLY_RETRY_AFTER_SECONDS = 5
+# How long `GET /ai/npc/{id}` waits for the NPC's worker to answer the `state` query.
+QUERY_WAIT_SECONDS = 3.0
+# How long /ready waits for each dependency.
+READY_WAIT_SECONDS = 2.0
 
 _PAUSED = 8  # WORKFLOW_EXECUTION_STATUS_PAUSED: newer than the SDK's enum of statuses
 
-COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "missing, invalid or expired credentials"},
-    422: {"model": ValidationErrorBody, "description": "a field is invalid; `field` names it"},
-    503: {"model": ErrorBody, "description": "Temporal or the state store cannot be reached"},
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorBody,
+        "description": "a part the request needs (Temporal, the state store, the NPC's worker) is down or too slow; "
+        "the answer names it and carries a request id, never its error text; `Retry-After`",
+    }
 }
-NPC_ERRORS: dict[int | str, dict[str, Any]] = {**COMMON_ERRORS, 404: {"model": ErrorBody, "description": "no such NPC"}}
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing, invalid or expired credentials (checked before the body)"},
+    **UNAVAILABLE,
+}
+WITH_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **COMMON_ERRORS,
+    413: {"model": ErrorBody, "description": "the body is larger than 64 KiB (refused while it arrives)"},
+    422: {"model": ValidationErrorBody, "description": "a field is invalid, or the body is not JSON; `field` names it"},
+}
+WITH_QUERY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **COMMON_ERRORS,
+    422: {"model": ValidationErrorBody, "description": "a query parameter is invalid; `field` names it"},
+}
+NO_SUCH_NPC: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such NPC"}}
 
 
 def create_app(
@@ -72,6 +101,7 @@ def create_app(
     client: Client | None = None,
     store: redis.Redis | None = None,
     reply_wait_seconds: float = REPLY_WAIT_SECONDS,
+    query_wait_seconds: float = QUERY_WAIT_SECONDS,
 ) -> FastAPI:
     """The app; `client` and `store` may be given (tests), otherwise they come from settings."""
     authenticator = Authenticator(settings)
@@ -99,11 +129,8 @@ def create_app(
     )
     install_error_handlers(app)
     metrics.install(app)
-
-    def authenticated(request: Request) -> str:
-        return authenticator.verify(request)
-
-    guarded = [Depends(authenticated)]
+    install_request_ids(app)
+    guarded = APIRouter(route_class=_authenticated_first(authenticator))
 
     def temporal() -> Client:
         return resources["client"]
@@ -138,32 +165,35 @@ def create_app(
 
     # --- auth and health ------------------------------------------------------------------------
 
-    @app.post("/ai/auth/token", response_model=TokenResponse, tags=["auth"], responses={401: COMMON_ERRORS[401], 422: COMMON_ERRORS[422]})
-    async def issue_token(body: TokenRequest) -> TokenResponse:
-        """Exchange an API key for a short-lived bearer token."""
-        return TokenResponse(access_token=authenticator.issue(body.api_key), expires_in=authenticator.ttl_seconds)
+    @app.post("/ai/auth/token", response_model=TokenResponse, tags=["auth"],
+              responses={401: COMMON_ERRORS[401], 413: WITH_BODY_ERRORS[413], 422: WITH_BODY_ERRORS[422],
+                         429: {"model": ErrorBody, "description": "too many token requests from this client; `Retry-After`"}})
+    async def issue_token(body: TokenRequest, request: Request) -> TokenResponse:
+        """Exchange an API key for a short-lived bearer token (rate-limited per client address)."""
+        client = request.client.host if request.client else "unknown"
+        return TokenResponse(access_token=authenticator.issue(body.api_key, client), expires_in=authenticator.ttl_seconds)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["health"], responses={503: COMMON_ERRORS[503]})
+    @app.get("/ready", tags=["health"], responses=UNAVAILABLE)
     async def ready() -> dict[str, str]:
-        """Readiness: Temporal and the state store answer."""
-        await temporal().service_client.check_health(timeout=timedelta(seconds=2))
-        await resources["store"].ping()
+        """Readiness: Temporal and the state store answer (each within 2 s)."""
+        await within(READY_WAIT_SECONDS, temporal().service_client.check_health(), "Temporal")
+        await within(READY_WAIT_SECONDS, resources["store"].ping(), "the state store")
         return {"status": "ready"}
 
-    @app.get("/metrics", tags=["health"], dependencies=guarded, response_class=PlainTextResponse, responses={401: COMMON_ERRORS[401]})
+    @guarded.get("/metrics", tags=["health"], response_class=PlainTextResponse, responses=COMMON_ERRORS)
     async def prometheus_metrics() -> Response:
         """Prometheus metrics of this process and the LLM layer's shared counters."""
         return await metrics.render(resources["store"])
 
     # --- NPCs -----------------------------------------------------------------------------------
 
-    @app.post("/ai/npc/register", response_model=RegisterResponse, tags=["npc"], dependencies=guarded, status_code=201,
-              responses={200: {"model": RegisterResponse, "description": "already living"}, **COMMON_ERRORS})  # fmt: skip
+    @guarded.post("/ai/npc/register", response_model=RegisterResponse, tags=["npc"], status_code=201,
+                  responses={200: {"model": RegisterResponse, "description": "already living"}, **WITH_BODY_ERRORS})
     async def register_npc(body: NpcRegistration, response: Response) -> RegisterResponse:
         """Start an NPC's life unless it already lives (idempotent)."""
         profile = _profile_for(body, known_profiles.get(body.npc_id))
@@ -172,7 +202,8 @@ def create_app(
             response.status_code = status.HTTP_200_OK
         return RegisterResponse(npc_id=profile.npc_id, workflow_id=npc_workflow_id(profile.npc_id), started=started)
 
-    @app.post("/ai/npc/event", response_model=EventAccepted, status_code=202, tags=["npc"], dependencies=guarded, responses=NPC_ERRORS)
+    @guarded.post("/ai/npc/event", response_model=EventAccepted, status_code=202, tags=["npc"],
+                  responses={**WITH_BODY_ERRORS, **NO_SUCH_NPC})
     async def npc_event(body: EventRequest) -> EventAccepted:
         """Deliver a game event to an NPC (a signal; held while the NPC is paused)."""
         workflow_id = npc_workflow_id(body.npc_id)
@@ -184,42 +215,60 @@ def create_app(
             raise
         return EventAccepted(workflow_id=workflow_id)
 
-    @app.get("/ai/npc/{npc_id}", response_model=NpcStateView, tags=["npc"], dependencies=guarded,
-             responses={**NPC_ERRORS, 409: {"model": ErrorBody, "description": "paused"}})  # fmt: skip
+    @guarded.get("/ai/npc/{npc_id}", response_model=NpcStateView, tags=["npc"],
+                 responses={**COMMON_ERRORS, **NO_SUCH_NPC, 409: {"model": ErrorBody, "description": "paused"}})
     async def npc_state(npc_id: str) -> NpcStateView:
-        """What an NPC is doing now (the workflow's `state` query)."""
-        await require_living(npc_id)
-        return await temporal().get_workflow_handle(npc_workflow_id(npc_id)).query("state", result_type=NpcStateView)
+        """What an NPC is doing now (the workflow's `state` query), within a few seconds or 503."""
+        await within(query_wait_seconds, require_living(npc_id), "Temporal")
+        handle = temporal().get_workflow_handle(npc_workflow_id(npc_id))
+        # Temporal holds a query until a worker takes it; a dead or frozen worker never does.
+        return await within(
+            query_wait_seconds, handle.query("state", result_type=NpcStateView), f"the worker of NPC {npc_id!r}",
+            reason="no worker answered the query",
+        )
 
-    @app.post("/ai/player/interaction", response_model=TalkReply, tags=["npc"], dependencies=guarded,
-              responses={**NPC_ERRORS, 409: {"model": ErrorBody, "description": "the NPC is paused or retired"},
-                         504: {"model": ErrorBody, "description": "the reply is late; it will arrive as a queued `reply` action"}})  # fmt: skip
+    @guarded.post("/ai/player/interaction", response_model=TalkReply, tags=["npc"],
+                  responses={**WITH_BODY_ERRORS, **NO_SUCH_NPC,
+                             409: {"model": ErrorBody, "description": "the NPC is paused or retired"},
+                             503: {"model": ErrorBody, "description": "no worker took the turn in time, or what the NPC "
+                                   "needs to answer (Temporal, its state store) is down: nothing is promised, send the turn again; `Retry-After`"},
+                             504: {"model": ErrorBody, "description": "the NPC took the turn but its reply is late; "
+                                   "it will arrive as a queued `reply` action; `Retry-After`"}})
     async def player_interaction(body: InteractionRequest) -> TalkReply:
-        """One player line to an NPC (the `talk` update); answers with the NPC's reply."""
-        await require_living(body.npc_id)
+        """One player line to an NPC (the `talk` update); answers with the NPC's reply, all within the reply wait."""
         turn = body.turn if body.turn.turn_id else body.turn.model_copy(update={"turn_id": f"api-{uuid.uuid4().hex}"})
         handle = temporal().get_workflow_handle(npc_workflow_id(body.npc_id))
+        deadline = asyncio.get_running_loop().time() + reply_wait_seconds
+        waiting_for = "Temporal"
         try:
-            update = await handle.start_update(
-                "talk", turn, id=turn.turn_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED, result_type=TalkReply
-            )
-            waiting = asyncio.create_task(update.result())
-            done, _ = await asyncio.wait({waiting}, timeout=reply_wait_seconds)
-            if not done:
-                # Only our wait ends: the update goes on in the NPC, which queues the reply.
-                waiting.cancel()
-                await asyncio.gather(waiting, return_exceptions=True)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await require_living(body.npc_id)
+                    waiting_for = f"the worker of NPC {body.npc_id!r}"
+                    update = await handle.start_update(
+                        "talk", turn, id=turn.turn_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED, result_type=TalkReply
+                    )
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+                # Never accepted: the NPC owes nothing, so nothing is promised.
+                raise Unavailable(waiting_for, f"turn {turn.turn_id} was not taken within {reply_wait_seconds:g} s") from None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await update.result()
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+                # Accepted: only our wait ends; the update goes on in the NPC, which queues the reply.
                 raise ApiError(
                     status.HTTP_504_GATEWAY_TIMEOUT,
                     f"{body.npc_id} is still thinking; the reply to turn {turn.turn_id} will arrive as a queued action",
                     headers={"Retry-After": str(LATE_REPLY_RETRY_AFTER_SECONDS)},
-                )
-            return waiting.result()
+                ) from None
         except WorkflowUpdateFailedError as error:
-            # The NPC's validator refused the turn: retired NPCs no longer talk (409); anything
-            # else is a turn the game should not have sent (422).
-            retired = getattr(error.cause, "type", None) == "NpcRetired"
-            raise ApiError(status.HTTP_409_CONFLICT if retired else 422, str(error.cause)) from None
+            refusal = getattr(error.cause, "type", None)
+            if refusal == "NpcRetired":
+                raise ApiError(status.HTTP_409_CONFLICT, str(error.cause)) from None
+            if refusal == "InvalidTalkTurn":  # the NPC's validator: a turn the game should not have sent
+                raise ApiError(422, str(error.cause)) from None
+            # Taken, then failed inside the NPC: what its reply reads and writes (the state store) is down.
+            raise Unavailable(f"the state store of NPC {body.npc_id!r}", "the turn failed", cause=error.cause) from None
         except RPCError as error:
             if error.status is RPCStatusCode.FAILED_PRECONDITION and "paused" in str(error).lower():
                 raise ApiError(409, f"NPC {body.npc_id!r} is paused by an operator; try again after it is unpaused") from None
@@ -229,7 +278,7 @@ def create_app(
 
     # --- actions --------------------------------------------------------------------------------
 
-    @app.get("/ai/npc/{npc_id}/action", response_model=ActionBatch, tags=["actions"], dependencies=guarded, responses=COMMON_ERRORS)
+    @guarded.get("/ai/npc/{npc_id}/action", response_model=ActionBatch, tags=["actions"], responses=WITH_QUERY_ERRORS)
     async def npc_actions(
         npc_id: str,
         limit: int = Query(10, ge=1, le=100),
@@ -239,7 +288,7 @@ def create_app(
         claimed = await queue().claim(npc_id=npc_id, limit=limit, lease_seconds=lease_seconds)
         return ActionBatch(actions=[ClaimedActionOut(**c.action.model_dump(), attempts=c.attempts) for c in claimed])
 
-    @app.get("/ai/actions", response_model=ActionBatch, tags=["actions"], dependencies=guarded, responses=COMMON_ERRORS)
+    @guarded.get("/ai/actions", response_model=ActionBatch, tags=["actions"], responses=WITH_QUERY_ERRORS)
     async def all_actions(
         limit: int = Query(50, ge=1, le=500),
         lease_seconds: float = Query(30, ge=1, le=600, description="unacknowledged actions are offered again after this"),
@@ -248,9 +297,9 @@ def create_app(
         claimed = await queue().claim(limit=limit, lease_seconds=lease_seconds)
         return ActionBatch(actions=[ClaimedActionOut(**c.action.model_dump(), attempts=c.attempts) for c in claimed])
 
-    @app.post("/ai/actions/{action_id}/result", response_model=ActionResultRecorded, tags=["actions"], dependencies=guarded,
-              responses={**COMMON_ERRORS, 404: {"model": ErrorBody, "description": "unknown action"},
-                         409: {"model": ErrorBody, "description": "contradicts the recorded result"}})  # fmt: skip
+    @guarded.post("/ai/actions/{action_id}/result", response_model=ActionResultRecorded, tags=["actions"],
+                  responses={**WITH_BODY_ERRORS, 404: {"model": ErrorBody, "description": "unknown action"},
+                             409: {"model": ErrorBody, "description": "contradicts the recorded result"}})
     async def action_result(action_id: str, body: ActionResultRequest) -> ActionResultRecorded:
         """What the game did with an action; the NPC remembers it. Idempotent."""
         try:
@@ -267,13 +316,13 @@ def create_app(
 
     # --- world ----------------------------------------------------------------------------------
 
-    @app.post("/ai/world/state", response_model=WorldState, tags=["world"], dependencies=guarded, responses=COMMON_ERRORS)
+    @guarded.post("/ai/world/state", response_model=WorldState, tags=["world"], responses=WITH_BODY_ERRORS)
     async def set_world_state(body: WorldStateUpdate) -> WorldState:
         """Merge values into one world system (economy, politics, environment)."""
         await resources["store"].hset(keys.world(body.system), mapping={k: str(v) for k, v in body.values.items()})
         return await _world_state()
 
-    @app.get("/ai/world/state", response_model=WorldState, tags=["world"], dependencies=guarded, responses=COMMON_ERRORS)
+    @guarded.get("/ai/world/state", response_model=WorldState, tags=["world"], responses=COMMON_ERRORS)
     async def get_world_state() -> WorldState:
         return await _world_state()
 
@@ -283,18 +332,56 @@ def create_app(
             systems[system] = await resources["store"].hgetall(keys.world(system))
         return WorldState(**systems)
 
+    app.include_router(guarded)
     return app
 
 
+def _authenticated_first(authenticator: Authenticator) -> type[APIRoute]:
+    class AuthenticatedFirst(APIRoute):
+        """Checks the caller's credentials before the body is read or validated: without them the
+        answer is 401 whatever was sent, and nothing about the body's expected shape leaks."""
+
+        def get_route_handler(self):
+            handle = super().get_route_handler()
+
+            async def authenticated(request: Request) -> Response:
+                request.state.caller = authenticator.verify(request)
+                return await handle(request)
+
+            return authenticated
+
+    return AuthenticatedFirst
+
+
 def _profile_for(body: NpcRegistration, known: NpcProfile | None) -> NpcProfile:
-    """The script's facts over the world file's profile, or sensible defaults for a newcomer."""
-    given = body.model_dump(exclude_none=True)
-    if known is not None:
-        base = known.model_dump()
-        if (body.x, body.y) != (known.x, known.y) and "area" not in given:
-            # Moved in the script: walk around the new spot, not the world file's.
-            base.pop("area")
-            base.pop("routine")
-        return NpcProfile.model_validate(base | given)
-    given.setdefault("personality", Personality(description=f"A resident of {body.map}.").model_dump())
-    return NpcProfile.model_validate(given)
+    """The script's facts over the world file's profile, or sensible defaults for a newcomer.
+
+    The NPC walks in the area the script gives, else in the world file's while that still holds
+    its spawn point (a script may move an NPC a little), else around its spawn point. Routine
+    points the script gives must lie in that area (422 naming the point); the world file's that do
+    not (the NPC was moved away) are dropped, and so is every point the script reports unwalkable.
+    """
+    if body.area is not None and not body.area.contains(body.x, body.y):
+        raise invalid_field(("area",), f"the spawn point ({body.x},{body.y}) lies outside the area")
+    given = body.model_dump(exclude_none=True, exclude={"unwalkable"})
+    if known is None:
+        merged = {"personality": Personality(description=f"A resident of {body.map}.").model_dump()} | given
+    else:
+        merged = known.model_dump() | given
+        if body.area is None and known.area is not None and not known.area.contains(body.x, body.y):
+            merged.pop("area")  # moved away in the script: walk around the new spot
+    routine = [tuple(point) for point in merged.pop("routine", [])]
+    profile = NpcProfile.model_validate(merged)
+    area = profile.area
+    assert area is not None  # every validated profile has one
+    for index, (x, y) in enumerate(body.routine or []):
+        if not area.contains(x, y):
+            raise invalid_field(
+                ("routine", index), f"({x},{y}) lies outside the NPC's area ({area.x1},{area.y1})-({area.x2},{area.y2})"
+            )
+    unwalkable = {tuple(point) for point in body.unwalkable or []}
+    if (body.x, body.y) in unwalkable:
+        # The script places the NPC there whatever we say; keep it, but let the operator know.
+        log.warning("NPC %s: its spawn point (%d,%d) on %s is not walkable", body.npc_id, body.x, body.y, body.map)
+    kept = [point for point in routine if area.contains(*point) and point not in unwalkable]
+    return profile.model_copy(update={"routine": kept})

@@ -30,6 +30,11 @@ class TokenResponse(BaseModel):
     expires_in: int
 
 
+# Strict: a JSON `false` or `"3"` is not a coordinate.
+Coordinate = Annotated[int, Field(strict=True, ge=0, le=MAX_MAP_COORDINATE)]
+Point = tuple[Coordinate, Coordinate]
+
+
 class NpcRegistration(StrictModel):
     """What an NPC script knows of itself; the rest of the profile comes from the world file."""
 
@@ -37,8 +42,8 @@ class NpcRegistration(StrictModel):
     name: str = Field(min_length=1, max_length=23)
     sprite: int = Field(ge=1, le=32_767)
     map: str = Field(pattern=MAP_NAME_PATTERN)
-    x: int = Field(ge=0, le=MAX_MAP_COORDINATE)
-    y: int = Field(ge=0, le=MAX_MAP_COORDINATE)
+    x: Coordinate
+    y: Coordinate
     area: Area | None = None
     role: str | None = Field(default=None, max_length=40)
     faction: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,32}$")
@@ -47,7 +52,9 @@ class NpcRegistration(StrictModel):
     goals: list[Annotated[str, Field(max_length=120)]] | None = Field(default=None, max_length=5)
     importance: int | None = Field(default=None, ge=1, le=10)
     shop: list[ShopItem] | None = Field(default=None, max_length=30)
-    routine: list[tuple[int, int]] | None = Field(default=None, max_length=12)
+    routine: list[Point] | None = Field(default=None, max_length=12)
+    # Spawn or routine points the script found not walkable on the real map (`checkcell`).
+    unwalkable: list[Point] | None = Field(default=None, max_length=20)
 
 
 class RegisterResponse(BaseModel):

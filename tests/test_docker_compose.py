@@ -18,7 +18,10 @@ ROOT = Path(__file__).parents[1]
 COMPOSE = ROOT / "docker-compose.temporal.yml"
 REQUIRED_ENV = {
     "AIWORLD_API_KEYS": "k1", "AIWORLD_JWT_SECRET": "s" * 32, "AIWORLD_DB_HOST": "db", "AIWORLD_DB_PASSWORD": "p",
+    "TEMPORAL_DB_PASSWORD": "t",
 }  # fmt: skip
+# Services without authentication of their own: never published beyond this host.
+UNAUTHENTICATED = ("temporal", "temporal-ui", "postgresql", "dragonfly", "temporal-admin-tools")
 OUR_SERVICES = ("worker", "api", "bridge")
 
 
@@ -82,7 +85,7 @@ def test_our_services_point_at_the_right_places(compose):
         assert services[name]["build"] == "."
     assert services["worker"]["deploy"]["replicas"] >= 2
     assert services["bridge"]["environment"]["AIWORLD_API_URL"] == "http://api:8000"
-    assert "8000:8000" in services["api"]["ports"] and "8080:8080" in services["temporal-ui"]["ports"]
+    assert "8000:8000" in services["api"]["ports"]
     assert services["api"]["environment"]["AIWORLD_API_HOST"] == "0.0.0.0"
 
 
@@ -97,3 +100,19 @@ def test_dockerfile_installs_the_cli():
     assert "pip install" in dockerfile and "USER aiworld" in dockerfile
     for package in ("aiworld", "workflows", "activities", "api", "bridge"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_unauthenticated_services_are_published_on_loopback_only(compose):
+    services = compose["services"]
+    assert "127.0.0.1:8080:8080" in services["temporal-ui"]["ports"]
+    for name in UNAUTHENTICATED:
+        for published in services[name].get("ports", []):
+            assert str(published).startswith("127.0.0.1:"), f"{name} publishes {published} on every interface"
+
+
+def test_secrets_are_required_never_defaulted():
+    text = COMPOSE.read_text()
+    secrets = re.findall(r"\$\{([A-Z_]*(?:PASSWORD|SECRET|KEYS?)[A-Z_]*)(:[-?])", text)
+    assert {name for name, _ in secrets} >= {"TEMPORAL_DB_PASSWORD", "AIWORLD_JWT_SECRET", "AIWORLD_DB_PASSWORD", "AIWORLD_API_KEYS"}
+    defaulted = sorted({name for name, form in secrets if form != ":?"})
+    assert not defaulted, f"secrets with a default: {defaulted}"

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import httpx
 import pytest_asyncio
+import uvicorn
 
 from aiworld.config import Settings
 from api.app import create_app
@@ -31,3 +37,22 @@ async def api(dev_life, dev_env, redis_client, keys, task_queue):
         async with await open_api(app) as http:
             http.headers["X-API-Key"] = API_KEYS[0]
             yield http
+
+
+@asynccontextmanager
+async def served(app) -> AsyncIterator[str]:
+    """The app under a real uvicorn on a socket bound beforehand (no free-port race); its base URL."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+        listening.close()
