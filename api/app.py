@@ -267,8 +267,9 @@ def create_app(
                 raise ApiError(status.HTTP_409_CONFLICT, str(error.cause)) from None
             if refusal == "InvalidTalkTurn":  # the NPC's validator: a turn the game should not have sent
                 raise ApiError(422, str(error.cause)) from None
-            # Taken, then failed inside the NPC: what its reply reads and writes (the state store) is down.
-            raise Unavailable(f"the state store of NPC {body.npc_id!r}", "the turn failed", cause=error.cause) from None
+            # Taken, then failed inside the NPC. Its own faults (store, providers) end in a fallback
+            # reply, so this is a failure the NPC did not foresee: say so, and keep its words in the log.
+            raise Unavailable(f"NPC {body.npc_id!r}", "the turn failed inside the NPC", cause=error.cause) from None
         except RPCError as error:
             if error.status is RPCStatusCode.FAILED_PRECONDITION and "paused" in str(error).lower():
                 raise ApiError(409, f"NPC {body.npc_id!r} is paused by an operator; try again after it is unpaused") from None
