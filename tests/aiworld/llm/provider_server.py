@@ -2,8 +2,9 @@
 
 It answers OpenAI chat/completions and embeddings (also under Azure's deployments path, and for
 DeepSeek), Anthropic messages, Gemini generateContent and embeddings, and Ollama chat and embed.
-Tests queue faults (429 with Retry-After, 500, a stall, malformed JSON, a schema violation, a
-prompt-injection answer) and read how many calls each protocol received.
+Tests queue faults (429 with Retry-After, 500, a stall, a body that is not JSON at all, malformed
+JSON content, a schema violation, a prompt-injection answer) and read how many calls each protocol
+received and the last request body of each.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 GOOD_DECISION = {
     "actions": [{"kind": "say", "text": "Fresh bread for everyone!"}, {"kind": "emote", "emotion": "smile"}],
@@ -30,6 +31,10 @@ INJECTED_DECISION = {
 }  # fmt: skip
 GOOD_DRAFT = {"text": "Welcome, traveller!", "emotion": "smile", "options": ["Buy", "Bye"], "relationship_change": 1}
 STALL_SECONDS = 1.5
+# What a proxy in front of a provider answers when the provider behind it is down: an HTML error
+# page, yet with status 200; and a body cut off mid-way.
+HTML_ERROR_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+GARBLED_BODY = '{"id": "chat-1", "choices": [{"index": 0, "mess'
 
 
 @dataclass
@@ -72,7 +77,7 @@ class ProviderServer:
             entries[0] = {"npc_id": npc_ids[0], "decision": {"actions": [{"kind": "teleport"}]}}
         return {"decisions": entries}
 
-    async def _fault(self, family: str) -> tuple[str | None, JSONResponse | None]:
+    async def _fault(self, family: str) -> tuple[str | None, Response | None]:
         self.calls[family] += 1
         self.arrivals.append(time.monotonic())
         fault = self.faults.pop(0) if self.faults else None
@@ -82,6 +87,10 @@ class ProviderServer:
             return fault, JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
         if fault == "401":
             return fault, JSONResponse({"error": {"message": "bad key", "type": "auth"}}, status_code=401)
+        if fault == "html":
+            return fault, Response(HTML_ERROR_PAGE, status_code=200, media_type="text/html")
+        if fault == "garbled":
+            return fault, Response(GARBLED_BODY, status_code=200, media_type="application/json")
         if fault == "stall":
             await asyncio.sleep(STALL_SECONDS)
         return fault, None

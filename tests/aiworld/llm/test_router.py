@@ -33,7 +33,7 @@ def context(sequence: int = 0) -> NpcContext:
     return NpcContext(profile=demo_profile("lina_baker"), now=NOON + timedelta(minutes=sequence), sequence=sequence)
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "stall", "401"])
+@pytest.mark.parametrize("fault", ["429", "500", "stall", "401", "html", "garbled"])
 async def test_provider_failures_fall_back_to_the_next_provider(provider_server, redis_client, keys, fault):
     router = router_for(provider_server, redis_client, keys, prompt_cache_ttl_seconds=0, decision_cache_ttl_seconds=0)
     provider_server.faults[:] = [fault]
