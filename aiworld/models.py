@@ -37,13 +37,18 @@ Emotion = Literal[
 ]  # fmt: skip
 
 _CONTROL_OR_MARKUP = re.compile(r"[\x00-\x1f\x7f-\x9f^\\]")
+# The client renders tags such as <URL>…<INFO>…</INFO></URL>, <NAVI>…</NAVI>, <ITEM>, <ITEMLINK>
+# and <BODY> in mes, npctalk, announces and chat as links. Listing tags would miss the next client
+# version's: no angle bracket reaches the game at all.
+_CLIENT_TAG_BRACKETS = str.maketrans({"<": "(", ">": ")"})
 
 
 def clean_game_text(text: str) -> str:
-    """Text as rAthena may show it: NFC, single-spaced, no control characters, no `^` colour codes
-    and no backslashes (both have meaning inside script strings and `mes`)."""
+    """Text as rAthena may show it: NFC, single-spaced, no control characters, no `^` colour codes,
+    no backslashes (both have meaning inside script strings and `mes`) and no client tags (`<` and
+    `>` become parentheses)."""
     text = unicodedata.normalize("NFC", text)
-    text = _CONTROL_OR_MARKUP.sub(" ", text)
+    text = _CONTROL_OR_MARKUP.sub(" ", text).translate(_CLIENT_TAG_BRACKETS)
     return " ".join(text.split())
 
 

@@ -59,3 +59,26 @@ def test_idle_is_accepted_but_queues_nothing():
     verdict = verdict_of({"kind": "idle"}, {"kind": "emote", "emotion": "smile"})
     assert [a.kind for a in verdict.accepted] == ["emote"]
     assert verdict.rejections == []
+
+
+# Client tags the Ragnarok client renders as links in mes, npctalk, announces and chat.
+HOSTILE_MARKUP = [
+    "<URL>Free zeny<INFO>http://phish.example/login</INFO></URL>",
+    "<NAVI>[Treasure]<INFO>prontera,150,150,0,000,0</INFO></NAVI>",
+    "<ITEM>Jellopy<INFO>909</INFO></ITEM>",
+    "<ITEMLINK>Elunium<INFO>985</INFO></ITEMLINK>",
+    "<BODY>x</BODY> < URL > <url>lowercase</url>",
+]
+
+
+def test_client_tags_never_reach_the_game_in_speech_or_announcements():
+    importance_nine = demo_profile("lina_baker", importance=9)
+    for markup in HOSTILE_MARKUP:
+        decision = Decision.model_validate(
+            {"actions": [{"kind": "say", "text": f"Look {markup} here"}, {"kind": "announce", "text": markup, "scope": "server"}]}
+        )
+        verdict = validate_decision(decision, importance_nine)
+        assert [action.kind for action in verdict.accepted] == ["say", "announce"], verdict.rejections
+        for action in verdict.accepted:
+            assert "<" not in action.text and ">" not in action.text, action.text
+        assert verdict.clamped, "the change is noted for the operator"
