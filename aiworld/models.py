@@ -405,7 +405,11 @@ class DialogueDraft(StrictModel):
 class Memory(BaseModel):
     memory_id: str
     kind: Literal["observation", "conversation", "action", "reflection", "rejected"] = "observation"
+    # The NPC's own narration ("Aria said:"): names at most, never the words someone said.
     text: str = Field(max_length=600)
+    # What was said, verbatim and apart from the narration: prompts show it JSON-quoted as data,
+    # because a player's line may be an instruction aimed at the model, and so may an echo of it.
+    words: str | None = Field(default=None, max_length=MAX_REPLY_CHARS)
     importance: int = Field(default=3, ge=1, le=10)
     emotion: str = "neutral"
     # Who the memory is about: "player:{char_id}" or "npc:{npc_id}"; None for the world.
@@ -428,6 +432,18 @@ class NpcContext(BaseModel):
     world: dict[str, str] = Field(default_factory=dict)
     recent_actions: list[str] = Field(default_factory=list)
     sequence: int = 0
+
+    @property
+    def part_of_day(self) -> str:
+        """The time as decisions need it: finer would only make every prompt unique."""
+        hour = self.now.hour
+        if 5 <= hour < 12:
+            return "morning"
+        if 12 <= hour < 18:
+            return "afternoon"
+        if 18 <= hour < 22:
+            return "evening"
+        return "night"
 
 
 class DialogueContext(NpcContext):
