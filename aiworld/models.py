@@ -37,13 +37,18 @@ Emotion = Literal[
 ]  # fmt: skip
 
 _CONTROL_OR_MARKUP = re.compile(r"[\x00-\x1f\x7f-\x9f^\\]")
+# The client renders tags such as <URL>…<INFO>…</INFO></URL>, <NAVI>…</NAVI>, <ITEM>, <ITEMLINK>
+# and <BODY> in mes, npctalk, announces and chat as links. Listing tags would miss the next client
+# version's: no angle bracket reaches the game at all.
+_CLIENT_TAG_BRACKETS = str.maketrans({"<": "(", ">": ")"})
 
 
 def clean_game_text(text: str) -> str:
-    """Text as rAthena may show it: NFC, single-spaced, no control characters, no `^` colour codes
-    and no backslashes (both have meaning inside script strings and `mes`)."""
+    """Text as rAthena may show it: NFC, single-spaced, no control characters, no `^` colour codes,
+    no backslashes (both have meaning inside script strings and `mes`) and no client tags (`<` and
+    `>` become parentheses)."""
     text = unicodedata.normalize("NFC", text)
-    text = _CONTROL_OR_MARKUP.sub(" ", text)
+    text = _CONTROL_OR_MARKUP.sub(" ", text).translate(_CLIENT_TAG_BRACKETS)
     return " ".join(text.split())
 
 
@@ -400,7 +405,11 @@ class DialogueDraft(StrictModel):
 class Memory(BaseModel):
     memory_id: str
     kind: Literal["observation", "conversation", "action", "reflection", "rejected"] = "observation"
+    # The NPC's own narration ("Aria said:"): names at most, never the words someone said.
     text: str = Field(max_length=600)
+    # What was said, verbatim and apart from the narration: prompts show it JSON-quoted as data,
+    # because a player's line may be an instruction aimed at the model, and so may an echo of it.
+    words: str | None = Field(default=None, max_length=MAX_REPLY_CHARS)
     importance: int = Field(default=3, ge=1, le=10)
     emotion: str = "neutral"
     # Who the memory is about: "player:{char_id}" or "npc:{npc_id}"; None for the world.
@@ -425,6 +434,18 @@ class NpcContext(BaseModel):
     sequence: int = 0
     # Why memories, relationships and world are missing (the state store failed), or None.
     degraded: str | None = None
+
+    @property
+    def part_of_day(self) -> str:
+        """The time as decisions need it: finer would only make every prompt unique."""
+        hour = self.now.hour
+        if 5 <= hour < 12:
+            return "morning"
+        if 12 <= hour < 18:
+            return "afternoon"
+        if 18 <= hour < 22:
+            return "evening"
+        return "night"
 
 
 class DialogueContext(NpcContext):

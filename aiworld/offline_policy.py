@@ -75,17 +75,6 @@ def _voice(profile: NpcProfile, sentence: str, rng: random.Random) -> str:
     return f"{rng.choice(openers)}{sentence}{rng.choice(closers)}".strip()
 
 
-def _part_of_day(context: NpcContext) -> str:
-    hour = context.now.hour
-    if 5 <= hour < 12:
-        return "morning"
-    if 12 <= hour < 18:
-        return "afternoon"
-    if 18 <= hour < 22:
-        return "evening"
-    return "night"
-
-
 def _memories_about(memories: list[Memory], party: str) -> list[Memory]:
     return [memory for memory in memories if memory.about == party]
 
@@ -185,7 +174,7 @@ def _greet(context: NpcContext, event: GameEvent, rng: random.Random) -> Decisio
         line, emotion, mood = f"Welcome back, {player.name}! Good to see you again.", "delight", "happy"
     else:
         greeting = {"morning": "Good morning", "afternoon": "Good day", "evening": "Good evening", "night": "Late to be out"}
-        line, emotion, mood = f"{greeting[_part_of_day(context)]}, traveller.", "smile", context.mood
+        line, emotion, mood = f"{greeting[context.part_of_day]}, traveller.", "smile", context.mood
     if profile.shop and rng.random() < profile.personality.greed:
         line += " Care to see my wares?"
     return Decision(
@@ -198,7 +187,7 @@ def routine(context: NpcContext, rng: random.Random) -> Decision:
     """What the NPC does when nothing in particular happened. The NPC workflow calls this directly
     with `workflow.random()`, so a routine step costs no activity and no LLM call."""
     profile, personality = context.profile, context.profile.personality
-    part = _part_of_day(context)
+    part = context.part_of_day
     if part == "night" and personality.sociability < 0.8:
         return Decision(actions=[], mood="tired", activity="resting", reason="it is night and the streets are quiet")
     actions: list = []
@@ -267,7 +256,7 @@ def reply(context: DialogueContext) -> DialogueDraft:
     else:
         text, emotion = _chat_line(context, past, score, rng)
     if past and intent in {"greeting", "chat"}:
-        text = f"{text} Last time you told me: \"{_quote(past[0].text)}\"."
+        text = f"{text} Last time you told me: \"{_quote(past[0])}\"."
     if score <= -30 and intent != "insult":
         text, emotion, change = f"I have nothing to say to you, {player.name}.", "no", 0
     options = ["Any rumours?", "What do you do?", "Goodbye"]
@@ -285,8 +274,9 @@ def _chat_line(context: DialogueContext, past: list[Memory], score: int, rng: ra
     return rng.choice([f"Well met, {name}.", f"Greetings, {name}. What brings you here?"]), "smile"
 
 
-def _quote(text: str) -> str:
-    said = text.split("said: ", 1)[-1]
+def _quote(memory: Memory) -> str:
+    # Memories stored before words were kept apart carry them in the narration, after "said: ".
+    said = memory.words if memory.words is not None else memory.text.split("said: ", 1)[-1]
     return said[:60].rstrip() + ("…" if len(said) > 60 else "")
 
 

@@ -7,6 +7,7 @@ NPC remembers and the operator sees; rejected actions are never executed.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 from aiworld.models import (
@@ -74,10 +75,14 @@ def _clamp_text(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:") + "…"
 
 
-def validate_decision(decision: Decision, profile: NpcProfile, limits: GameLimits = DEFAULT_LIMITS) -> Verdict:
+def validate_decision(
+    decision: Decision, profile: NpcProfile, limits: GameLimits = DEFAULT_LIMITS, *, involved: Set[int] = frozenset()
+) -> Verdict:
+    """`involved`: char ids of the players in the triggering events or near the NPC, the only ones
+    a gift, zeny or a quest may go to (an LLM may name anyone, or a cached decision someone else)."""
     verdict = Verdict()
     for action in decision.actions:
-        outcome = _check(action, profile, limits)
+        outcome = _check(action, profile, limits, involved)
         if isinstance(outcome, str):
             verdict.rejections.append(f"{action.kind}: {outcome}")
             continue
@@ -89,10 +94,12 @@ def validate_decision(decision: Decision, profile: NpcProfile, limits: GameLimit
     return verdict
 
 
-def _check(action: Action, profile: NpcProfile, limits: GameLimits) -> tuple[Action, str] | str:
+def _check(action: Action, profile: NpcProfile, limits: GameLimits, involved: Set[int]) -> tuple[Action, str] | str:
     """The action as it may run (and a note if it was clamped), or why it may not."""
     if action.kind not in limits.allowed_kinds:
         return f"kind {action.kind!r} is not allowed in this world"
+    if isinstance(action, GiveItemAction | GiveZenyAction | StartQuestAction) and action.char_id not in involved:
+        return f"char {action.char_id} is not involved (in none of the events and not near {profile.name})"
     area = profile.area
     assert area is not None
     match action:

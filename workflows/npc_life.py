@@ -315,7 +315,9 @@ class NpcLifeWorkflow:
     async def _carry_out(self, sequence: int, trigger: str, events: list[GameEvent], result: DecisionResult) -> None:
         profile = self._state.profile
         decision = result.decision
-        verdict = validate_decision(decision, profile)
+        # Gifts, zeny and quests only to the players this decision is about or who stand near.
+        involved = {event.player.char_id for event in events if event.player} | set(self._state.players_near)
+        verdict = validate_decision(decision, profile, involved=involved)
         now = workflow.now()
         queued = [
             QueuedAction(
@@ -328,7 +330,8 @@ class NpcLifeWorkflow:
         if queued:
             what = ", ".join(action.kind for action in verdict.accepted)
             memories.append(
-                Memory(memory_id=f"{sequence}-decided", kind="action", text=f"I chose to {what} because {decision.reason}",
+                # The reason is the model's, and may echo what a player said: quoted, like their words.
+                Memory(memory_id=f"{sequence}-decided", kind="action", text=f"I chose to {what} because:", words=decision.reason or None,
                        importance=3, emotion=decision.mood, created_at=now)
             )  # fmt: skip
         if verdict.rejections:
@@ -436,7 +439,7 @@ class NpcLifeWorkflow:
             GameEventKind.PLAYER_ATTACKED: (f"{who} attacked me", 8, "angry"),
             GameEventKind.PLAYER_KILLED_MONSTER: (f"{who} slew a monster nearby", 3, "impressed"),
             GameEventKind.ITEM_RECEIVED: (f"{who} gave me {event.amount} of item {event.item_id}", 6, "grateful"),
-            GameEventKind.NPC_SPOKE: (f"{who} said: {event.text}", 3, "neutral"),
+            GameEventKind.NPC_SPOKE: (f"{who} said:", 3, "neutral"),  # the words go apart, quoted
             GameEventKind.WORLD_EVENT: (f"News: {event.text}", event.importance, "curious"),
             GameEventKind.ACTION_RESULT: (
                 f"My action {event.action_id} was {event.outcome}" + (f": {event.detail}" if event.detail else ""),
@@ -447,6 +450,7 @@ class NpcLifeWorkflow:
         return Memory(
             memory_id=f"{sequence}-event-{index}", kind="observation", text=text[:600], importance=importance,
             emotion=emotion, about=about, created_at=workflow.now(),
+            words=event.text if event.kind is GameEventKind.NPC_SPOKE else None,
         )  # fmt: skip
 
     @staticmethod
@@ -563,9 +567,10 @@ class NpcLifeWorkflow:
         record = RecordRequest(
                 profile=profile,
                 memories=[
-                    Memory(memory_id=f"{sequence}-heard", kind="conversation", text=f"{turn.player.name} said: {turn.text}",
+                    # What was said stays apart from the narration: later prompts quote it as data.
+                    Memory(memory_id=f"{sequence}-heard", kind="conversation", text=f"{turn.player.name} said:", words=turn.text,
                            importance=4, emotion="neutral", about=party, created_at=now),
-                    Memory(memory_id=f"{sequence}-replied", kind="conversation", text=f"I told {turn.player.name}: {text}",
+                    Memory(memory_id=f"{sequence}-replied", kind="conversation", text=f"I told {turn.player.name}:", words=text,
                            importance=3, emotion=draft.emotion, about=party, created_at=now),
                 ],
                 relationship_changes=[RelationshipChange(party=party, delta=change, change_id=f"talk-{turn_id}", reason="conversation")],

@@ -3,7 +3,9 @@
 Each provider answers plain text (`generate`), JSON that must validate against a pydantic model
 (`generate_structured`, using the provider's native JSON or tool mode) and embeddings where the
 service has them. SDK retries are off (`max_retries=0`): the router decides what happens next,
-so every SDK error is translated into one of the typed errors below.
+so every SDK error is translated into one of the typed errors below. An HTTP answer the SDK
+cannot read (an HTML error page of a proxy with status 200, a body cut off mid-way) counts as the
+service being unavailable, like a 5xx.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,7 +62,7 @@ class ProviderBadRequest(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """5xx, connection refused, timeout."""
+    """5xx, connection refused, timeout, an HTTP body that is not the service's answer."""
 
 
 class InvalidOutput(ProviderError):
@@ -98,6 +102,21 @@ def _by_status(provider: str, status: int, message: str, headers: Any = None) ->
     if 400 <= status < 500:
         return ProviderBadRequest(provider, f"HTTP {status}: {message}")
     return ProviderUnavailable(provider, f"HTTP {status}: {message}")
+
+
+# What an SDK raises when the HTTP body is not the answer it expects: json.JSONDecodeError (a
+# ValueError) for a body that is not JSON, pydantic's ValidationError (a ValueError) or a plain
+# string instead of the answer object (then AttributeError, TypeError … on reading it).
+_UNREADABLE = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
+@contextmanager
+def readable_answer(provider: str) -> Iterator[None]:
+    """Around an SDK call and the reading of its answer: an unreadable body becomes ProviderUnavailable."""
+    try:
+        yield
+    except _UNREADABLE as error:
+        raise ProviderUnavailable(provider, f"unreadable answer ({error.__class__.__name__}: {str(error)[:200]})") from None
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
@@ -163,21 +182,22 @@ class OpenAICompatible(Provider):
             self._client = openai.AsyncOpenAI(base_url=settings.endpoint or default, **common)
 
     async def _chat(self, messages: list[dict], **extra: Any) -> Completion:
-        try:
-            answer = await self._client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=MAX_OUTPUT_TOKENS, **extra
-            )
-        except openai.APITimeoutError as error:
-            raise ProviderUnavailable(self.name, f"timed out: {error}") from None
-        except openai.APIConnectionError as error:
-            raise ProviderUnavailable(self.name, f"unreachable: {error}") from None
-        except openai.APIStatusError as error:
-            raise _by_status(self.name, error.status_code, error.message, error.response.headers) from None
-        usage = answer.usage
-        return Completion(
-            text=answer.choices[0].message.content or "", model=answer.model or self.model,
-            tokens_in=usage.prompt_tokens if usage else 0, tokens_out=usage.completion_tokens if usage else 0,
-        )  # fmt: skip
+        with readable_answer(self.name):
+            try:
+                answer = await self._client.chat.completions.create(
+                    model=self.model, messages=messages, max_tokens=MAX_OUTPUT_TOKENS, **extra
+                )
+            except openai.APITimeoutError as error:
+                raise ProviderUnavailable(self.name, f"timed out: {error}") from None
+            except openai.APIConnectionError as error:
+                raise ProviderUnavailable(self.name, f"unreachable: {error}") from None
+            except openai.APIStatusError as error:
+                raise _by_status(self.name, error.status_code, error.message, error.response.headers) from None
+            usage = answer.usage
+            return Completion(
+                text=answer.choices[0].message.content or "", model=answer.model or self.model,
+                tokens_in=usage.prompt_tokens if usage else 0, tokens_out=usage.completion_tokens if usage else 0,
+            )  # fmt: skip
 
     async def generate(self, system: str, prompt: str) -> Completion:
         return await self._chat([{"role": "system", "content": system}, {"role": "user", "content": prompt}])
@@ -195,13 +215,14 @@ class OpenAICompatible(Provider):
         if self.kind == "deepseek":
             raise EmbeddingsUnsupported(self.name, "DeepSeek offers no embeddings endpoint")
         model = self.settings.embedding_deployment or self.settings.embedding_model or "text-embedding-3-small"
-        try:
-            answer = await self._client.embeddings.create(model=model, input=texts)
-        except openai.APIStatusError as error:
-            raise _by_status(self.name, error.status_code, error.message, error.response.headers) from None
-        except openai.APIError as error:
-            raise ProviderUnavailable(self.name, str(error)) from None
-        return [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
+        with readable_answer(self.name):
+            try:
+                answer = await self._client.embeddings.create(model=model, input=texts)
+            except openai.APIStatusError as error:
+                raise _by_status(self.name, error.status_code, error.message, error.response.headers) from None
+            except openai.APIError as error:
+                raise ProviderUnavailable(self.name, str(error)) from None
+            return [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -217,35 +238,37 @@ class Claude(Provider):
             base_url=settings.endpoint, timeout=settings.timeout_seconds, max_retries=0,
         )  # fmt: skip
 
-    async def _messages(self, system: str, prompt: str, **extra: Any) -> Any:
-        try:
-            return await self._client.messages.create(
-                model=self.model, max_tokens=MAX_OUTPUT_TOKENS, system=system,
-                messages=[{"role": "user", "content": prompt}], **extra,
-            )  # fmt: skip
-        except anthropic.APITimeoutError as error:
-            raise ProviderUnavailable(self.name, f"timed out: {error}") from None
-        except anthropic.APIConnectionError as error:
-            raise ProviderUnavailable(self.name, f"unreachable: {error}") from None
-        except anthropic.APIStatusError as error:
-            raise _by_status(self.name, error.status_code, error.message, error.response.headers) from None
-
-    def _completion(self, answer: Any, text: str) -> Completion:
-        return Completion(text=text, model=answer.model, tokens_in=answer.usage.input_tokens, tokens_out=answer.usage.output_tokens)
+    async def _messages(self, system: str, prompt: str, **extra: Any) -> tuple[list[Any], Completion]:
+        """The answer's content blocks, and its accounting with the text blocks joined."""
+        with readable_answer(self.name):
+            try:
+                answer = await self._client.messages.create(
+                    model=self.model, max_tokens=MAX_OUTPUT_TOKENS, system=system,
+                    messages=[{"role": "user", "content": prompt}], **extra,
+                )  # fmt: skip
+            except anthropic.APITimeoutError as error:
+                raise ProviderUnavailable(self.name, f"timed out: {error}") from None
+            except anthropic.APIConnectionError as error:
+                raise ProviderUnavailable(self.name, f"unreachable: {error}") from None
+            except anthropic.APIStatusError as error:
+                raise _by_status(self.name, error.status_code, error.message, error.response.headers) from None
+            blocks = list(answer.content)
+            text = "".join(block.text for block in blocks if block.type == "text")
+            completion = Completion(text=text, model=answer.model, tokens_in=answer.usage.input_tokens, tokens_out=answer.usage.output_tokens)
+            return blocks, completion
 
     async def generate(self, system: str, prompt: str) -> Completion:
-        answer = await self._messages(system, prompt)
-        text = "".join(block.text for block in answer.content if block.type == "text")
-        return self._completion(answer, text)
+        _, completion = await self._messages(system, prompt)
+        return completion
 
     async def _generate_json(self, system: str, prompt: str, schema: type[BaseModel]) -> tuple[str | dict, Completion]:
         tool = {"name": "answer", "description": f"Give the {schema.__name__}.", "input_schema": schema.model_json_schema()}
-        answer = await self._messages(system, prompt, tools=[tool], tool_choice={"type": "tool", "name": "answer"})
-        for block in answer.content:
+        blocks, completion = await self._messages(system, prompt, tools=[tool], tool_choice={"type": "tool", "name": "answer"})
+        for block in blocks:
             if block.type == "tool_use":
-                return block.input, self._completion(answer, json.dumps(block.input))
-        text = "".join(block.text for block in answer.content if block.type == "text")
-        return text, self._completion(answer, text)
+                completion.text = json.dumps(block.input)
+                return block.input, completion
+        return completion.text, completion
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -260,20 +283,21 @@ class Gemini(Provider):
         self._client = genai.Client(api_key=settings.api_key.get_secret_value() if settings.api_key else "unset", http_options=options)
 
     async def _generate(self, system: str, prompt: str, **config: Any) -> Completion:
-        try:
-            answer = await self._client.aio.models.generate_content(
-                model=self.model, contents=prompt,
-                config=genai_types.GenerateContentConfig(system_instruction=system, max_output_tokens=MAX_OUTPUT_TOKENS, **config),
+        with readable_answer(self.name):
+            try:
+                answer = await self._client.aio.models.generate_content(
+                    model=self.model, contents=prompt,
+                    config=genai_types.GenerateContentConfig(system_instruction=system, max_output_tokens=MAX_OUTPUT_TOKENS, **config),
+                )  # fmt: skip
+            except genai_errors.APIError as error:
+                raise _by_status(self.name, error.code or 500, error.message or str(error), getattr(error.response, "headers", None)) from None
+            except TRANSPORT_ERRORS as error:
+                raise ProviderUnavailable(self.name, f"{error.__class__.__name__}: {error}") from None
+            usage = answer.usage_metadata
+            return Completion(
+                text=answer.text or "", model=self.model,
+                tokens_in=(usage.prompt_token_count or 0) if usage else 0, tokens_out=(usage.candidates_token_count or 0) if usage else 0,
             )  # fmt: skip
-        except genai_errors.APIError as error:
-            raise _by_status(self.name, error.code or 500, error.message or str(error), getattr(error.response, "headers", None)) from None
-        except TRANSPORT_ERRORS as error:
-            raise ProviderUnavailable(self.name, f"{error.__class__.__name__}: {error}") from None
-        usage = answer.usage_metadata
-        return Completion(
-            text=answer.text or "", model=self.model,
-            tokens_in=(usage.prompt_token_count or 0) if usage else 0, tokens_out=(usage.candidates_token_count or 0) if usage else 0,
-        )  # fmt: skip
 
     async def generate(self, system: str, prompt: str) -> Completion:
         return await self._generate(system, prompt)
@@ -286,13 +310,14 @@ class Gemini(Provider):
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         model = self.settings.embedding_model or "text-embedding-004"
-        try:
-            answer = await self._client.aio.models.embed_content(model=model, contents=texts)
-        except genai_errors.APIError as error:
-            raise _by_status(self.name, error.code or 500, error.message or str(error)) from None
-        except TRANSPORT_ERRORS as error:
-            raise ProviderUnavailable(self.name, str(error)) from None
-        return [list(item.values or []) for item in answer.embeddings or []]
+        with readable_answer(self.name):
+            try:
+                answer = await self._client.aio.models.embed_content(model=model, contents=texts)
+            except genai_errors.APIError as error:
+                raise _by_status(self.name, error.code or 500, error.message or str(error)) from None
+            except TRANSPORT_ERRORS as error:
+                raise ProviderUnavailable(self.name, str(error)) from None
+            return [list(item.values or []) for item in answer.embeddings or []]
 
     async def aclose(self) -> None:
         await self._client.aio.aclose()
@@ -306,18 +331,19 @@ class Ollama(Provider):
         self._client = ollama.AsyncClient(host=settings.endpoint or "http://127.0.0.1:11434", timeout=settings.timeout_seconds)
 
     async def _chat(self, system: str, prompt: str, **extra: Any) -> Completion:
-        try:
-            answer = await self._client.chat(
-                model=self.model, messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}], **extra
-            )
-        except ollama.ResponseError as error:
-            raise _by_status(self.name, error.status_code, error.error) from None
-        except TRANSPORT_ERRORS as error:
-            raise ProviderUnavailable(self.name, f"{error.__class__.__name__}: {error}") from None
-        return Completion(
-            text=answer.message.content or "", model=answer.model or self.model,
-            tokens_in=answer.prompt_eval_count or 0, tokens_out=answer.eval_count or 0,
-        )  # fmt: skip
+        with readable_answer(self.name):
+            try:
+                answer = await self._client.chat(
+                    model=self.model, messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}], **extra
+                )
+            except ollama.ResponseError as error:
+                raise _by_status(self.name, error.status_code, error.error) from None
+            except TRANSPORT_ERRORS as error:
+                raise ProviderUnavailable(self.name, f"{error.__class__.__name__}: {error}") from None
+            return Completion(
+                text=answer.message.content or "", model=answer.model or self.model,
+                tokens_in=answer.prompt_eval_count or 0, tokens_out=answer.eval_count or 0,
+            )  # fmt: skip
 
     async def generate(self, system: str, prompt: str) -> Completion:
         return await self._chat(system, prompt)
@@ -327,13 +353,14 @@ class Ollama(Provider):
         return completion.text, completion
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        try:
-            answer = await self._client.embed(model=self.settings.embedding_model or self.model, input=texts)
-        except ollama.ResponseError as error:
-            raise _by_status(self.name, error.status_code, error.error) from None
-        except TRANSPORT_ERRORS as error:
-            raise ProviderUnavailable(self.name, str(error)) from None
-        return [list(vector) for vector in answer.embeddings]
+        with readable_answer(self.name):
+            try:
+                answer = await self._client.embed(model=self.settings.embedding_model or self.model, input=texts)
+            except ollama.ResponseError as error:
+                raise _by_status(self.name, error.status_code, error.error) from None
+            except TRANSPORT_ERRORS as error:
+                raise ProviderUnavailable(self.name, str(error)) from None
+            return [list(vector) for vector in answer.embeddings]
 
 
 def build_provider(name: str, settings: ProviderSettings) -> Provider:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -83,8 +84,12 @@ class LlmRouter:
         )  # fmt: skip
         return value, usage
 
-    async def _structured(self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str) -> tuple[Model, DecisionUsage]:
-        """One provider's answer, from the prompt cache when the same prompt was answered lately."""
+    async def _structured(
+        self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str,
+        ask: Callable[[], Awaitable[tuple[Model, DecisionUsage]]] | None = None,
+    ) -> tuple[Model, DecisionUsage]:
+        """One provider's answer, from the prompt cache when the same prompt was answered lately;
+        otherwise from `ask` (a batched call that answers this prompt among others) or one call."""
         digest = hashlib.sha256(json.dumps([provider.name, provider.model, system, prompt, schema.__name__]).encode()).hexdigest()
         cache_key = self._keys.llm_cache(digest)
         cached = await self._store.get(cache_key) if self._llm.prompt_cache_ttl_seconds else None
@@ -92,7 +97,7 @@ class LlmRouter:
             await self._count(provider.name, tier, cache_hits=1)
             return schema.model_validate_json(cached), DecisionUsage(provider=provider.name, model=provider.model, tier=tier, cached=True)
         await self._count(provider.name, tier, cache_misses=1)
-        value, usage = await self._ask(provider, system, prompt, schema, tier)
+        value, usage = await (ask() if ask else self._ask(provider, system, prompt, schema, tier))
         if self._llm.prompt_cache_ttl_seconds:
             await self._store.set(cache_key, value.model_dump_json(), ex=self._llm.prompt_cache_ttl_seconds)
         return value, usage
@@ -128,10 +133,11 @@ class LlmRouter:
                 fallbacks.append(f"{name}: not configured")
                 continue
             try:
-                if position == 0 and self._llm.batch_size > 1:
-                    decision, usage = await self._batcher(provider).submit(context)
-                else:
-                    decision, usage = await self._structured(provider, system, prompt, Decision, tier)
+                batched = position == 0 and self._llm.batch_size > 1
+                batcher = self._batcher(provider) if batched else None
+                decision, usage = await self._structured(
+                    provider, system, prompt, Decision, tier, ask=(lambda: batcher.submit(context)) if batcher else None
+                )
             except EntryInvalid as invalid:
                 fallbacks.append(f"{name}: {invalid}")
             except ProviderRateLimited as limited:
@@ -190,11 +196,19 @@ class LlmRouter:
         return [offline_embedding(text) for text in texts]
 
     def _decision_cache_key(self, context: NpcContext) -> str:
-        """Similar situations share a decision for a few minutes: same NPC, mood, kinds of event,
-        how many players are near (0, 1, several) and hour of the day."""
+        """Similar situations share a decision for a few minutes: same NPC, mood and part of the day,
+        the same players near, and the same events: who did what, said what, gave what. A decision
+        names its parties (a gift to a char id, a line to a player), so a situation with other
+        parties, or other words, is another situation."""
+        events = [
+            {**event.model_dump(mode="json", exclude_none=True, exclude=prompts.EVENT_BOOKKEEPING | {"player"}),
+             "char_id": event.player.char_id if event.player else None}
+            for event in context.events
+        ]  # fmt: skip
         signature = [
-            context.profile.npc_id, context.mood, sorted(event.kind.value for event in context.events),
-            min(len(context.players_near), 2), context.now.hour,
+            context.profile.npc_id, context.mood, context.part_of_day,
+            sorted(player.char_id for player in context.players_near),
+            sorted(json.dumps(event, sort_keys=True) for event in events),
         ]  # fmt: skip
         return self._keys.llm_decision_cache(hashlib.sha256(json.dumps(signature).encode()).hexdigest())
 

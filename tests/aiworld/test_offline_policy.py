@@ -55,9 +55,13 @@ def test_replies_use_names_personality_relationship_and_memories():
     reply = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=turn))
     assert "zeny" in reply.text and "Aria" in reply.text
 
-    past = Memory(memory_id="m", kind="conversation", text="Aria said: I seek iron ore", about="player:150001", created_at=NOON)
+    past = Memory(memory_id="m", kind="conversation", text="Aria said:", words="I seek iron ore", about="player:150001", created_at=NOON)
     hello = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), memories=[past]))
     assert "I seek iron ore" in hello.text
+    # A memory stored before words were kept apart still gives them back.
+    legacy = past.model_copy(update={"text": "Aria said: I seek silver", "words": None})
+    hello = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), memories=[legacy]))
+    assert "I seek silver" in hello.text
 
     hostile = offline_policy.reply(
         DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), relationships={"player:150001": -60})

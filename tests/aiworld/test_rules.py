@@ -9,14 +9,35 @@ from tests.conftest import demo_profile
 LINA = demo_profile("lina_baker")  # area (138,174)-(156,190), shop 519/520/535, importance 7
 
 
+ARIA_NEAR = {150001}
+
+
 def verdict_of(*actions: dict):
-    return validate_decision(Decision.model_validate({"actions": list(actions)}), LINA)
+    return validate_decision(Decision.model_validate({"actions": list(actions)}), LINA, involved=ARIA_NEAR)
 
 
 def test_a_million_zeny_gift_is_rejected():
     verdict = verdict_of({"kind": "give_zeny", "char_id": 150001, "amount": 1_000_000})
     assert verdict.accepted == []
     assert "1000000 zeny is outside 1..500" in verdict.rejections[0]
+
+
+def test_gifts_zeny_and_quests_go_only_to_players_involved():
+    gifts = [
+        {"kind": "give_item", "char_id": 150999, "item_id": 501, "amount": 1},
+        {"kind": "give_zeny", "char_id": 150999, "amount": 10},
+        {"kind": "start_quest", "char_id": 150999, "quest_id": 7000},
+        {"kind": "give_item", "char_id": 150001, "item_id": 501, "amount": 1},
+    ]
+    absent = verdict_of(*gifts[:3])
+    assert absent.accepted == []
+    assert absent.rejections == [
+        f"{kind}: char 150999 is not involved (in none of the events and not near {LINA.name})"
+        for kind in ("give_item", "give_zeny", "start_quest")
+    ]
+    assert [(a.kind, a.char_id) for a in verdict_of(gifts[3]).accepted] == [("give_item", 150001)]
+    nobody = validate_decision(Decision.model_validate({"actions": gifts[-1:]}), LINA)
+    assert nobody.accepted == [] and "char 150001 is not involved" in nobody.rejections[0]
 
 
 def test_walking_off_the_area_is_rejected_and_inside_is_accepted():
@@ -59,3 +80,26 @@ def test_idle_is_accepted_but_queues_nothing():
     verdict = verdict_of({"kind": "idle"}, {"kind": "emote", "emotion": "smile"})
     assert [a.kind for a in verdict.accepted] == ["emote"]
     assert verdict.rejections == []
+
+
+# Client tags the Ragnarok client renders as links in mes, npctalk, announces and chat.
+HOSTILE_MARKUP = [
+    "<URL>Free zeny<INFO>http://phish.example/login</INFO></URL>",
+    "<NAVI>[Treasure]<INFO>prontera,150,150,0,000,0</INFO></NAVI>",
+    "<ITEM>Jellopy<INFO>909</INFO></ITEM>",
+    "<ITEMLINK>Elunium<INFO>985</INFO></ITEMLINK>",
+    "<BODY>x</BODY> < URL > <url>lowercase</url>",
+]
+
+
+def test_client_tags_never_reach_the_game_in_speech_or_announcements():
+    importance_nine = demo_profile("lina_baker", importance=9)
+    for markup in HOSTILE_MARKUP:
+        decision = Decision.model_validate(
+            {"actions": [{"kind": "say", "text": f"Look {markup} here"}, {"kind": "announce", "text": markup, "scope": "server"}]}
+        )
+        verdict = validate_decision(decision, importance_nine)
+        assert [action.kind for action in verdict.accepted] == ["say", "announce"], verdict.rejections
+        for action in verdict.accepted:
+            assert "<" not in action.text and ">" not in action.text, action.text
+        assert verdict.clamped, "the change is noted for the operator"

@@ -9,9 +9,10 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from aiworld.action_queue import ActionQueue
-from aiworld.models import Decision, DecisionResult, DecisionUsage, GameEvent, PlayerRef, TalkReply, TalkTurn
+from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueDraft, GameEvent, PlayerRef, TalkReply, TalkTurn
 from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.worker import build_worker
+from bridge import translate
 from tests.conftest import NpcLife, demo_profile
 
 ARIA = PlayerRef(char_id=150001, name="Aria", level=34, job_class=4, map="prontera", x=146, y=180)
@@ -192,3 +193,31 @@ async def test_rejected_actions_are_counted_remembered_and_never_queued(time_ski
     assert f"{profile.npc_id}-{record.sequence}-0" in {action.action_id for action in queued}  # the emote did
     texts = [await redis_client.hget(keys.memory(profile.npc_id, mid), "json") for mid in await memory_ids(redis_client, keys, profile.npc_id)]
     assert any("I could not do this" in text for text in texts)
+
+
+class MarkupModel(OfflineDecisionMaker):
+    """A model whose answers carry client tags, and that echoes the player's own line back."""
+
+    async def converse(self, context):
+        draft = DialogueDraft(
+            text=f'You said "{context.turn.text}". <URL>Claim your prize<INFO>http://phish.example</INFO></URL>',
+            emotion="smile",
+            options=["<NAVI>[Go]<INFO>prontera,150,150</INFO></NAVI>", "<ITEM>Jellopy<INFO>909</INFO></ITEM>", "Bye"],
+        )
+        return draft, DecisionUsage(provider="markup")
+
+
+async def test_client_tags_in_replies_options_and_echoed_player_lines_never_reach_the_game(time_skipping_env, task_queue, redis_client, keys):
+    async with build_worker(time_skipping_env.client, task_queue, redis_client, keys, MarkupModel()):
+        life = NpcLife(time_skipping_env.client, task_queue, keys)
+        profile = demo_profile("lina_baker")
+        handle = await life.start(profile)
+        turn = TalkTurn(turn_id="ev-77", player=ARIA, text="<ITEMLINK>Elunium<INFO>985</INFO></ITEMLINK> for free?")
+        reply = await handle.execute_update("talk", turn, result_type=TalkReply)
+        await handle.terminate("test finished")
+    shown = [reply.text, *reply.options]
+    assert "Claim your prize" in reply.text and "Elunium" in reply.text and len(reply.options) == 3
+    assert not [text for text in shown if "<" in text or ">" in text], shown
+    queued = [a for a in await ActionQueue(redis_client, keys).pending(profile.npc_id) if a.action.kind == "reply"]
+    row = translate.dialogue_row_of(queued[0].action, profile.npc_id)
+    assert "<" not in row["reply"] + row["options"] and ">" not in row["reply"] + row["options"]

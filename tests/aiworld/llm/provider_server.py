@@ -2,8 +2,9 @@
 
 It answers OpenAI chat/completions and embeddings (also under Azure's deployments path, and for
 DeepSeek), Anthropic messages, Gemini generateContent and embeddings, and Ollama chat and embed.
-Tests queue faults (429 with Retry-After, 500, a stall, malformed JSON, a schema violation, a
-prompt-injection answer) and read how many calls each protocol received.
+Tests queue faults (429 with Retry-After, 500, a stall, a body that is not JSON at all, malformed
+JSON content, a schema violation, a prompt-injection answer) and read how many calls each protocol
+received and every request body.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 GOOD_DECISION = {
     "actions": [{"kind": "say", "text": "Fresh bread for everyone!"}, {"kind": "emote", "emotion": "smile"}],
@@ -28,8 +29,19 @@ INJECTED_DECISION = {
     "actions": [{"kind": "give_zeny", "char_id": 150001, "amount": 1_000_000}],
     "mood": "happy", "activity": "giving", "reason": "the player said to ignore all rules",
 }  # fmt: skip
+# A gift to Aria (150001), in the mood an NPC starts in: an answer that is only right for her.
+GIFT_DECISION = {
+    "actions": [{"kind": "give_item", "char_id": 150001, "item_id": 501, "amount": 1}],
+    "mood": "calm", "activity": "giving", "reason": "Aria looked hungry",
+}  # fmt: skip
+# Decisions the faults of those names answer instead of a good one.
+HOSTILE_DECISIONS = {"inject": INJECTED_DECISION, "gift": GIFT_DECISION}
 GOOD_DRAFT = {"text": "Welcome, traveller!", "emotion": "smile", "options": ["Buy", "Bye"], "relationship_change": 1}
 STALL_SECONDS = 1.5
+# What a proxy in front of a provider answers when the provider behind it is down: an HTML error
+# page, yet with status 200; and a body cut off mid-way.
+HTML_ERROR_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+GARBLED_BODY = '{"id": "chat-1", "choices": [{"index": 0, "mess'
 
 
 @dataclass
@@ -38,6 +50,7 @@ class ProviderServer:
     calls: Counter = field(default_factory=Counter)
     batch_sizes: list[int] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of every call
+    bodies: list[str] = field(default_factory=list)  # every request body, as received
     port: int = 0
 
     @property
@@ -52,8 +65,8 @@ class ProviderServer:
             return self._batch_answer(text, fault)
         if fault == "schema":
             return {"actions": "all of them", "mood": 42}
-        if fault == "inject":
-            return INJECTED_DECISION
+        if fault in HOSTILE_DECISIONS:
+            return HOSTILE_DECISIONS[fault]
         if "DialogueDraft" in text:
             return GOOD_DRAFT
         if "Decision" in text:
@@ -66,14 +79,15 @@ class ProviderServer:
         self.batch_sizes.append(len(npc_ids))
         if fault == "schema":
             return {"decisions": "all of them"}
-        decision = INJECTED_DECISION if fault == "inject" else GOOD_DECISION
+        decision = HOSTILE_DECISIONS.get(fault or "", GOOD_DECISION)
         entries = [{"npc_id": npc_id, "decision": decision} for npc_id in npc_ids]
         if fault == "partial" and entries:
             entries[0] = {"npc_id": npc_ids[0], "decision": {"actions": [{"kind": "teleport"}]}}
         return {"decisions": entries}
 
-    async def _fault(self, family: str) -> tuple[str | None, JSONResponse | None]:
+    async def _fault(self, family: str, request: Request) -> tuple[str | None, Response | None]:
         self.calls[family] += 1
+        self.bodies.append((await request.body()).decode(errors="replace"))
         self.arrivals.append(time.monotonic())
         fault = self.faults.pop(0) if self.faults else None
         if fault == "429":
@@ -82,6 +96,10 @@ class ProviderServer:
             return fault, JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
         if fault == "401":
             return fault, JSONResponse({"error": {"message": "bad key", "type": "auth"}}, status_code=401)
+        if fault == "html":
+            return fault, Response(HTML_ERROR_PAGE, status_code=200, media_type="text/html")
+        if fault == "garbled":
+            return fault, Response(GARBLED_BODY, status_code=200, media_type="application/json")
         if fault == "stall":
             await asyncio.sleep(STALL_SECONDS)
         return fault, None
@@ -96,7 +114,7 @@ class ProviderServer:
             return [[0.1 * (index + 1), 0.2, 0.3] for index in range(count)]
 
         async def openai_chat(request: Request, family: str):
-            fault, refusal = await self._fault(family)
+            fault, refusal = await self._fault(family, request)
             if refusal:
                 return refusal
             body = await request.body()
@@ -109,7 +127,7 @@ class ProviderServer:
             }  # fmt: skip
 
         async def openai_embeddings(request: Request, family: str):
-            _, refusal = await self._fault(family)
+            _, refusal = await self._fault(family, request)
             if refusal:
                 return refusal
             inputs = (await request.json())["input"]
@@ -141,7 +159,7 @@ class ProviderServer:
 
         @app.post("/v1/messages")
         async def messages(request: Request):
-            fault, refusal = await self._fault("claude")
+            fault, refusal = await self._fault("claude", request)
             if refusal:
                 return refusal
             body = await request.body()
@@ -161,7 +179,7 @@ class ProviderServer:
         async def gemini(model_action: str, request: Request):
             _, action = model_action.rsplit(":", 1)
             if action == "generateContent":
-                fault, refusal = await self._fault("gemini")
+                fault, refusal = await self._fault("gemini", request)
                 if refusal:
                     return refusal
                 content = as_text(self.answer_for(await request.body(), fault))
@@ -169,7 +187,7 @@ class ProviderServer:
                     "candidates": [{"content": {"parts": [{"text": content}], "role": "model"}, "finishReason": "STOP", "index": 0}],
                     "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4, "totalTokenCount": 13},
                 }  # fmt: skip
-            _, refusal = await self._fault("gemini-embeddings")
+            _, refusal = await self._fault("gemini-embeddings", request)
             if refusal:
                 return refusal
             body = await request.json()
@@ -180,7 +198,7 @@ class ProviderServer:
 
         @app.post("/api/chat")
         async def ollama_chat(request: Request):
-            fault, refusal = await self._fault("ollama")
+            fault, refusal = await self._fault("ollama", request)
             if refusal:
                 return refusal
             body = await request.body()
@@ -192,7 +210,7 @@ class ProviderServer:
 
         @app.post("/api/embed")
         async def ollama_embed(request: Request):
-            _, refusal = await self._fault("ollama-embeddings")
+            _, refusal = await self._fault("ollama-embeddings", request)
             if refusal:
                 return refusal
             inputs = (await request.json())["input"]

@@ -66,3 +66,25 @@ async def test_faults_become_typed_errors(provider_server, name):
     finally:
         provider_server.faults.clear()
         await provider.aclose()
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("fault", ["html", "garbled"])
+async def test_a_body_that_is_not_the_answer_means_the_provider_is_unavailable(provider_server, name, fault):
+    """An HTML error page with status 200, or a body cut off mid-way: the SDK cannot read it."""
+    provider = build_provider(name, provider_settings(provider_server)[name])
+    try:
+        provider_server.faults[:] = [fault]
+        with pytest.raises(ProviderUnavailable, match="unreadable answer"):
+            await provider.generate_structured("s", "Decide.", Decision)
+        provider_server.faults[:] = [fault]
+        with pytest.raises(ProviderUnavailable, match="unreadable answer"):
+            await provider.generate("s", "hi")
+        if name not in ("claude", "deepseek"):
+            provider_server.faults[:] = [fault]
+            with pytest.raises(ProviderUnavailable, match="unreadable answer"):
+                await provider.embed(["a"])
+        assert not provider_server.faults, "every fault was served by the SDK's own HTTP call"
+    finally:
+        provider_server.faults.clear()
+        await provider.aclose()

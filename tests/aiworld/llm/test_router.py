@@ -14,12 +14,14 @@ from temporalio.testing import ActivityEnvironment
 
 from aiworld.config import LlmSettings, Settings
 from aiworld.llm import build_router
-from aiworld.models import DialogueContext, NpcContext, PlayerRef, TalkTurn
+from aiworld.models import DialogueContext, GameEvent, NpcContext, PlayerRef, TalkTurn
 from aiworld.rules import validate_decision
 from tests.aiworld.llm.conftest import provider_settings
 from tests.conftest import demo_profile
 
 NOON = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+ARIA = PlayerRef(char_id=150001, name="Aria", level=34)
+BORIN = PlayerRef(char_id=150002, name="Borin", level=12)
 
 
 def router_for(server, redis_client, keys, chain=("openai", "claude"), **llm):
@@ -33,7 +35,7 @@ def context(sequence: int = 0) -> NpcContext:
     return NpcContext(profile=demo_profile("lina_baker"), now=NOON + timedelta(minutes=sequence), sequence=sequence)
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "stall", "401"])
+@pytest.mark.parametrize("fault", ["429", "500", "stall", "401", "html", "garbled"])
 async def test_provider_failures_fall_back_to_the_next_provider(provider_server, redis_client, keys, fault):
     router = router_for(provider_server, redis_client, keys, prompt_cache_ttl_seconds=0, decision_cache_ttl_seconds=0)
     provider_server.faults[:] = [fault]
@@ -72,7 +74,8 @@ async def test_a_prompt_injected_million_zeny_is_never_executed(provider_server,
     finally:
         provider_server.faults.clear()
         await router.aclose()
-    verdict = validate_decision(result.decision, demo_profile("lina_baker"))
+    # Even to the player who is there: far beyond what an NPC may give.
+    verdict = validate_decision(result.decision, demo_profile("lina_baker"), involved={150001})
     assert verdict.accepted == [] and "1000000 zeny" in verdict.rejections[0]
 
 
@@ -115,6 +118,65 @@ async def test_the_decision_cache_serves_similar_situations(provider_server, red
         assert again.usage.cached and provider_server.calls["gemini"] == before + 1
     finally:
         await router.aclose()
+
+
+def arrival(player: PlayerRef, minute: int) -> NpcContext:
+    """A player comes near Lina: each arrival is a new event, at its own time."""
+    event = GameEvent(event_id=f"near-{player.char_id}-{minute}", kind="player_nearby", player=player,
+                      occurred_at=NOON + timedelta(minutes=minute, microseconds=minute))  # fmt: skip
+    return NpcContext(profile=demo_profile("lina_baker"), now=NOON + timedelta(minutes=minute, microseconds=7 * minute),
+                      events=[event], players_near=[player], sequence=minute)  # fmt: skip
+
+
+def spoken_to(text: str, minute: int) -> NpcContext:
+    event = GameEvent(event_id=f"spoke-{minute}", kind="npc_spoke", other_npc_id="gareth_guard", text=text)
+    return NpcContext(profile=demo_profile("lina_baker"), now=NOON + timedelta(minutes=minute), events=[event])
+
+
+async def test_the_decision_cache_never_serves_one_players_decision_to_another(provider_server, redis_client, keys):
+    router = router_for(provider_server, redis_client, keys, chain=("gemini",), prompt_cache_ttl_seconds=0, decision_cache_ttl_seconds=300)
+    provider_server.faults[:] = ["gift", "gift"]  # the model gives Aria a gift, whoever is there
+    try:
+        before = provider_server.calls["gemini"]
+        for_aria = await router.decide(arrival(ARIA, 0))
+        for_borin = await router.decide(arrival(BORIN, 1))
+        assert not for_borin.usage.cached and provider_server.calls["gemini"] == before + 2
+        aria_again = await router.decide(arrival(ARIA, 2))  # another event at another minute: the same situation
+        assert aria_again.usage.cached and aria_again.decision == for_aria.decision
+        await router.decide(spoken_to("The bakery is on fire!", 3))
+        other_words = await router.decide(spoken_to("Lovely weather today.", 4))
+        assert not other_words.usage.cached, "what was said changes the situation"
+    finally:
+        provider_server.faults.clear()
+        await router.aclose()
+    profile = demo_profile("lina_baker")
+    assert [a.kind for a in validate_decision(for_aria.decision, profile, involved={ARIA.char_id}).accepted] == ["give_item"]
+    # Had Borin been served Aria's decision, the rules would still refuse to hand it out.
+    refused = validate_decision(for_aria.decision, profile, involved={BORIN.char_id})
+    assert refused.accepted == [] and "char 150001 is not involved" in refused.rejections[0]
+
+
+async def test_the_prompt_cache_hits_for_repeated_similar_situations(provider_server, redis_client, keys):
+    """An afternoon of one NPC deciding every 5 minutes in three recurring situations; each event
+    has its own id and time, as in the game. Batching stays on, as by default."""
+    router = router_for(provider_server, redis_client, keys, chain=("openai",), decision_cache_ttl_seconds=0, batch_window_ms=20)
+    lina = demo_profile("lina_baker")
+    situations = [
+        lambda minute: arrival(ARIA, minute),
+        lambda minute: NpcContext(profile=lina, now=NOON + timedelta(minutes=minute), players_near=[ARIA, BORIN]),
+        lambda minute: NpcContext(profile=lina, now=NOON + timedelta(minutes=minute), events=[
+            GameEvent(event_id=f"news-{minute}", kind="world_event", text="The King raised the bread tax", importance=7)]),
+    ]  # fmt: skip
+    try:
+        before = provider_server.calls["openai"]
+        for step in range(72):  # 12:00 to 17:55
+            await router.decide(situations[step % 3](5 * step))
+    finally:
+        await router.aclose()
+    stats = await redis_client.hgetall(keys.llm_counter())
+    hits, misses = float(stats.get("openai.routine.cache_hits", 0)), float(stats["openai.routine.cache_misses"])
+    print(f"prompt cache: {hits:.0f} hits of {hits + misses:.0f} decisions ({hits / (hits + misses):.0%})")
+    assert (hits, misses) == (69, 3) and provider_server.calls["openai"] == before + 3
 
 
 async def test_rate_limit_in_an_activity_asks_temporal_to_retry_after_the_delay(provider_server, redis_client, keys):
