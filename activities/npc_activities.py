@@ -39,6 +39,11 @@ class DecisionMaker(Protocol):
 
     async def converse(self, context: DialogueContext) -> tuple[DialogueDraft, DecisionUsage]: ...
 
+    def decides_locally(self, tier: str) -> bool:
+        """True when the tier's decisions need no network (the offline policy): then they are made
+        inside the local activity that loads the context, with no activity of their own."""
+        ...
+
 
 class ContextRequest(BaseModel):
     profile: NpcProfile
@@ -73,6 +78,37 @@ class RecordRequest(BaseModel):
     memories: list[Memory] = Field(default_factory=list)
     relationship_changes: list[RelationshipChange] = Field(default_factory=list)
     npc_fields: dict[str, str] = Field(default_factory=dict)
+
+
+class OutcomeWrite(BaseModel):
+    """Everything one decision or talk turn writes to the state store, written at once."""
+
+    record: RecordRequest | None = None
+    actions: list[QueuedAction] = Field(default_factory=list)
+    # Past this the write gives up with a clean failure, inside its activity's own timeout.
+    budget_seconds: float = Field(default=2.5, gt=0, le=60)
+
+
+class PreparedDecision(BaseModel):
+    """What the local activity before a decision found: the decision itself when it could be made
+    there, or the context for the decision activity (an LLM); `degraded` says what was missing."""
+
+    result: DecisionResult | None = None
+    context: NpcContext | None = None
+    degraded: str | None = None
+
+
+class PreparedReply(BaseModel):
+    reply: ReplyResult | None = None
+    context: DialogueContext | None = None
+    degraded: str | None = None
+
+
+class StoreUnavailable(ApplicationError):
+    """The state store failed or did not answer within the write's budget."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why, type="StoreUnavailable")
 
 
 class NpcActivities:
@@ -117,6 +153,37 @@ class NpcActivities:
         return fields
 
     @activity.defn
+    async def prepare_decision(self, request: ContextRequest) -> PreparedDecision:
+        """Local activity: the context, and the decision too when the decision maker is local."""
+        context = NpcContext(**await self._context_fields(request))
+        if self._brain.decides_locally("routine"):
+            return PreparedDecision(result=await self._brain.decide(context), degraded=context.degraded)
+        return PreparedDecision(context=context, degraded=context.degraded)
+
+    @activity.defn
+    async def prepare_reply(self, request: ContextRequest) -> PreparedReply:
+        """Local activity: the dialogue context, and the reply too when the decision maker is local."""
+        if request.turn is None:
+            raise ApplicationError("a dialogue context needs the player's turn", non_retryable=True)
+        context = DialogueContext(**await self._context_fields(request), turn=request.turn)
+        if self._brain.decides_locally("dialogue"):
+            draft, usage = await self._brain.converse(context)
+            return PreparedReply(reply=ReplyResult(draft=draft, usage=usage), degraded=context.degraded)
+        return PreparedReply(context=context, degraded=context.degraded)
+
+    @activity.defn
+    async def save_outcome(self, write: OutcomeWrite) -> dict[str, int]:
+        """Local activity: a decision's memories, relationship changes, public fields and actions in
+        one go, each idempotent. Returns the parties' relationship scores."""
+        try:
+            async with asyncio.timeout(write.budget_seconds):
+                scores = await self.record_outcome(write.record) if write.record else {}
+                await self.enqueue_actions(write.actions)
+        except (RedisError, OSError, TimeoutError) as error:
+            raise StoreUnavailable(f"state store unavailable: {type(error).__name__}") from None
+        return scores
+
+    @activity.defn
     async def decide_next_action(self, context: NpcContext) -> DecisionResult:
         return await self._brain.decide(context)
 
@@ -146,7 +213,10 @@ class NpcActivities:
         return [action.action_id for action in actions if await self._actions.enqueue(action)]
 
     def all(self) -> list:
+        # load_npc_context, load_dialogue_context, record_outcome and enqueue_actions serve NPC
+        # runs that began before the local pipeline (workflow patch "local-pipeline") until their
+        # next continue-as-new.
         return [
-            self.load_npc_context, self.load_dialogue_context, self.decide_next_action, self.compose_reply,
-            self.record_outcome, self.enqueue_actions,
+            self.prepare_decision, self.prepare_reply, self.save_outcome, self.decide_next_action, self.compose_reply,
+            self.load_npc_context, self.load_dialogue_context, self.record_outcome, self.enqueue_actions,
         ]  # fmt: skip

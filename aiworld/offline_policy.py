@@ -298,5 +298,8 @@ class OfflineDecisionMaker:
     async def converse(self, context: DialogueContext) -> tuple[DialogueDraft, DecisionUsage]:
         return reply(context), DecisionUsage(provider="offline", tier="dialogue")
 
+    def decides_locally(self, tier: str) -> bool:
+        return True
+
     async def aclose(self) -> None:
         """Nothing to release: no connections."""

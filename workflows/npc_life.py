@@ -21,7 +21,15 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.npc_activities import ContextRequest, NpcActivities, RecordRequest, RelationshipChange
+    from activities.npc_activities import (
+        ContextRequest,
+        NpcActivities,
+        OutcomeWrite,
+        PreparedDecision,
+        PreparedReply,
+        RecordRequest,
+        RelationshipChange,
+    )
     from aiworld import offline_policy, search_attributes
     from aiworld.models import (
         MAX_REPLY_CHARS,
@@ -30,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         DecisionRecord,
         DecisionResult,
         DecisionUsage,
+        DialogueDraft,
         DialogueReplyAction,
         GameEvent,
         GameEventKind,
@@ -51,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
         NpcLifeInput,
         NpcLifeState,
         PlayerPresence,
-        UnsavedWrite,
     )
 
 # Every activity is bounded in time: no fault outside this workflow's own code (a store or a
@@ -71,6 +79,7 @@ TALK_CONTEXT_TIMEOUT = timedelta(seconds=2)
 # they end well within their own timeouts (a timed-out local activity costs a retry and time).
 CONTEXT_STORE_BUDGET = CONTEXT_TIMEOUT.total_seconds() - 1
 TALK_CONTEXT_STORE_BUDGET = TALK_CONTEXT_TIMEOUT.total_seconds() - 0.5
+KNOWN_DOWN_STORE_BUDGET = 0.05
 TALK_CONTEXT_SCHEDULE_TIMEOUT = timedelta(seconds=3)
 REPLY_TIMEOUT = timedelta(seconds=6)
 TALK_STORE_SCHEDULE_TIMEOUT = timedelta(seconds=3)
@@ -94,6 +103,13 @@ STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), non_retryable_error_types=NEVER_RETRIED
 )
 OFFLINE = "offline"
+# Runs that began with this patch decide and write through local activities: one workflow task
+# per event. Runs that began before it keep their activities until their next continue-as-new.
+LOCAL_PIPELINE = "local-pipeline"
+SAVE_TIMEOUT = timedelta(seconds=3)
+SAVE_SCHEDULE_TIMEOUT = timedelta(seconds=7)
+SAVE_BUDGET_SECONDS = SAVE_TIMEOUT.total_seconds() - 0.5
+SAVE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=2)
 Context = TypeVar("Context", bound=NpcContext)
 
 # Seconds between decisions while players are near: 5 s for the most important NPCs, 30 s for the least.
@@ -104,6 +120,12 @@ AMBIENT_CADENCE = timedelta(minutes=3)
 # A player seen near longer ago than this without a `player_left` is assumed gone.
 PRESENCE_TIMEOUT = timedelta(minutes=10)
 WORLD_EVENT_SIGNIFICANCE = 4
+# A routine step with nothing new since the last doubles the wait before the next, up to 16 times
+# the cadence (at most QUIET_CADENCE_LIMIT): a player standing idle near an NPC for ten minutes
+# costs a handful of decisions, not a hundred. Any event brings the cadence back at once.
+QUIET_DOUBLINGS = 4
+QUIET_CADENCE_LIMIT = timedelta(minutes=5)
+SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=1)
 
 _SIGNIFICANT = {
     GameEventKind.PLAYER_ATTACKED, GameEventKind.ITEM_RECEIVED, GameEventKind.NPC_SPOKE,
@@ -139,6 +161,8 @@ class NpcLifeWorkflow:
             self._forget_stale_presence()
             waiting_for_store = bool(self._state.unsaved)
             timeout = self._store_retry_delay() if waiting_for_store else self._cadence()
+            if timeout is None:  # settling down to sleep: publish what the minute's limit held back
+                self._publish_search_attributes(settling=True)
             try:
                 await workflow.wait_condition(
                     # While the store refuses writes, events wait in the state: the NPC handles
@@ -189,7 +213,8 @@ class NpcLifeWorkflow:
         importance = self._state.profile.importance
         if self._state.players_near:
             seconds = SLOWEST_CADENCE - (SLOWEST_CADENCE - FASTEST_CADENCE) * (importance - 1) / 9
-            return timedelta(seconds=round(seconds, 1))
+            stretched = seconds * 2 ** min(self._state.quiet_steps, QUIET_DOUBLINGS)
+            return min(timedelta(seconds=round(stretched, 1)), QUIET_CADENCE_LIMIT)
         if importance >= AMBIENT_IMPORTANCE:
             return AMBIENT_CADENCE
         return None
@@ -209,6 +234,8 @@ class NpcLifeWorkflow:
         significant = [event for event in events if self._is_significant(event)]
         for event in events:
             self._track_presence(event)
+        if events:
+            self._state.quiet_steps = 0
         if significant:
             await self._decide_and_act(events, trigger="events")
         elif events:
@@ -263,6 +290,61 @@ class NpcLifeWorkflow:
     async def _decide_and_act(self, events: list[GameEvent], trigger: str) -> None:
         sequence = self._next_sequence()
         request = self._context_request(sequence, events)
+        if not workflow.patched(LOCAL_PIPELINE):
+            await self._decide_and_act_with_activities(sequence, request, events, trigger)
+            return
+        try:
+            prepared = await workflow.execute_local_activity_method(
+                NpcActivities.prepare_decision,
+                request,
+                start_to_close_timeout=CONTEXT_TIMEOUT,
+                schedule_to_close_timeout=CONTEXT_SCHEDULE_TIMEOUT,
+                retry_policy=CONTEXT_RETRY,
+            )
+        except FailureError as error:
+            workflow.logger.warning("context failed, deciding without memories: %s", error)
+            prepared = PreparedDecision(context=self._context_without_store(NpcContext, request, str(error)), degraded=str(error))
+        if prepared.degraded:
+            self._state.fallbacks += 1
+        result = prepared.result
+        if result is None:  # an LLM decides, in an activity of its own with Temporal's retries
+            assert prepared.context is not None
+            result = await self._decision_by_activity(prepared.context, sequence)
+            if result is None:
+                trigger = "routine-after-failure"
+                result = DecisionResult(decision=self._routine_decision(sequence))
+        self._count_decision(result, trigger)
+        await self._carry_out(sequence, trigger, events, result)
+
+    async def _decision_by_activity(self, context: NpcContext, sequence: int) -> DecisionResult | None:
+        """The decision maker's answer, or None when none could be had (providers down, retries spent)."""
+        try:
+            return await workflow.execute_activity_method(
+                NpcActivities.decide_next_action,
+                context,
+                start_to_close_timeout=DECISION_TIMEOUT,
+                schedule_to_close_timeout=DECISION_SCHEDULE_TIMEOUT,
+                retry_policy=DECISION_RETRY,
+            )
+        except FailureError as error:
+            # Live on by routine rather than stall or fail; the failure stays visible in the
+            # history and in the decision record's trigger.
+            workflow.logger.warning("decision failed, following routine instead: %s", error)
+            self._state.fallbacks += 1
+            return None
+
+    def _count_decision(self, result: DecisionResult, trigger: str) -> None:
+        if trigger == "routine-after-failure":
+            self._state.routine_decisions += 1
+        elif result.usage.provider == OFFLINE:
+            self._state.policy_decisions += 1
+        else:
+            self._state.llm_decisions += 1
+
+    async def _decide_and_act_with_activities(
+        self, sequence: int, request: ContextRequest, events: list[GameEvent], trigger: str
+    ) -> None:
+        """Before LOCAL_PIPELINE: a context local activity, then the decision as an activity."""
         try:
             context = await workflow.execute_local_activity_method(
                 NpcActivities.load_npc_context,
@@ -277,30 +359,15 @@ class NpcLifeWorkflow:
             context = self._context_without_store(NpcContext, request, str(error))
         if context.degraded:
             self._state.fallbacks += 1
-        try:
-            result = await workflow.execute_activity_method(
-                NpcActivities.decide_next_action,
-                context,
-                start_to_close_timeout=DECISION_TIMEOUT,
-                schedule_to_close_timeout=DECISION_SCHEDULE_TIMEOUT,
-                retry_policy=DECISION_RETRY,
-            )
-        except FailureError as error:
-            # No decision could be had (every provider down and retries spent): live on by routine
-            # rather than stall or fail; the failure stays visible in the history and the record.
-            workflow.logger.warning("decision failed, following routine instead: %s", error)
-            self._state.fallbacks += 1
-            self._state.routine_decisions += 1
-            result = DecisionResult(decision=self._routine_decision(sequence))
+        result = await self._decision_by_activity(context, sequence)
+        if result is None:
             trigger = "routine-after-failure"
-        else:
-            if result.usage.provider == OFFLINE:
-                self._state.policy_decisions += 1
-            else:
-                self._state.llm_decisions += 1
+            result = DecisionResult(decision=self._routine_decision(sequence))
+        self._count_decision(result, trigger)
         await self._carry_out(sequence, trigger, events, result)
 
     async def _follow_routine(self) -> None:
+        self._state.quiet_steps += 1
         sequence = self._next_sequence()
         self._state.routine_decisions += 1
         await self._carry_out(sequence, "routine", [], DecisionResult(decision=self._routine_decision(sequence)))
@@ -382,18 +449,29 @@ class NpcLifeWorkflow:
         answers again (`_save_unsaved`): a store outage delays what the NPC writes, never loses it
         and never fails the NPC. Both writes are idempotent, so writing one again is harmless.
         """
+        write = OutcomeWrite(record=record, actions=actions, budget_seconds=SAVE_BUDGET_SECONDS)
         if self._state.unsaved:  # the store is known to be down: keep the order, don't wait on it
-            self._state.unsaved.append(UnsavedWrite(record=record, actions=actions))
+            self._state.unsaved.append(write)
             return {}
         try:
-            return await self._write(record, actions, bound)
+            return await self._write(write, bound)
         except FailureError as error:
             workflow.logger.warning("the state store refused a write; keeping it for later: %s", error)
-            self._state.unsaved.append(UnsavedWrite(record=record, actions=actions))
+            self._state.unsaved.append(write)
             self._state.store_failures = 1
             return {}
 
-    async def _write(self, record: RecordRequest | None, actions: list[QueuedAction], bound: timedelta) -> dict[str, int]:
+    async def _write(self, write: OutcomeWrite, bound: timedelta) -> dict[str, int]:
+        if workflow.patched(LOCAL_PIPELINE):
+            return await workflow.execute_local_activity_method(
+                NpcActivities.save_outcome,
+                write,
+                start_to_close_timeout=SAVE_TIMEOUT,
+                schedule_to_close_timeout=SAVE_SCHEDULE_TIMEOUT,
+                retry_policy=SAVE_RETRY,
+            )
+        # Before LOCAL_PIPELINE: two activities.
+        record, actions = write.record, write.actions
         scores: dict[str, int] = {}
         if record is not None:
             scores = await workflow.execute_activity_method(
@@ -418,7 +496,7 @@ class NpcLifeWorkflow:
         while self._state.unsaved:
             write = self._state.unsaved[0]
             try:
-                await self._write(write.record, write.actions, STORE_SCHEDULE_TIMEOUT)
+                await self._write(write, STORE_SCHEDULE_TIMEOUT)
             except FailureError as error:
                 self._state.store_failures += 1
                 workflow.logger.warning("the state store still refuses writes: %s", error)
@@ -472,7 +550,10 @@ class NpcLifeWorkflow:
 
     # --- what operators see -----------------------------------------------------------------
 
-    def _publish_search_attributes(self) -> None:
+    def _publish_search_attributes(self, *, settling: bool = False) -> None:
+        """Upsert what operators search on, only on change. Each upsert is a visibility write on
+        the server, so mood and activity, which change with most decisions, are published at most
+        once a minute, and whatever is left over when the NPC settles down to sleep."""
         wanted = {
             search_attributes.NPC_MAP.name: self._state.profile.map,
             search_attributes.NPC_FACTION.name: self._state.profile.faction,
@@ -481,6 +562,14 @@ class NpcLifeWorkflow:
         }
         if wanted == self._state.published_attributes:
             return
+        now = workflow.now()
+        if workflow.patched(LOCAL_PIPELINE) and not settling:
+            where = (search_attributes.NPC_MAP.name, search_attributes.NPC_FACTION.name)
+            moved = any(self._state.published_attributes.get(name) != wanted[name] for name in where)
+            recently = self._state.published_at is not None and now - self._state.published_at < SEARCH_ATTRIBUTE_INTERVAL
+            if recently and not moved:
+                return
+        self._state.published_at = now
         keys = {key.name: key for key in search_attributes.ALL}
         workflow.upsert_search_attributes(
             [keys[name].value_set(value) for name, value in wanted.items() if self._state.published_attributes.get(name) != value]
@@ -546,20 +635,7 @@ class NpcLifeWorkflow:
         sequence = self._next_sequence()
         turn_id = turn.turn_id or f"seq{sequence}"
         request = self._context_request(sequence, [], about=party, turn=turn)
-        context = await self._dialogue_context(request)
-        try:
-            result = await workflow.execute_activity_method(
-                NpcActivities.compose_reply,
-                context,
-                start_to_close_timeout=REPLY_TIMEOUT,
-                schedule_to_close_timeout=REPLY_TIMEOUT,
-                retry_policy=REPLY_RETRY,
-            )
-            draft, usage = result.draft, result.usage
-        except FailureError as error:
-            workflow.logger.warning("reply failed, answering from the offline policy: %s", error)
-            self._state.fallbacks += 1
-            draft, usage = offline_policy.reply(context), None
+        draft, usage = await self._reply_to(request)
         text = clean_game_text(draft.text)[:MAX_REPLY_CHARS] or "..."
         options = [clean_game_text(option)[:30] for option in draft.options if clean_game_text(option)][:4]
         change = max(-10, min(10, draft.relationship_change))
@@ -598,8 +674,54 @@ class NpcLifeWorkflow:
             relationship=scores.get(party, 0), decided_by=usage.provider if usage else "offline",
         )  # fmt: skip
 
+    async def _reply_to(self, request: ContextRequest) -> tuple[DialogueDraft, DecisionUsage | None]:
+        """The NPC's answer to a player's line; None as usage when the offline policy stood in."""
+        if workflow.patched(LOCAL_PIPELINE):
+            prepared = await self._prepare_reply(request)
+            if prepared.reply is not None:
+                return prepared.reply.draft, prepared.reply.usage
+            assert prepared.context is not None
+            context = prepared.context
+        else:
+            context = await self._dialogue_context(request)
+        try:
+            result = await workflow.execute_activity_method(
+                NpcActivities.compose_reply,
+                context,
+                start_to_close_timeout=REPLY_TIMEOUT,
+                schedule_to_close_timeout=REPLY_TIMEOUT,
+                retry_policy=REPLY_RETRY,
+            )
+        except FailureError as error:
+            workflow.logger.warning("reply failed, answering from the offline policy: %s", error)
+            self._state.fallbacks += 1
+            return offline_policy.reply(context), None
+        return result.draft, result.usage
+
+    async def _prepare_reply(self, request: ContextRequest) -> PreparedReply:
+        """The context of a player's line, and the reply itself when the decision maker is local.
+        A store known to be down gets no time at all: the player is not kept waiting on it."""
+        if self._state.unsaved:
+            request = request.model_copy(update={"budget_seconds": KNOWN_DOWN_STORE_BUDGET})
+        try:
+            prepared = await workflow.execute_local_activity_method(
+                NpcActivities.prepare_reply,
+                request,
+                start_to_close_timeout=TALK_CONTEXT_TIMEOUT,
+                schedule_to_close_timeout=TALK_CONTEXT_SCHEDULE_TIMEOUT,
+                retry_policy=TALK_CONTEXT_RETRY,
+            )
+        except FailureError as error:
+            workflow.logger.warning("dialogue context failed, answering without memories: %s", error)
+            context = self._context_without_store(DialogueContext, request, str(error))
+            prepared = PreparedReply(context=context, degraded=str(error))
+        if prepared.degraded:
+            self._state.fallbacks += 1
+        return prepared
+
     async def _dialogue_context(self, request: ContextRequest) -> DialogueContext:
-        """What the NPC knows of the player; without the store, it answers from what it carries."""
+        """Before LOCAL_PIPELINE: what the NPC knows of the player; without the store, it answers
+        from what it carries."""
         if not self._state.unsaved:  # a store known to be down is not waited on while a player waits
             try:
                 context = await workflow.execute_local_activity_method(

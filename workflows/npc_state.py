@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from activities.npc_activities import RecordRequest
-from aiworld.models import DecisionRecord, GameEvent, NpcProfile, PlayerRef, QueuedAction
+from activities.npc_activities import OutcomeWrite
+from aiworld.models import DecisionRecord, GameEvent, NpcProfile, PlayerRef
 
 # Ids of processed events kept to drop redeliveries; far more than can arrive between two checks.
 PROCESSED_EVENT_MEMORY = 1000
@@ -17,14 +17,6 @@ RECENT_DECISIONS_KEPT = 20
 class PlayerPresence(BaseModel):
     player: PlayerRef
     since: datetime
-
-
-class UnsavedWrite(BaseModel):
-    """What a decision or a talk turn still has to write while the state store does not answer:
-    kept in the state (and carried over continue-as-new) until the store takes it."""
-
-    record: RecordRequest | None = None
-    actions: list[QueuedAction] = Field(default_factory=list)
 
 
 class NpcLifeState(BaseModel):
@@ -50,9 +42,12 @@ class NpcLifeState(BaseModel):
     recent_decisions: list[DecisionRecord] = Field(default_factory=list)
     # What the search attributes were last set to, so they are upserted only on change.
     published_attributes: dict[str, str] = Field(default_factory=dict)
+    published_at: datetime | None = None
+    # Routine steps since the last event: each one stretches the cadence (see NpcLifeWorkflow).
+    quiet_steps: int = 0
     retired: bool = False
     # Writes the state store refused, oldest first; while any is here the NPC waits for the store.
-    unsaved: list[UnsavedWrite] = Field(default_factory=list)
+    unsaved: list[OutcomeWrite] = Field(default_factory=list)
     store_failures: int = 0
     runs: int = 1
 

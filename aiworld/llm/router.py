@@ -60,6 +60,10 @@ class LlmRouter:
         names = [first, *self._llm.fallback, OFFLINE]
         return list(dict.fromkeys(names))  # in order, once each
 
+    def decides_locally(self, tier: str) -> bool:
+        """The offline policy first: no network, so the NPC decides inside its context read."""
+        return self.chain(tier)[0] == OFFLINE
+
     async def _count(self, provider: str, tier: str, **fields: float) -> None:
         async with self._store.pipeline(transaction=False) as pipe:
             for field, amount in fields.items():

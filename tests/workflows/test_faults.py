@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.npc_activities import ContextRequest, NpcActivities, ReplyResult
+from activities.npc_activities import ContextRequest, NpcActivities, PreparedDecision, PreparedReply, ReplyResult
 
 from aiworld.action_queue import ActionQueue
 from aiworld.config import LlmSettings, ProviderSettings, Settings
@@ -195,12 +195,12 @@ class BrokenActivities:
     def __init__(self, store: redis.Redis, keys) -> None:
         self._real = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), OfflineDecisionMaker())
 
-    @activity.defn(name="load_npc_context")
-    async def load_npc_context(self, request: ContextRequest) -> NpcContext:
+    @activity.defn(name="prepare_decision")
+    async def prepare_decision(self, request: ContextRequest) -> PreparedDecision:
         raise ApplicationError("the context service crashed", non_retryable=True)
 
-    @activity.defn(name="load_dialogue_context")
-    async def load_dialogue_context(self, request: ContextRequest) -> DialogueContext:
+    @activity.defn(name="prepare_reply")
+    async def prepare_reply(self, request: ContextRequest) -> PreparedReply:
         raise ApplicationError("the context service crashed", non_retryable=True)
 
     @activity.defn(name="decide_next_action")
@@ -212,8 +212,8 @@ class BrokenActivities:
         raise ApplicationError("every provider answered garbage", non_retryable=True)
 
     def all(self) -> list:
-        return [self.load_npc_context, self.load_dialogue_context, self.decide_next_action, self.compose_reply,
-                self._real.record_outcome, self._real.enqueue_actions]  # fmt: skip
+        return [self.prepare_decision, self.prepare_reply, self.decide_next_action, self.compose_reply,
+                self._real.save_outcome]  # fmt: skip
 
 
 async def test_activities_failing_for_good_leave_the_npc_deciding_and_talking(time_skipping_env, task_queue, keys, redis_client):

@@ -103,6 +103,25 @@ async def test_an_npc_with_nobody_near_sleeps_without_workflow_tasks(life, time_
     assert not state.sleeping  # a player near sets a decision cadence again
 
 
+async def test_a_player_standing_idle_near_costs_a_handful_of_decisions_not_a_hundred(life, time_skipping_env):
+    """Importance 10 decides every 5 s while a player is near; with nothing new, each routine
+    step doubles the wait (up to 16x), and any event brings the fast cadence back."""
+    handle = await life.start(demo_profile("gareth_guard", importance=10))
+    await handle.signal("game_event", nearby("idle-near"))
+    await life.wait_for(handle, lambda s: s.events_processed == 1)
+    await time_skipping_env.sleep(timedelta(minutes=9))  # inside the 10 minutes presence lasts
+    quiet = await life.state(handle)
+    # 5+10+20+40+80+80+... s: about ten steps in nine minutes, where a fixed cadence makes 108.
+    assert 5 <= quiet.routine_decisions <= 14, quiet.routine_decisions
+
+    await handle.signal("game_event", news("wake-up", importance=1))  # news: not significant
+    await life.wait_for(handle, lambda s: s.events_processed == 2)
+    before = (await life.state(handle)).routine_decisions
+    await time_skipping_env.sleep(timedelta(seconds=16))
+    after = await life.state(handle)
+    assert after.routine_decisions - before >= 2, "an event brings the 5 s cadence back"
+
+
 async def test_significant_events_are_batched_into_one_decision(life):
     profile = demo_profile("gareth_guard", importance=8)
     handle = await life.start(profile)
