@@ -10,7 +10,7 @@ import re
 import unicodedata
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -402,6 +402,10 @@ class DialogueDraft(StrictModel):
 # --- What a decision is made from -----------------------------------------------------------------
 
 
+# How memories stored before `Memory.words` existed carry what was said: inside the narration.
+_WORDS_IN_NARRATION = re.compile(r"^(.{1,40}? said:|I told .{1,23}?:|I chose to [a-z_, ]{1,80}? because) (.+)$", re.S)
+
+
 class Memory(BaseModel):
     memory_id: str
     kind: Literal["observation", "conversation", "action", "reflection", "rejected"] = "observation"
@@ -415,6 +419,17 @@ class Memory(BaseModel):
     # Who the memory is about: "player:{char_id}" or "npc:{npc_id}"; None for the world.
     about: str | None = None
     created_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _words_apart(cls, data: Any) -> Any:
+        """A memory of an older version, read back from the store, gets its words taken out of the
+        narration: they would otherwise reach every later prompt as the NPC's own thoughts."""
+        if isinstance(data, dict) and data.get("words") is None and isinstance(data.get("text"), str):
+            if found := _WORDS_IN_NARRATION.match(data["text"]):
+                narration = found[1] if found[1].endswith(":") else f"{found[1]}:"
+                return {**data, "text": narration, "words": found[2][:MAX_REPLY_CHARS]}
+        return data
 
 
 class NpcContext(BaseModel):

@@ -275,8 +275,7 @@ def _chat_line(context: DialogueContext, past: list[Memory], score: int, rng: ra
 
 
 def _quote(memory: Memory) -> str:
-    # Memories stored before words were kept apart carry them in the narration, after "said: ".
-    said = memory.words if memory.words is not None else memory.text.split("said: ", 1)[-1]
+    said = memory.words if memory.words is not None else memory.text
     return said[:60].rstrip() + ("…" if len(said) > 60 else "")
 
 

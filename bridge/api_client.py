@@ -23,6 +23,11 @@ class ApiRefused(Exception):
         self.detail = detail
 
 
+class ApiKeyRefused(ApiUnavailable):
+    """The API refuses the bridge's key (rotated away, mistyped): it refuses the bridge, not the
+    data, so nothing is skipped; every call is tried again later, until the key is fixed."""
+
+
 class ReplyLate(Exception):
     """504: the NPC's reply will come through the action queue."""
 
@@ -54,6 +59,8 @@ class ApiClient:
             if response.status_code == 401 and authorized and attempt == 0:
                 self._token = None  # expired or the API restarted with a new secret: renew once
                 continue
+            if response.status_code == 401:
+                break
             if response.status_code == 504:
                 raise ReplyLate(path)
             if response.status_code >= 500:
@@ -65,7 +72,7 @@ class ApiClient:
                     detail = response.text[:200]
                 raise ApiRefused(response.status_code, detail)
             return response.json()
-        raise ApiRefused(401, "the API refuses our key: check AIWORLD_API_KEYS")
+        raise ApiKeyRefused(f"{method} {path}: HTTP 401, the API refuses our key: check AIWORLD_API_KEYS")
 
     async def register(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._send("POST", "/ai/npc/register", json=body)

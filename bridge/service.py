@@ -9,6 +9,10 @@ Four pumps run side by side, each with its own backoff:
 * results — finished `ai_action` rows are reported to the API, then marked reported.
 * world — online characters near AI NPCs become arrivals and departures (kept in `ai_presence`
   so a restart repeats neither), map populations and player shop prices become world state.
+
+No pump dies of data or of an outage: what the API or the game tables refuse for good is logged,
+counted (`Bridge.stats`, with running totals in every log line) and skipped; any other failure of
+a step is logged and counted and the step runs again after a growing pause.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import logging
 import random
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +45,11 @@ ACTION_LEASE_SECONDS = 60.0
 NEAR_CELLS = 14  # a player within this many cells of an NPC is "near" (about a screen)
 MAX_BACKOFF_SECONDS = 30.0
 NO_SUCH_TABLE = 1146
+# The API takes at most this many values per world-state update (api/schemas.py WorldStateUpdate).
+WORLD_VALUES_PER_UPDATE = 50
+# World state goes into every NPC's prompt: populations of the busiest maps only (and of every map
+# an AI NPC stands on), besides the number of players online.
+BUSIEST_MAPS_REPORTED = 30
 
 
 @dataclass
@@ -57,11 +67,29 @@ class KnownNpc:
 
 
 @dataclass
+class BridgeStats:
+    """What the bridge carried on past, per pump: operators see the running totals in the logs."""
+
+    refused: Counter[str] = field(default_factory=Counter)  # rows or values refused for good, skipped
+    outages: Counter[str] = field(default_factory=Counter)  # steps that found the API or the database down
+    failures: Counter[str] = field(default_factory=Counter)  # steps that failed otherwise, run again
+
+
+@dataclass
 class Bridge:
     pool: aiomysql.Pool
     api: ApiClient
     options: BridgeOptions = field(default_factory=BridgeOptions)
     npcs: dict[str, KnownNpc] = field(default_factory=dict)
+    stats: BridgeStats = field(default_factory=BridgeStats)
+    # Population keys sent last time: a map that emptied is reported as 0, not left at its old count.
+    _reported_populations: set[str] = field(default_factory=set)
+    # Characters already logged as unusable, so a bad row is not logged again every few seconds.
+    _unusable_characters: set[int] = field(default_factory=set)
+
+    def _refused(self, pump: str, what: str, reason: object) -> None:
+        self.stats.refused[pump] += 1
+        log.warning("%s pump: %s refused, skipped: %s (%d refused so far)", pump, what, reason, self.stats.refused[pump])
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -113,7 +141,7 @@ class Bridge:
             try:
                 await self._handle_event(row)
             except (RejectedRow, ApiRefused) as refusal:
-                log.warning("game row %s rejected: %s", row["id"], refusal)
+                self._refused("events", f"game row {row['id']}", refusal)
                 await self._execute(
                     "INSERT IGNORE INTO `ai_event_rejected` (`event_id`, `reason`) VALUES (%s, %s)",
                     (row["id"], str(refusal)[:255]),
@@ -160,7 +188,7 @@ class Bridge:
             {"event_id": row["id"], "npc_id": row["npc_id"], "char_id": row["char_id"],
              "reply": translate.game_text(reply.text, translate.REPLY_COLUMN_BYTES),
              "emotion": translate.EMOTIONS.get(reply.emotion, -1),
-             "options": translate.game_text(":".join(reply.options), translate.OPTIONS_COLUMN_BYTES), "status": "ready"}
+             "options": translate.dialogue_options(reply.options), "status": "ready"}
         )  # fmt: skip
 
     def _npcs_near(self, map_name: str | None, x: int | None, y: int | None) -> list[str]:
@@ -179,7 +207,7 @@ class Bridge:
             try:
                 queued = QueuedAction.model_validate({key: value for key, value in item.items() if key != "attempts"})
             except ValidationError as error:
-                log.error("action %s is malformed, left to expire: %s", item.get("action_id"), describe_invalid(error))
+                self._refused("actions", f"malformed action {item.get('action_id')} (left to expire)", describe_invalid(error))
                 continue
             if queued.action.kind == "reply":
                 row = translate.dialogue_row_of(queued.action, queued.npc_id)
@@ -221,52 +249,78 @@ class Bridge:
         online = await self._rows(
             "SELECT `char_id`, `name`, `class`, `base_level`, `last_map`, `last_x`, `last_y` FROM `char` WHERE `online` = 1"
         )
-        near: dict[tuple[str, int], dict[str, Any]] = {}
-        population: dict[str, int] = {}
+        near: dict[tuple[str, int], PlayerRef] = {}
         for character in online:
-            population[character["last_map"]] = population.get(character["last_map"], 0) + 1
-            for npc_id in self._npcs_near(character["last_map"], character["last_x"], character["last_y"]):
-                near[(npc_id, character["char_id"])] = character
+            npcs_near = self._npcs_near(character["last_map"], character["last_x"], character["last_y"])
+            if npcs_near and (player := self._player_of(character)):
+                near.update({(npc_id, player.char_id): player for npc_id in npcs_near})
         changes = await self._sync_presence(near)
-        if population:
-            await self.api.update_world("environment", {f"population_{name}": count for name, count in population.items()})
-        prices = await self._shop_prices()
-        if prices:
-            await self.api.update_world("economy", prices)
+        await self._update_world("environment", self._population_values(character["last_map"] for character in online))
+        await self._update_world("economy", await self._shop_prices())
         return changes
 
-    async def _sync_presence(self, near: dict[tuple[str, int], dict[str, Any]]) -> int:
+    def _player_of(self, character: dict[str, Any]) -> PlayerRef | None:
+        try:
+            return PlayerRef(
+                char_id=character["char_id"], name=character["name"], level=character["base_level"] or 1,
+                job_class=character["class"] or 0, map=character["last_map"], x=character["last_x"], y=character["last_y"],
+            )  # fmt: skip
+        except ValidationError as error:
+            if character["char_id"] not in self._unusable_characters:
+                self._unusable_characters.add(character["char_id"])
+                self._refused("world", f"char {character['char_id']} (not announced to NPCs)", describe_invalid(error))
+            return None
+
+    def _population_values(self, maps: Iterable[str]) -> dict[str, int]:
+        """Players online, and per map: the busiest maps, every map with an AI NPC, and 0 for a
+        map reported before that is no longer among them."""
+        counts = translate.populations(maps)
+        npc_keys = {translate.population_key(npc.map) for npc in self.npcs.values()}
+        busiest = sorted(counts, key=lambda key: (-counts[key], key))[:BUSIEST_MAPS_REPORTED]
+        reported = {key: counts.get(key, 0) for key in [*busiest, *sorted(key for key in npc_keys if key)]}
+        values = {"players_online": sum(counts.values()), **reported}
+        values.update({key: 0 for key in sorted(self._reported_populations - reported.keys())})
+        self._reported_populations = {key for key, count in reported.items() if count}
+        return values
+
+    async def _update_world(self, system: str, values: dict[str, int]) -> None:
+        """In updates the API takes (at most WORLD_VALUES_PER_UPDATE values); one it refuses is skipped."""
+        items = list(values.items())
+        for start in range(0, len(items), WORLD_VALUES_PER_UPDATE):
+            batch = dict(items[start : start + WORLD_VALUES_PER_UPDATE])
+            try:
+                await self.api.update_world(system, batch)
+            except ApiRefused as refusal:
+                self._refused("world", f"{system} update of {len(batch)} values", refusal)
+
+    async def _sync_presence(self, near: dict[tuple[str, int], PlayerRef]) -> int:
         known = {
             (row["npc_id"], row["char_id"]): row
             for row in await self._rows("SELECT `npc_id`, `char_id`, `char_name`, `since`, `announced` FROM `ai_presence`")
         }
         changes = 0
         now = int(time.time())
-        for key, character in near.items():
+        for key, player in near.items():
             row = known.get(key)
             if row is None:
                 await self._execute(
                     "INSERT IGNORE INTO `ai_presence` (`npc_id`, `char_id`, `char_name`, `since`) VALUES (%s, %s, %s, %s)",
-                    (*key, character["name"], now),
+                    (*key, player.name, now),
                 )
                 row = {"since": now, "announced": 0}
             if not row["announced"]:  # also retried after a crash, under the same event id
-                await self._announce(key, character, f"near-{key[0]}-{key[1]}-{row['since']}", GameEventKind.PLAYER_NEARBY)
+                await self._announce(key, player, f"near-{key[0]}-{key[1]}-{row['since']}", GameEventKind.PLAYER_NEARBY)
                 await self._execute("UPDATE `ai_presence` SET `announced` = 1 WHERE `npc_id` = %s AND `char_id` = %s", key)
                 changes += 1
         for key, row in known.items():
             if key not in near:
-                character = {"char_id": key[1], "name": row["char_name"]}
-                await self._announce(key, character, f"left-{key[0]}-{key[1]}-{row['since']}", GameEventKind.PLAYER_LEFT)
+                player = PlayerRef(char_id=key[1], name=row["char_name"])  # as stored when it was announced
+                await self._announce(key, player, f"left-{key[0]}-{key[1]}-{row['since']}", GameEventKind.PLAYER_LEFT)
                 await self._execute("DELETE FROM `ai_presence` WHERE `npc_id` = %s AND `char_id` = %s", key)
                 changes += 1
         return changes
 
-    async def _announce(self, key: tuple[str, int], character: dict[str, Any], event_id: str, kind: GameEventKind) -> None:
-        player = PlayerRef(
-            char_id=character["char_id"], name=character["name"], level=character.get("base_level") or 1,
-            job_class=character.get("class") or 0, map=character.get("last_map"), x=character.get("last_x"), y=character.get("last_y"),
-        )  # fmt: skip
+    async def _announce(self, key: tuple[str, int], player: PlayerRef, event_id: str, kind: GameEventKind) -> None:
         try:
             await self.api.send_event(key[0], GameEvent(event_id=event_id, kind=kind, player=player))
         except ApiRefused as refusal:  # an NPC the service does not run (yet): nothing to tell
@@ -288,12 +342,12 @@ class Bridge:
     # --- running --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        await _repeat("registry", self.load_known_npcs, 0, stop, once=True)
+        await _repeat("registry", self.load_known_npcs, 0, stop, self.stats, once=True)
         pumps = [
-            _repeat("events", self.pump_events, self.options.poll_seconds, stop),
-            _repeat("actions", self.pump_actions, self.options.poll_seconds, stop),
-            _repeat("results", self.pump_results, self.options.poll_seconds, stop),
-            _repeat("world", self.pump_world, self.options.world_seconds, stop),
+            _repeat("events", self.pump_events, self.options.poll_seconds, stop, self.stats),
+            _repeat("actions", self.pump_actions, self.options.poll_seconds, stop, self.stats),
+            _repeat("results", self.pump_results, self.options.poll_seconds, stop, self.stats),
+            _repeat("world", self.pump_world, self.options.world_seconds, stop, self.stats),
         ]
         await asyncio.gather(*pumps)
 
@@ -302,10 +356,13 @@ RECOVERABLE = (ApiUnavailable, pymysql.err.OperationalError, pymysql.err.Interfa
 
 
 async def _repeat(
-    name: str, step: Callable[[], Awaitable[Any]], idle_seconds: float, stop: asyncio.Event, *, once: bool = False
+    name: str, step: Callable[[], Awaitable[Any]], idle_seconds: float, stop: asyncio.Event, stats: BridgeStats,
+    *, once: bool = False,
 ) -> None:
     """Run a pump until stopped (or, `once`, until it succeeds): again at once while it has work,
-    after a pause when idle, after a growing, jittered pause when the API or the database is down."""
+    after a pause when idle, after a growing, jittered pause when the API or the database is down
+    or the step failed otherwise. Nothing a step raises ends the pump (one pump ending would take
+    the whole bridge down with it, and a restart would meet the same data)."""
     failures = 0
     while not stop.is_set():
         try:
@@ -313,10 +370,15 @@ async def _repeat(
             failures = 0
             if once:
                 return
-        except RECOVERABLE as error:
+        except Exception as error:
             failures += 1
             delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures) * random.uniform(0.5, 1.0)
-            log.warning("%s pump: %s; retrying in %.1fs", name, error, delay)
+            if isinstance(error, RECOVERABLE):
+                stats.outages[name] += 1
+                log.warning("%s pump: %s; retrying in %.1fs (%d outages so far)", name, error, delay, stats.outages[name])
+            else:
+                stats.failures[name] += 1
+                log.exception("%s pump failed; retrying in %.1fs (%d failures so far)", name, delay, stats.failures[name])
             await _sleep_or_stop(stop, delay)
             continue
         if not busy:
@@ -345,7 +407,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event, options: BridgeOpt
             )  # fmt: skip
         )
 
-    await _repeat("database", connect, 0, stop, once=True)
+    await _repeat("database", connect, 0, stop, BridgeStats(), once=True)
     if not pools:
         return  # stopped before the database ever answered
     pool = pools[0]

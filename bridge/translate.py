@@ -7,6 +7,8 @@ converted to the game's charset and cut on a character boundary to fit its colum
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,10 @@ EVENT_KINDS = {
 WORLD_EVENT_KINDS = {"login": GameEventKind.PLAYER_NEARBY, "kill": GameEventKind.PLAYER_KILLED_MONSTER}
 
 UNAVAILABLE_LINE = "I'm sorry, I can't talk right now."
+
+# World-state keys as the API takes them (api/schemas.py WorldStateUpdate).
+WORLD_KEY_LENGTH = 40
+_NOT_IN_WORLD_KEYS = re.compile(r"[^a-z0-9_]")
 
 
 class RejectedRow(ValueError):
@@ -150,9 +156,35 @@ def dialogue_row_of(reply: DialogueReplyAction, npc_id: str) -> dict[str, Any] |
     return {
         "event_id": int(reply.turn_id[3:]), "npc_id": npc_id, "char_id": reply.char_id,
         "reply": game_text(reply.text, REPLY_COLUMN_BYTES), "emotion": EMOTIONS.get(reply.emotion, -1),
-        "options": game_text(":".join(option.replace(":", " ") for option in reply.options), OPTIONS_COLUMN_BYTES),
+        "options": dialogue_options(reply.options),
         "status": "ready",
     }  # fmt: skip
+
+
+def population_key(map_name: str) -> str | None:
+    """The world-state key of a map's population, in the API's key alphabet: `new_1-1` becomes
+    `population_new_1_1`; instance maps (`1@tower`, `2@tower`, one per party) count together as
+    `population_instance_tower`. None for a character with no map."""
+    name = map_name.strip().lower()
+    if "@" in name:
+        name = "instance_" + name.split("@", 1)[1]
+    name = _NOT_IN_WORLD_KEYS.sub("_", name)
+    return f"population_{name}"[:WORLD_KEY_LENGTH] if name.strip("_") else None
+
+
+def populations(maps_of_online_characters: Iterable[str]) -> dict[str, int]:
+    """Characters online per population key."""
+    counts: dict[str, int] = {}
+    for map_name in maps_of_online_characters:
+        key = population_key(map_name or "")
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def dialogue_options(options: Iterable[str]) -> str:
+    """Reply options as the dialogue script splits them: on `:`, so none may contain one."""
+    return game_text(":".join(option.replace(":", " ") for option in options), OPTIONS_COLUMN_BYTES)
 
 
 def unavailable_dialogue_row(event_row: dict[str, Any], line: str = UNAVAILABLE_LINE) -> dict[str, Any]:

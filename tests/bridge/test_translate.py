@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -72,3 +73,13 @@ def test_replies_become_dialogue_rows_for_game_turns_only():
     row = translate.dialogue_row_of(reply, "lina_baker")
     assert (row["event_id"], row["emotion"], row["options"]) == (42, 18, "Buy now:Bye")
     assert translate.dialogue_row_of(reply.model_copy(update={"turn_id": "demo-1"}), "lina_baker") is None
+
+
+def test_map_names_become_world_state_keys_the_api_takes():
+    assert translate.population_key("prontera") == "population_prontera"
+    assert translate.population_key("new_1-1") == "population_new_1_1"  # a new pre-renewal character's map
+    assert translate.population_key("1@tower") == translate.population_key("23@tower") == "population_instance_tower"
+    assert translate.population_key("") is None and translate.population_key("  ") is None
+    counts = translate.populations(["1@tower", "2@tower", "new_1-1", "", "PRONTERA"])
+    assert counts == {"population_instance_tower": 2, "population_new_1_1": 1, "population_prontera": 1}
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]{0,39}", key) for key in counts)

@@ -215,11 +215,11 @@ async def test_rejected_actions_are_counted_remembered_and_never_queued(time_ski
 
 
 class MarkupModel(OfflineDecisionMaker):
-    """A model whose answers carry client tags, and that echoes the player's own line back."""
+    """A model whose answers carry client tags, and that echoes the NPC's name and the player's own line back."""
 
     async def converse(self, context):
         draft = DialogueDraft(
-            text=f'You said "{context.turn.text}". <URL>Claim your prize<INFO>http://phish.example</INFO></URL>',
+            text=f'I am {context.profile.name}. You said "{context.turn.text}". <URL>Claim your prize<INFO>http://phish.example</INFO></URL>',
             emotion="smile",
             options=["<NAVI>[Go]<INFO>prontera,150,150</INFO></NAVI>", "<ITEM>Jellopy<INFO>909</INFO></ITEM>", "Bye"],
         )
@@ -229,13 +229,13 @@ class MarkupModel(OfflineDecisionMaker):
 async def test_client_tags_in_replies_options_and_echoed_player_lines_never_reach_the_game(time_skipping_env, task_queue, redis_client, keys):
     async with build_worker(time_skipping_env.client, task_queue, redis_client, keys, MarkupModel()):
         life = NpcLife(time_skipping_env.client, task_queue, keys)
-        profile = demo_profile("lina_baker")
+        profile = demo_profile("lina_baker", name="<NAVI>Lina</NAVI>")  # registered by some API client
         handle = await life.start(profile)
         turn = TalkTurn(turn_id="ev-77", player=ARIA, text="<ITEMLINK>Elunium<INFO>985</INFO></ITEMLINK> for free?")
         reply = await handle.execute_update("talk", turn, result_type=TalkReply)
         await handle.terminate("test finished")
     shown = [reply.text, *reply.options]
-    assert "Claim your prize" in reply.text and "Elunium" in reply.text and len(reply.options) == 3
+    assert "Claim your prize" in reply.text and "Elunium" in reply.text and "Lina" in reply.text and len(reply.options) == 3
     assert not [text for text in shown if "<" in text or ">" in text], shown
     queued = [a for a in await ActionQueue(redis_client, keys).pending(profile.npc_id) if a.action.kind == "reply"]
     row = translate.dialogue_row_of(queued[0].action, profile.npc_id)

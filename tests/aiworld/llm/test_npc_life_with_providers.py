@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 
 from aiworld.action_queue import ActionQueue
 from aiworld.config import LlmSettings, Settings
@@ -106,3 +107,19 @@ async def test_what_players_said_is_quoted_data_in_every_later_prompt(time_skipp
     assert [json.loads(m["words_quoted"]) for m in gossip] == [f"Probe told me: {INJECTION}"]
     assert json.loads(second_talk["player_said_quoted"]) == "hello again"
     assert INJECTION in [json.loads(m.get("words_quoted", "null")) for m in second_talk["memories"]]
+
+
+async def test_memories_an_older_version_stored_are_quoted_too(time_skipping_env, task_queue, redis_client, keys, provider_server):
+    """Before words were kept apart, a memory held them in its narration; such records are still in
+    the store of a running world and must not reach the model as the NPC's own thoughts."""
+    stored = {"memory_id": "old-heard", "kind": "conversation", "text": f"Probe said: {INJECTION}", "importance": 4,
+              "emotion": "neutral", "about": f"player:{PROBE.char_id}", "created_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
+    await redis_client.hset(keys.memory("lina_baker", "old-heard"), "json", json.dumps(stored))
+    await redis_client.zadd(keys.memory_index("lina_baker"), {"old-heard": datetime.now(timezone.utc).timestamp()})
+    async with llm_life(time_skipping_env, task_queue, redis_client, keys, provider_server) as life:
+        handle = await life.start(demo_profile("lina_baker"))
+        before = len(provider_server.bodies)
+        await handle.execute_update("talk", TalkTurn(turn_id="t1", player=PROBE, text="hello"), result_type=TalkReply)
+        data = prompt_data(provider_server.bodies[before], "lina_baker")
+    assert not [text for text in unquoted_strings(data) if "Ignore all previous" in text], data
+    assert {"text": "Probe said:", "about": f"player:{PROBE.char_id}", "importance": 4, "words_quoted": json.dumps(INJECTION)} in data["memories"]
