@@ -73,6 +73,8 @@ class DemoGame:
         # What failed and was carried on past, by part ("game", "visit", "show", …), for operators and tests.
         self.failures: Counter[str] = Counter()
         self.actions_executed = 0
+        # Players' lines by what became of them: "answered", or "unanswered" (refused or timed out).
+        self.talks: Counter[str] = Counter()
 
     async def run(self, stop: asyncio.Event) -> None:
         loops = {"visitors": self._visitors, "game": self._game, "news": self._news}
@@ -135,8 +137,10 @@ class DemoGame:
         try:
             reply = await asyncio.wait_for(handle.execute_update("talk", turn, result_type=TalkReply), 30)
         except (WorkflowUpdateFailedError, RPCError, asyncio.TimeoutError) as error:
+            self.talks["unanswered"] += 1
             self._console.print(f"[dim]{escape(player.name)} → {escape(npc.name)}: no answer ({escape(str(error))})[/]")
             return
+        self.talks["answered"] += 1
         self._console.print(
             f"[cyan]{npc.map:>10}[/] [bold]{escape(player.name)}[/] → {escape(npc.name)}: “{escape(line)}”\n"
             f"{'':>10} [bold]{escape(npc.name)}[/] ({reply.emotion}, {escape(reply.decided_by)}): “{escape(reply.text)}”"

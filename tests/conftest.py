@@ -10,6 +10,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import aiomysql
@@ -145,28 +146,27 @@ class NpcLife:
 
     async def wait_for(self, handle: WorkflowHandle, predicate: Callable[[NpcStateView], bool], timeout: float = 60) -> NpcStateView:
         """Poll the `state` query until the NPC reaches the expected situation."""
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    state = await self.state(handle)
-                except RPCError as error:
-                    # A query can time out while the worker is busy with a burst; ask again.
-                    if error.status is not RPCStatusCode.DEADLINE_EXCEEDED:
-                        raise
-                else:
-                    if predicate(state):
-                        return state
-                await asyncio.sleep(0.1)
+        return await _query_until(handle, "state", NpcStateView, predicate, timeout)
 
     async def wait_for_decisions(
         self, handle: WorkflowHandle, predicate: Callable[[list[DecisionRecord]], bool], timeout: float = 60
     ) -> list[DecisionRecord]:
-        async with asyncio.timeout(timeout):
-            while True:
-                decisions = await handle.query("recent_decisions", result_type=list[DecisionRecord])
-                if predicate(decisions):
-                    return decisions
-                await asyncio.sleep(0.1)
+        return await _query_until(handle, "recent_decisions", list[DecisionRecord], predicate, timeout)
+
+
+async def _query_until(handle: WorkflowHandle, query: str, result_type: Any, predicate: Callable[[Any], bool], timeout: float) -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                answer = await handle.query(query, result_type=result_type)
+            except RPCError as error:
+                # A query can time out while the worker is busy with a burst; ask again.
+                if error.status is not RPCStatusCode.DEADLINE_EXCEEDED:
+                    raise
+            else:
+                if predicate(answer):
+                    return answer
+            await asyncio.sleep(0.1)
 
 
 async def _running_life(client: Client, task_queue: str, redis_client, keys: Keys, *, visibility: bool, **worker_options):

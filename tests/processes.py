@@ -11,7 +11,8 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -20,18 +21,22 @@ from aiworld.dev import redis_server_args, temporal_server_args
 
 
 def free_port() -> int:
-    """A port nothing listens on now. The caller starts its server on it at once; a server that
-    then fails to bind is reported by `wait_until_listening`, never silently replaced."""
+    """A port nothing listens on now. A server started on it may still lose it to another
+    process first: `ServerProcess.start` then starts it again on another port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class ExitedEarly(RuntimeError):
+    pass
 
 
 def wait_until_listening(port: int, process: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode} before listening on {port}")
+            raise ExitedEarly(f"{what} exited with {process.returncode} before listening on {port}")
         with socket.socket() as probe:
             probe.settimeout(0.5)
             if probe.connect_ex(("127.0.0.1", port)) == 0:
@@ -40,24 +45,40 @@ def wait_until_listening(port: int, process: subprocess.Popen, what: str, timeou
     raise TimeoutError(f"{what} did not listen on {port} within {timeout} s")
 
 
+# How a server is launched on a given port: its command line and environment.
+Launch = Callable[[int], tuple[list[str], dict[str, str]]]
+FIRST_START_ATTEMPTS = 5
+
+
 @dataclass
 class ServerProcess:
-    """One child process started from a fixed command line, so it can be restarted as it was.
+    """One child process, started again exactly as it first ran (same port, same files).
     `port` 0: the process serves no port (a worker)."""
 
     name: str
-    args: list[str]
+    launch: Launch
     port: int
     log_path: Path
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     process: subprocess.Popen | None = None
+    _started_as: tuple[list[str], dict[str, str]] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        log.close()
-        if self.port:  # a server; a process without a port (a worker) says it is ready otherwise
-            wait_until_listening(self.port, self.process, self.name, timeout)
+        restart = self._started_as is not None
+        for attempt in range(1 if restart or not self.port else FIRST_START_ATTEMPTS):
+            args, env = self._started_as or self.launch(self.port)
+            log = self.log_path.open("ab")
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            log.close()
+            try:
+                if self.port:  # a server; a process without a port (a worker) says it is ready otherwise
+                    wait_until_listening(self.port, self.process, self.name, timeout)
+            except ExitedEarly:
+                if restart or attempt == FIRST_START_ATTEMPTS - 1:
+                    raise
+                self.port = free_port()  # the port was taken meanwhile: another one
+                continue
+            self._started_as = (args, env)
+            return
 
     def kill(self) -> None:
         """kill -9: no chance to flush or say goodbye."""
@@ -88,18 +109,22 @@ class ServerProcess:
 def redis_process(directory: Path) -> ServerProcess:
     """A Redis of the test's own, as `aiworld dev` runs one, with every write synced to its
     append-only file so that kill -9 loses no acknowledged write."""
-    port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    args = redis_server_args(directory, port) + ["--appendfsync", "always"]
-    return ServerProcess("redis", args, port, directory / "redis.log")
+
+    def launch(port: int) -> tuple[list[str], dict[str, str]]:
+        return redis_server_args(directory, port) + ["--appendfsync", "always"], dict(os.environ)
+
+    return ServerProcess("redis", launch, free_port(), directory / "redis.log")
 
 
 def temporal_process(directory: Path) -> ServerProcess:
     """A Temporal dev server of the test's own, as `aiworld dev` runs it (SQLite file, WAL)."""
-    port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    args = temporal_server_args(directory / "temporal.db", port, free_port())
-    return ServerProcess("temporal", args, port, directory / "temporal.log")
+
+    def launch(port: int) -> tuple[list[str], dict[str, str]]:
+        return temporal_server_args(directory / "temporal.db", port, free_port()), dict(os.environ)
+
+    return ServerProcess("temporal", launch, free_port(), directory / "temporal.log")
 
 
 def redis_answers(port: int) -> bool:

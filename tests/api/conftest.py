@@ -39,12 +39,19 @@ async def api(dev_life, dev_env, redis_client, keys, task_queue):
             yield http
 
 
-@asynccontextmanager
-async def served(app) -> AsyncIterator[str]:
-    """The app under a real uvicorn on a socket bound beforehand (no free-port race); its base URL."""
+def bound_socket() -> socket.socket:
+    """A listening socket on a port of the system's choosing: nothing else can take the port
+    between choosing it and serving on it."""
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     listening.listen()
+    return listening
+
+
+@asynccontextmanager
+async def served(app, listening: socket.socket | None = None) -> AsyncIterator[str]:
+    """The app under a real uvicorn on a socket bound beforehand (no free-port race); its base URL."""
+    listening = listening or bound_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
     serving = asyncio.create_task(server.serve(sockets=[listening]))
     try:

@@ -85,7 +85,11 @@ async def test_a_paused_npc_answers_409(api, dev_env):
 
 
 class SlowToAnswer(OfflineDecisionMaker):
-    """A decision maker whose replies take longer than the API waits, like an overloaded LLM."""
+    """A decision maker whose replies take longer than the API waits, like an overloaded LLM (and
+    like an LLM, it answers in an activity of its own, not inside the NPC's context read)."""
+
+    def decides_locally(self, tier: str) -> bool:
+        return False
 
     async def converse(self, context: DialogueContext) -> tuple:
         await asyncio.sleep(2)

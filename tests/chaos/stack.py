@@ -36,22 +36,26 @@ class Stack:
     def __post_init__(self) -> None:
         self.temporal = temporal_process(self.directory / "temporal")
         self.redis = redis_process(self.directory / "redis")
-        env = {
+        aiworld = [sys.executable, "-m", "aiworld.cli"]
+        self.worker = ServerProcess("worker", lambda _: ([*aiworld, "worker"], self._env()), 0, self.directory / "worker.log")
+        self.api = ServerProcess(
+            "api",
+            lambda port: ([*aiworld, "api"], self._env() | {"AIWORLD_API_PORT": str(port), "AIWORLD_API_HOST": "127.0.0.1"}),
+            free_port(),
+            self.directory / "api.log",
+        )
+
+    def _env(self) -> dict[str, str]:
+        """The service's settings, pointing at this stack's Temporal and Redis (started first)."""
+        return {
             **os.environ,
-            "AIWORLD_TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal.port}",
+            "AIWORLD_TEMPORAL_ADDRESS": self.temporal_address,
             "AIWORLD_REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0",
             "AIWORLD_TASK_QUEUE": TASK_QUEUE,
             "AIWORLD_API_KEYS": API_KEY,
             "AIWORLD_JWT_SECRET": "chaos-secret-that-is-long-enough-for-hs256",
             "AIWORLD_LOG_LEVEL": "WARNING",
         }
-        api_port = free_port()
-        aiworld = [sys.executable, "-m", "aiworld.cli"]
-        self.worker = ServerProcess("worker", [*aiworld, "worker"], 0, self.directory / "worker.log", env=env)
-        self.api = ServerProcess(
-            "api", [*aiworld, "api"], api_port, self.directory / "api.log",
-            env={**env, "AIWORLD_API_PORT": str(api_port), "AIWORLD_API_HOST": "127.0.0.1"},
-        )  # fmt: skip
 
     @property
     def api_url(self) -> str:

@@ -6,15 +6,22 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 from aiworld.action_queue import ActionQueue
-from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueDraft, GameEvent, PlayerRef, TalkReply, TalkTurn
+from aiworld.models import Decision, DecisionRecord, DecisionResult, DecisionUsage, DialogueDraft, GameEvent, PlayerRef, TalkReply, TalkTurn
 from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.worker import build_worker
 from bridge import translate
 from tests.conftest import NpcLife, demo_profile
 
+SETTLED_LAST_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_MARKER_RECORDED,
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+}
 ARIA = PlayerRef(char_id=150001, name="Aria", level=34, job_class=4, map="prontera", x=146, y=180)
 
 
@@ -31,12 +38,18 @@ def news(event_id: str, importance: int = 6) -> GameEvent:
 
 
 async def settled_history_length(handle) -> int:
-    """History length once the NPC has finished what it was doing: unchanged over a second."""
-    lengths = []
-    while len(lengths) < 4 or len(set(lengths[-4:])) > 1:
-        lengths.append(len((await handle.fetch_history()).events))
-        await asyncio.sleep(0.3)
-    return lengths[-1]
+    """History length once the NPC has finished what it was doing: no workflow task and no
+    activity pending, and the last event a completed workflow task (or what it wrote)."""
+    async with asyncio.timeout(60):
+        while True:
+            described = (await handle.describe()).raw_description
+            busy = described.HasField("pending_workflow_task") or len(described.pending_activities) > 0
+            if not busy:
+                history = await handle.fetch_history()
+                last = history.events[-1].event_type
+                if last in SETTLED_LAST_EVENTS:
+                    return len(history.events)
+            await asyncio.sleep(0.1)
 
 
 async def memory_ids(redis_client, keys, npc_id: str) -> list[str]:
@@ -120,6 +133,25 @@ async def test_a_player_standing_idle_near_costs_a_handful_of_decisions_not_a_hu
     await time_skipping_env.sleep(timedelta(seconds=16))
     after = await life.state(handle)
     assert after.routine_decisions - before >= 2, "an event brings the 5 s cadence back"
+
+
+async def test_a_duplicate_is_dropped_within_one_wake_and_across_wakes(life, redis_client, keys):
+    profile = demo_profile("gareth_guard", importance=4)
+    handle = await life.start(profile)
+    attack = GameEvent(event_id="dup-attack", kind="player_attacked", player=ARIA)
+    # Sent before the NPC's first workflow task: both copies are there when it first wakes.
+    await asyncio.gather(handle.signal("game_event", attack), handle.signal("game_event", attack))
+    await life.wait_for_decisions(handle, lambda ds: any("dup-attack" in d.event_ids for d in ds))
+    # Handled: the same id again, in a later wake, together with a new event.
+    await handle.signal("game_event", attack)
+    await handle.signal("game_event", news("dup-news"))
+    state = await life.wait_for(handle, lambda s: s.events_processed >= 2 and s.pending_events == 0)
+    await life.wait_for_decisions(handle, lambda ds: any("dup-news" in d.event_ids for d in ds))
+    assert state.events_processed == 2
+    decisions = await handle.query("recent_decisions", result_type=list[DecisionRecord])
+    assert [event_id for d in decisions for event_id in d.event_ids].count("dup-attack") == 1
+    observed = await memory_ids(redis_client, keys, profile.npc_id)
+    assert len([mid for mid in observed if "-event-" in mid]) == 2
 
 
 async def test_significant_events_are_batched_into_one_decision(life):

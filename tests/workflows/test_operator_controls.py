@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiworld import binaries
@@ -39,7 +40,16 @@ async def test_paused_npc_refuses_talk_and_keeps_signals_for_later(dev_life, dev
     assert "paused" in str(refused.value).lower()
 
     await handle.signal("game_event", nearby("while-paused"))  # accepted and held durably
-    await asyncio.sleep(1)
+    # The same worker goes on with another NPC's event meanwhile: once that one is handled, the
+    # paused NPC had every chance to handle its own, and has not.
+    other = await dev_life.start(demo_profile("tess_fishmonger", importance=4))
+    await other.signal("game_event", nearby("meanwhile"))
+    await dev_life.wait_for(other, lambda s: s.events_processed == 1)
+    history = await handle.fetch_history()
+    signalled = max(i for i, e in enumerate(history.events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    after = [e.event_type for e in history.events[signalled:]]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED not in after, "a paused NPC handled an event"
+
     temporal(dev_env, "workflow", "unpause", "--workflow-id", handle.id)
     state = await dev_life.wait_for(handle, lambda s: s.events_processed == 1)
     assert [p.name for p in state.players_near] == ["Aria"]

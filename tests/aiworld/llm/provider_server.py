@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import socket
 import time
@@ -34,9 +35,50 @@ GIFT_DECISION = {
     "actions": [{"kind": "give_item", "char_id": 150001, "item_id": 501, "amount": 1}],
     "mood": "calm", "activity": "giving", "reason": "Aria looked hungry",
 }  # fmt: skip
+# Client markup: the game client makes these clickable links.
+TAGGED = "<NAVI>[Free zeny]<INFO>prontera,150,150,0,000,0</INFO></NAVI> <URL>http://phish.example</URL>"
 # Decisions the faults of those names answer instead of a good one.
-HOSTILE_DECISIONS = {"inject": INJECTED_DECISION, "gift": GIFT_DECISION}
+HOSTILE_DECISIONS = {
+    "inject": INJECTED_DECISION,
+    "gift": GIFT_DECISION,
+    "gift_absent": {
+        "actions": [{"kind": "give_item", "char_id": 999999, "item_id": 501, "amount": 5}],
+        "mood": "calm", "activity": "giving", "reason": "someone far away asked",
+    },
+    "tags": {
+        "actions": [{"kind": "say", "text": TAGGED}, {"kind": "announce", "text": TAGGED, "scope": "map"}],
+        "mood": "happy", "activity": "shouting", "reason": TAGGED,
+    },
+    "offmap": {"actions": [{"kind": "walk_to", "x": 5, "y": 5}], "mood": "calm", "activity": "wandering", "reason": "far"},
+    "unknown_kind": {"actions": [{"kind": "teleport", "map": "prontera"}], "mood": "calm", "activity": "x", "reason": "y"},
+}  # fmt: skip
 GOOD_DRAFT = {"text": "Welcome, traveller!", "emotion": "smile", "options": ["Buy", "Bye"], "relationship_change": 1}
+HOSTILE_DRAFTS = {"tags": {"text": TAGGED, "emotion": "smile", "options": ["<ITEM>Gift</ITEM>", TAGGED], "relationship_change": 10}}
+# Chaos: what a flaky, hostile provider does to a share of its calls.
+FAILURES = ["500", "429", "stall", "html", "garbled"]
+HOSTILE = ["inject", "gift_absent", "tags", "offmap", "unknown_kind"]
+
+
+@dataclass
+class Chaos:
+    """Each call fails with `failure_rate` (one of FAILURES) or else answers something hostile
+    with `hostile_rate` (one of HOSTILE); seeded, so a run can be repeated."""
+
+    failure_rate: float
+    hostile_rate: float
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    dealt: Counter = field(default_factory=Counter)
+
+    def deal(self) -> str | None:
+        roll = self.rng.random()
+        if roll < self.failure_rate:
+            fault = self.rng.choice(FAILURES)
+        elif roll < self.failure_rate + self.hostile_rate:
+            fault = self.rng.choice(HOSTILE)
+        else:
+            return None
+        self.dealt[fault] += 1
+        return fault
 STALL_SECONDS = 1.5
 # What a proxy in front of a provider answers when the provider behind it is down: an HTML error
 # page, yet with status 200; and a body cut off mid-way.
@@ -51,6 +93,7 @@ class ProviderServer:
     batch_sizes: list[int] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of every call
     bodies: list[str] = field(default_factory=list)  # every request body, as received
+    chaos: Chaos | None = None  # when no fault is queued
     port: int = 0
 
     @property
@@ -65,10 +108,10 @@ class ProviderServer:
             return self._batch_answer(text, fault)
         if fault == "schema":
             return {"actions": "all of them", "mood": 42}
+        if "DialogueDraft" in text:
+            return HOSTILE_DRAFTS.get(fault or "", GOOD_DRAFT)
         if fault in HOSTILE_DECISIONS:
             return HOSTILE_DECISIONS[fault]
-        if "DialogueDraft" in text:
-            return GOOD_DRAFT
         if "Decision" in text:
             return GOOD_DECISION
         return "Hello from the test provider"
@@ -89,7 +132,7 @@ class ProviderServer:
         self.calls[family] += 1
         self.bodies.append((await request.body()).decode(errors="replace"))
         self.arrivals.append(time.monotonic())
-        fault = self.faults.pop(0) if self.faults else None
+        fault = self.faults.pop(0) if self.faults else (self.chaos.deal() if self.chaos else None)
         if fault == "429":
             return fault, JSONResponse({"error": {"message": "slow down", "type": "rate_limit"}}, status_code=429, headers={"Retry-After": "7"})
         if fault == "500":
@@ -220,12 +263,14 @@ class ProviderServer:
 
 
 async def serve(server: ProviderServer):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        server.port = probe.getsockname()[1]
-    config = uvicorn.Config(server.app(), host="127.0.0.1", port=server.port, log_level="warning", timeout_graceful_shutdown=1)
+    # Bound before uvicorn starts: no other process can take the port in between.
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    server.port = listening.getsockname()[1]
+    config = uvicorn.Config(server.app(), log_level="warning", timeout_graceful_shutdown=1)
     running = uvicorn.Server(config)
-    task = asyncio.create_task(running.serve())
+    task = asyncio.create_task(running.serve(sockets=[listening]))
     while not running.started:
         await asyncio.sleep(0.02)
     return running, task
