@@ -160,7 +160,7 @@ class Bridge:
             {"event_id": row["id"], "npc_id": row["npc_id"], "char_id": row["char_id"],
              "reply": translate.game_text(reply.text, translate.REPLY_COLUMN_BYTES),
              "emotion": translate.EMOTIONS.get(reply.emotion, -1),
-             "options": translate.game_text(":".join(reply.options), translate.OPTIONS_COLUMN_BYTES), "status": "ready"}
+             "options": translate.options_column(reply.options), "status": "ready"}
         )  # fmt: skip
 
     def _npcs_near(self, map_name: str | None, x: int | None, y: int | None) -> list[str]:

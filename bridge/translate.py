@@ -143,6 +143,11 @@ def action_row_of(queued: QueuedAction, unique_name: str) -> dict[str, Any]:
     return row
 
 
+def options_column(options: list[str]) -> str:
+    """A reply's options as the dialogue's `select` menu wants them: ':' between entries, so never inside one."""
+    return game_text(":".join(option.replace(":", " ") for option in options), OPTIONS_COLUMN_BYTES)
+
+
 def dialogue_row_of(reply: DialogueReplyAction, npc_id: str) -> dict[str, Any] | None:
     """The `ai_dialogue` row of a reply, or None when the turn did not come from a game row."""
     if not reply.turn_id.startswith("ev-") or not reply.turn_id[3:].isdigit():
@@ -150,7 +155,7 @@ def dialogue_row_of(reply: DialogueReplyAction, npc_id: str) -> dict[str, Any] |
     return {
         "event_id": int(reply.turn_id[3:]), "npc_id": npc_id, "char_id": reply.char_id,
         "reply": game_text(reply.text, REPLY_COLUMN_BYTES), "emotion": EMOTIONS.get(reply.emotion, -1),
-        "options": game_text(":".join(option.replace(":", " ") for option in reply.options), OPTIONS_COLUMN_BYTES),
+        "options": options_column(reply.options),
         "status": "ready",
     }  # fmt: skip
 

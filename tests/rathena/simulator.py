@@ -66,6 +66,15 @@ class ScriptNpc:
         return f"{self.name}#{self.npc_id}"
 
 
+def dialogue_menu_tail() -> list[str]:
+    """The entries the dialogue's `select` offers after the reply's own options."""
+    text = (SCRIPTS / "ai_world.txt").read_text(encoding="utf-8")
+    found = re.search(r'select\(\.@menu\$ \+ "([^"]+)"\)', text)
+    if found is None:
+        raise ValueError("ai_world.txt: the dialogue offers no menu after a reply")
+    return found.group(1).split(":")
+
+
 def script_npcs() -> list[ScriptNpc]:
     """The AI NPCs the scripts place in the game (the `duplicate(AIWorld_Base)` lines)."""
     npcs = []
@@ -124,6 +133,7 @@ class ScriptSimulator:
         self._db = db_params
         self.npcs = {npc.npc_id: npc for npc in script_npcs()}
         self.online: dict[int, Character] = {}
+        self.quests: set[tuple[int, int]] = set()  # (char id, quest id) in characters' quest logs
 
     async def _query(self, sql: str) -> list[tuple]:
         # query_sql: one statement, autocommitted, on the map-server's connection
@@ -179,15 +189,24 @@ class ScriptSimulator:
         return event_id
 
     async def wait_reply(self, event_id: int, polls: int = REPLY_POLLS) -> dict[str, Any] | None:
-        """The dialogue's wait: poll, and on a reply mark it shown."""
+        """The dialogue's wait: poll, and on a reply mark it shown. `menu` is what `select` offers."""
         for _ in range(polls):
             await asyncio.sleep(REPLY_POLL_SECONDS)
             rows = await self._query(fill("select_reply", event_id))
             if rows:
                 reply, emotion, options, status = rows[0]
                 await self._query(fill("mark_reply", "shown", event_id))
-                return {"reply": reply, "emotion": emotion, "options": options.split(":") if options else [], "status": status}
+                offered = options.split(":") if options else []
+                return {"reply": reply, "emotion": emotion, "options": offered, "status": status,
+                        "menu": offered + dialogue_menu_tail()}  # fmt: skip
         return None
+
+    async def player_picks(self, npc_id: str, c: Character, reply: dict[str, Any], choice: int) -> int | None:
+        """Picking entry `choice` (1-based, as `select` counts) of a reply's menu: a reply option is the
+        player's next line; returns its event id, or None for the fixed entries."""
+        if choice > len(reply["options"]):
+            return None
+        return await self.player_talks(npc_id, c, reply["menu"][choice - 1])
 
     async def dispatcher_tick(self) -> list[dict[str, Any]]:
         """One OnTimer1000: the queued batch, each marked running, executed, finished once."""
@@ -195,7 +214,7 @@ class ScriptSimulator:
         rows = await self._query(fill("select_actions", ACTION_BATCH))
         for seq, unique, npc_id, kind, map_name, x, y, char_id, item, amount, value, text in rows:
             await self._query(fill("mark_running", seq))
-            error = self._execute(unique, npc_id, kind, map_name, amount, char_id)
+            error = self._execute(unique, npc_id, kind, map_name, amount, char_id, value)
             outcome = "failed" if error else "done"
             await self._query(fill("finish_action", outcome, escape_sql(error), seq))
             executed.append({"seq": seq, "npc": unique, "kind": kind, "x": x, "y": y, "char_id": char_id, "item": item,
@@ -203,8 +222,10 @@ class ScriptSimulator:
         await self.show_late_replies()
         return executed
 
-    def _execute(self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int) -> str:
-        """The refusals S_Execute checks before it runs a stock command."""
+    def _execute(self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int, value: int) -> str:
+        """The refusals S_Execute checks before it runs a stock command (each one is also in the
+        script, which tests/rathena/test_scripts.py checks, and asserted on a real server by
+        `make rathena-check`)."""
         npc = self.npcs.get(npc_id)
         if npc is None or npc.unique_name != unique:
             return f"no NPC named {unique} on this server"
@@ -216,6 +237,10 @@ class ScriptSimulator:
             return f"spawn amount {amount} is outside 1..{SPAWN_CAP}"
         if kind in {"give_item", "give_zeny", "start_quest"} and char_id not in self.online:
             return f"character {char_id} is not online"
+        if kind == "start_quest":
+            if (char_id, value) in self.quests:
+                return f"character {char_id} already has quest {value}"
+            self.quests.add((char_id, value))
         return ""
 
     async def show_late_replies(self, late_after: int = 9) -> int:
