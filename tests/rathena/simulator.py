@@ -75,6 +75,13 @@ def dialogue_menu_tail() -> list[str]:
     return found.group(1).split(":")
 
 
+def script_routines() -> dict[str, list[tuple[int, int]]]:
+    """npc id -> the routine stops AIWorld_RoutineOf gives it (the ones registration checks)."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in sorted(SCRIPTS.glob("*.txt")))
+    found = re.findall(r'if \(\.@npc_id\$ == "(\w+)"\)\s*return "([\d, ]*)";', text)
+    return {npc_id: [tuple(map(int, spot.split(","))) for spot in spots.split()] for npc_id, spots in found}
+
+
 def script_npcs() -> list[ScriptNpc]:
     """The AI NPCs the scripts place in the game (the `duplicate(AIWorld_Base)` lines)."""
     npcs = []
@@ -134,6 +141,7 @@ class ScriptSimulator:
         self.npcs = {npc.npc_id: npc for npc in script_npcs()}
         self.online: dict[int, Character] = {}
         self.quests: set[tuple[int, int]] = set()  # (char id, quest id) in characters' quest logs
+        self.unwalkable: set[tuple[str, int, int]] = set()  # (map, x, y) that checkcell refuses
 
     async def _query(self, sql: str) -> list[tuple]:
         # query_sql: one statement, autocommitted, on the map-server's connection
@@ -146,10 +154,13 @@ class ScriptSimulator:
             connection.close()
 
     async def register_all(self) -> None:
-        """Every AI NPC's OnInit."""
+        """Every AI NPC's OnInit: its spot and routine stops checked against the map, then its row."""
+        routines = script_routines()
         for npc in self.npcs.values():
+            spots = [(npc.x, npc.y), *routines.get(npc.npc_id, [])]
+            refused = " ".join(f"{x},{y}" for x, y in spots if (npc.map, x, y) in self.unwalkable)
             await self._query(fill("insert_register", escape_sql(npc.npc_id), "register", escape_sql(npc.map), npc.x, npc.y,
-                                   escape_sql(f"{npc.unique_name}|{npc.sprite}")))  # fmt: skip
+                                   escape_sql(f"{npc.unique_name}|{npc.sprite}"), escape_sql(refused)))  # fmt: skip
 
     async def log_in(self, character: Character) -> None:
         """The char-server marks the character online; OnPCLoginEvent writes its event."""

@@ -10,7 +10,10 @@ import aiomysql
 import pytest_asyncio
 
 from aiworld.world import load_world
-from tests.rathena.simulator import SCRIPTS, STATEMENTS, Character, ScriptSimulator, install_game_tables, script_npcs
+from bridge import translate
+from tests.rathena.simulator import (
+    SCRIPTS, STATEMENTS, Character, ScriptSimulator, install_game_tables, script_npcs, script_routines,
+)  # fmt: skip
 
 SCRIPT_TEXT = {path.name: path.read_text(encoding="utf-8") for path in SCRIPTS.glob("*.txt")}
 # Variables the scripts set to constants themselves ('done', 'failed', 'shown', 'late'), never player text.
@@ -106,11 +109,14 @@ def test_every_refusal_the_simulator_claims_is_the_scripts():
 def test_demo_npcs_in_the_game_match_the_world_file():
     world = {npc.npc_id: npc for npc in load_world().npcs}
     placed = script_npcs()
+    routines = script_routines()
     assert len(placed) >= 5
     assert len({npc.unique_name for npc in placed}) == len(placed)
     for npc in placed:
         profile = world[npc.npc_id]
         assert (npc.name, npc.map, npc.x, npc.y, npc.sprite) == (profile.name, profile.map, profile.x, profile.y, profile.sprite)
+        # The stops registration checks against the map are the ones the service walks the NPC to.
+        assert routines.get(npc.npc_id, []) == [tuple(stop) for stop in profile.routine], npc.npc_id
         shop = re.search(rf"^-\tshop\taiw_shop_{npc.npc_id}\t-1,(.+)$", SCRIPT_TEXT["ai_world_npcs.txt"], re.M)
         expected = {(item.item_id, item.base_price) for item in profile.shop}
         found = {tuple(map(int, pair.split(":"))) for pair in shop.group(1).split(",")} if shop else set()
@@ -186,3 +192,19 @@ async def test_registration_and_dialogue_rows(game, mariadb):
         assert await cursor.fetchall() == (("talk", "lina_baker", 150001, "Buy"),)
     connection.close()
     assert next_event > event_id
+
+
+async def test_registration_reports_the_cells_the_map_refuses(game, mariadb):
+    """A spot or routine stop checkcell refuses travels in the register row to the API's registration."""
+    tomas = game.npcs["old_tomas"]
+    stop = script_routines()["old_tomas"][1]
+    game.unwalkable = {(tomas.map, tomas.x, tomas.y), (tomas.map, *stop)}
+    await game.register_all()
+    connection = await aiomysql.connect(**mariadb, autocommit=True)
+    async with connection.cursor(aiomysql.DictCursor) as cursor:
+        await cursor.execute("SELECT id, npc_id, map, x, y, detail, text FROM ai_event WHERE kind = 'register'")
+        rows = {row["npc_id"]: row for row in await cursor.fetchall()}
+    connection.close()
+    body = translate.registration_body(translate.registration_of(rows["old_tomas"]))
+    assert body["unwalkable"] == [[tomas.x, tomas.y], list(stop)]  # the spot, once, though it is also a stop
+    assert "unwalkable" not in translate.registration_body(translate.registration_of(rows["lina_baker"]))
