@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,19 @@ _DUPLICATE = re.compile(r"^(\w+),(\d+),(\d+),\d+\tduplicate\(AIWorld_Base\)\t([^
 
 CLIENT_INPUT_BYTES = 70  # the game client cuts `input` text here
 REPLY_POLLS, REPLY_POLL_SECONDS = 16, 0.5  # the dialogue's sleep2 loop
-ACTION_BATCH = 10
-SPAWN_CAP = 5
+
+
+def dispatcher_setting(name: str) -> int:
+    """A constant the dispatcher sets in its OnInit (`.batch = 10;`)."""
+    found = re.search(rf"^\s*\.{name} = (\d+);", (SCRIPTS / "ai_world.txt").read_text(encoding="utf-8"), re.M)
+    if found is None:
+        raise ValueError(f"ai_world.txt: the dispatcher sets no .{name}")
+    return int(found.group(1))
+
+
+ACTION_BATCH = dispatcher_setting("batch")
+TICK_BUDGET_SECONDS = dispatcher_setting("tick_budget_ms") / 1000
+SPAWN_CAP = dispatcher_setting("spawn_cap")
 KNOWN_KINDS = {"say", "emote", "walk_to", "move", "trade", "announce", "spawn_monster", "give_item", "give_zeny", "start_quest"}
 
 
@@ -219,17 +231,22 @@ class ScriptSimulator:
             return None
         return await self.player_talks(npc_id, c, reply["menu"][choice - 1])
 
-    async def dispatcher_tick(self) -> list[dict[str, Any]]:
-        """One OnTimer1000: the queued batch, each marked running, executed, finished once."""
+    async def dispatcher_tick(self, budget_seconds: float = TICK_BUDGET_SECONDS) -> list[dict[str, Any]]:
+        """One OnTimer1000: queued batches while they come full and the tick's budget lasts, each
+        action marked running, executed, finished once."""
         executed = []
-        rows = await self._query(fill("select_actions", ACTION_BATCH))
-        for seq, unique, npc_id, kind, map_name, x, y, char_id, item, amount, value, text in rows:
-            await self._query(fill("mark_running", seq))
-            error = self._execute(unique, npc_id, kind, map_name, amount, char_id, value)
-            outcome = "failed" if error else "done"
-            await self._query(fill("finish_action", outcome, escape_sql(error), seq))
-            executed.append({"seq": seq, "npc": unique, "kind": kind, "x": x, "y": y, "char_id": char_id, "item": item,
-                             "amount": amount, "value": value, "text": text, "outcome": outcome, "error": error})  # fmt: skip
+        started = time.monotonic()
+        while True:
+            rows = await self._query(fill("select_actions", ACTION_BATCH))
+            for seq, unique, npc_id, kind, map_name, x, y, char_id, item, amount, value, text in rows:
+                await self._query(fill("mark_running", seq))
+                error = self._execute(unique, npc_id, kind, map_name, amount, char_id, value)
+                outcome = "failed" if error else "done"
+                await self._query(fill("finish_action", outcome, escape_sql(error), seq))
+                executed.append({"seq": seq, "npc": unique, "kind": kind, "x": x, "y": y, "char_id": char_id, "item": item,
+                                 "amount": amount, "value": value, "text": text, "outcome": outcome, "error": error})  # fmt: skip
+            if len(rows) < ACTION_BATCH or time.monotonic() - started >= budget_seconds:
+                break
         await self.show_late_replies()
         return executed
 

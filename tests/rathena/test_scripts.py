@@ -12,7 +12,7 @@ import pytest_asyncio
 from aiworld.world import load_world
 from bridge import translate
 from tests.rathena.simulator import (
-    SCRIPTS, STATEMENTS, Character, ScriptSimulator, install_game_tables, script_npcs, script_routines,
+    ACTION_BATCH, SCRIPTS, STATEMENTS, Character, ScriptSimulator, install_game_tables, script_npcs, script_routines,
 )  # fmt: skip
 
 SCRIPT_TEXT = {path.name: path.read_text(encoding="utf-8") for path in SCRIPTS.glob("*.txt")}
@@ -156,6 +156,13 @@ async def test_the_dispatcher_runs_each_action_once_and_fails_bad_ones(game, mar
     assert "no NPC named" in outcomes["say:X#ghost"][1]
     assert outcomes["give_item:Lina the Baker#lina_baker"][1] == "character 150001 is not online"
     assert await game.dispatcher_tick() == [], "a second tick executes nothing again"
+
+
+async def test_a_burst_of_actions_runs_in_one_tick_while_its_budget_lasts(game, mariadb):
+    for number in range(ACTION_BATCH * 2 + 5):
+        await insert_action(mariadb, f"burst-{number}", "emote", value=1)
+    assert len(await game.dispatcher_tick(budget_seconds=0)) == ACTION_BATCH, "out of time: one batch, the rest next tick"
+    assert len(await game.dispatcher_tick(budget_seconds=60)) == ACTION_BATCH + 5, "full batches follow while time is left"
 
 
 async def test_a_quest_the_character_has_is_refused_with_a_reason(game, mariadb):
