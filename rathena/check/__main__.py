@@ -45,6 +45,7 @@ def main() -> int:
         check.registration_starts_workflows(placed)
         check.log_in()
         check.event_to_remembered_action()
+        check.news_announced_once()
         transcript = check.dialogue()
         check.actions()
         check.burst()

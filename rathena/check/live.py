@@ -23,7 +23,9 @@ from temporalio.service import RPCError
 from aiworld.config import Settings
 from aiworld.dev import Children, _wait_for_http, start_redis, start_temporal
 from aiworld.keys import Keys
+from aiworld.models import GameEvent, GameEventKind
 from aiworld.temporal import npc_workflow_id
+from bridge.api_client import ApiClient
 from rathena.check.client import Account, OpenKore, check_openkore
 from rathena.check.server import SCHEMA_FILE, CheckFailed, Database, Ports, ServerTree, new_trouble, trouble_lines
 
@@ -267,7 +269,7 @@ class Check:
             f"SELECT `action_id`, `kind`, `status`, `detail`, `text` FROM `ai_action` WHERE `npc_id` = '{npc_id}' "
             "AND `reported` = 1 AND `status` = 'done'"), 90, f"{name}'s reaction done and reported")  # fmt: skip
         for action_id, kind, _status, *text in rows:
-            r.detail(f"{action_id}: {kind} {' '.join(text)!r} done, reported")
+            r.detail(f"{action_id}: {kind} {text[-1] if text else ''!r} done, reported")
         action_id = rows[0][0]
         memory = f"My action {action_id} was done"
         until(lambda: memory in self.memories(npc_id), 60, f"{name} remembering {memory!r}")
@@ -281,6 +283,28 @@ class Check:
         """What the client shows of an NPC's speech: "[dist=…] <name> (<n>): <text>". The game sends
         "<name> : <text>"; a second name in the text would show after the colon."""
         return self.client.wait_for(rf"{re.escape(name)} \(\d+\): {re.escape(text)}$", 30, since=since).string.strip()
+
+    def news_announced_once(self) -> None:
+        """World news reaches Guard Gareth; he warns the map on his own, and the player reads his
+        name once in front of it (the game adds it; the service's text must not)."""
+        r = self.report
+        r.step("world news -> Guard Gareth's own announcement -> the client")
+        news = f"Orcs were seen near the west gate {secrets.token_hex(2)}"
+        event = GameEvent(event_id=f"check-news-{secrets.token_hex(4)}", kind=GameEventKind.WORLD_EVENT, text=news, importance=8)
+
+        async def tell() -> None:
+            api = ApiClient(self.env["AIWORLD_API_URL"], self.env["AIWORLD_API_KEYS"])
+            try:
+                await api.send_event("gareth_guard", event)
+            finally:
+                await api.aclose()
+
+        mark = len(self.client.lines)
+        asyncio.run(tell())
+        line = self.client.wait_for(rf"{re.escape(news)}", 60, since=mark).string.strip()
+        if not line.startswith("[S] Guard Gareth: ") or line.count("Guard Gareth") != 1:
+            raise CheckFailed(f"the announcement does not carry the speaker exactly once: {line!r}")
+        r.ok(f"client: {line!r}")
 
     # --- the dialogue, as a player has it ------------------------------------------------------
 
