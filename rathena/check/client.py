@@ -1,8 +1,8 @@
 """A real game client for the check: OpenKore (GPL, Perl), driven through its console.
 
 The operator provides OpenKore (OPENKORE_DIR); nothing of it is copied into this repository. Its
-own files stay untouched: the check runs it with a control, tables and logs folder of its own,
-overlays over OpenKore's where this server needs something else:
+own files stay untouched: the check runs it in a folder of its own, with control, tables and
+fields folders that link to OpenKore's and replace what this server needs otherwise:
 * tables/servers.txt holds one server, this check's, type kRO_RagexeRE_2021_11_03 (PACKETVER 20211103);
 * kRO's packet-length table is older than this server: it lacks the login reply 0x0AC4 and the
   character slots 0x082D, and gives the map login 0x0436 19 bytes where PACKETVER 20211103 has 23.
@@ -108,6 +108,7 @@ class OpenKore:
         })  # fmt: skip
         shutil.copytree(self.dir / "control", workdir / "control", dirs_exist_ok=True)
         (workdir / "control" / "config.txt").write_bytes(_config(self.dir, account, login_port))
+        _overlay(self.dir / "fields", workdir / "fields", {})  # OpenKore writes its path caches there
         (workdir / "plugins").mkdir(exist_ok=True)  # none: the profiles plugin would ask which one
         (workdir / "logs").mkdir(exist_ok=True)
         self._process: subprocess.Popen | None = None
@@ -116,10 +117,10 @@ class OpenKore:
         args = [
             "perl", str(self.dir / "openkore.pl"), f"--control={self.workdir / 'control'}",
             f"--tables={self.workdir / 'tables'}", f"--plugins={self.workdir / 'plugins'}",
-            f"--fields={self.dir / 'fields'}", f"--logs={self.workdir / 'logs'}", "--interface=Console::Simple",
+            f"--fields={self.workdir / 'fields'}", f"--logs={self.workdir / 'logs'}", "--interface=Console::Simple",
         ]  # fmt: skip
         self._process = subprocess.Popen(
-            args, cwd=self.dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            args, cwd=self.workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env={**os.environ, "TERM": "dumb"},
         )  # fmt: skip
         threading.Thread(target=self._read, daemon=True).start()
