@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 from aiworld.config import Settings
-from rathena.check.client import OBTAIN_HINT
+from rathena.check.client import OBTAIN_HINT, check_openkore
 from rathena.check.live import Check, Report
-from rathena.check.server import CheckFailed
+from rathena.check.server import CheckFailed, check_built
 
 USAGE = (
     "RATHENA_DIR is not set: point it at a built rAthena tree (login-server, char-server and map-server in it), e.g.\n"
@@ -32,9 +32,16 @@ def main() -> int:
         print(f"OPENKORE_DIR is not set. {OBTAIN_HINT}", file=sys.stderr)
         return 2
     rathena_dir = Path(os.environ["RATHENA_DIR"]).resolve()
+    openkore_dir = Path(os.environ["OPENKORE_DIR"]).resolve()
+    try:
+        check_openkore(openkore_dir)
+        check_built(rathena_dir)
+    except CheckFailed as failure:
+        print(f"rathena-check: {failure}", file=sys.stderr)
+        return 2
     work = Path(tempfile.mkdtemp(prefix="aiworld-rathena-check-", dir=rathena_dir.parent))
     report = Report()
-    check = Check(rathena_dir, Path(os.environ["OPENKORE_DIR"]).resolve(), work, Settings(), report)
+    check = Check(rathena_dir, openkore_dir, work, Settings(), report)
     passed = False
     try:
         report.step(f"throw-away server tree {work}, database {check.db.name}")

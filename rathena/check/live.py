@@ -26,7 +26,7 @@ from aiworld.keys import Keys
 from aiworld.models import GameEvent, GameEventKind
 from aiworld.temporal import npc_workflow_id
 from bridge.api_client import ApiClient
-from rathena.check.client import Account, OpenKore, check_openkore
+from rathena.check.client import Account, OpenKore
 from rathena.check.server import SCHEMA_FILE, CheckFailed, Database, Ports, ServerTree, new_trouble, trouble_lines
 
 ACCOUNT = Account("aiwcheck", "aiwcheck1")
@@ -160,7 +160,7 @@ class Check:
 
     # --- 2. the service and the game -----------------------------------------------------------
 
-    def start_service(self) -> Settings:
+    def start_service(self) -> None:
         r = self.report
         data = self.work / "service"
         data.mkdir(parents=True, exist_ok=True)
@@ -171,10 +171,13 @@ class Check:
         r.step("starting Temporal (with our search attributes), the state store, worker, API and bridge")
         start_temporal(service, self.children)
         redis_url = service.redis_url
+        probe = redis.Redis.from_url(redis_url, socket_connect_timeout=1)
         try:
-            redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
-        except (redis.RedisError, OSError):
+            probe.ping()
+        except (redis.RedisError, OSError):  # none there: the embedded one, as `aiworld dev` does
             redis_url = start_redis(service, self.children)
+        finally:
+            probe.close()
         api_url = f"http://127.0.0.1:{service.api_port}"
         self.env = {
             **os.environ,
@@ -195,7 +198,6 @@ class Check:
         asyncio.run(_wait_for_http(f"{api_url}/health", self.children))
         self.children.start("bridge", [*cli, "bridge"], self.env, logs / "bridge.log")
         r.ok(f"API {api_url}, Temporal {self.env['AIWORLD_TEMPORAL_ADDRESS']}, state store {redis_url}")
-        return service
 
     def start_game(self) -> None:
         r = self.report
@@ -207,7 +209,7 @@ class Check:
 
         def map_online() -> bool:
             self.children.check_alive()
-            return "Map Server is now online" in _plain_log(self.map_log) or "is now online" in _plain_log(self.map_log)
+            return "Map Server is now online" in _plain_log(self.map_log)
 
         until(map_online, 600, "the map-server to come online")
         r.ok("map-server online")
@@ -217,9 +219,12 @@ class Check:
     def registration_starts_workflows(self, placed: int) -> None:
         r = self.report
         r.step("registration -> workflows")
-        npc_ids = until(lambda: [row[0] for row in self.rows("SELECT DISTINCT `npc_id` FROM `ai_event` WHERE `kind` = 'register'")]
-                        if len(self.rows("SELECT DISTINCT `npc_id` FROM `ai_event` WHERE `kind` = 'register'")) == placed else None,
-                        120, f"{placed} register rows from the live map-server")  # fmt: skip
+
+        def registered() -> list[str] | None:
+            npc_ids = [row[0] for row in self.rows("SELECT DISTINCT `npc_id` FROM `ai_event` WHERE `kind` = 'register'")]
+            return npc_ids if len(npc_ids) == placed else None
+
+        npc_ids = until(registered, 120, f"{placed} register rows from the live map-server")
 
         async def running() -> list[str]:
             client = await Client.connect(self.env["AIWORLD_TEMPORAL_ADDRESS"])
@@ -250,7 +255,6 @@ class Check:
     def log_in(self) -> OpenKore:
         r = self.report
         r.step(f"OpenKore logs in {CHAR_NAME} (server type kRO_RagexeRE_2021_11_03) next to {TALK_NPC[1]}")
-        check_openkore(self.openkore_dir)
         self.client = OpenKore(self.openkore_dir, self.work / "openkore", ACCOUNT, self.ports.login)
         self.client.start()
         self.client.wait_for(r"You are now in the game", LOGIN_TIMEOUT_SECONDS)

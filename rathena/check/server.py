@@ -83,13 +83,17 @@ def server_conf(db: Database, ports: Ports) -> dict[str, str]:
     }
 
 
+def check_built(rathena_dir: Path) -> None:
+    missing = [name for name in SERVERS if not (rathena_dir / name).is_file()]
+    if missing:
+        raise CheckFailed(f"{rathena_dir} has no {', '.join(missing)}: build rAthena there first")
+
+
 class ServerTree:
     def __init__(self, rathena_dir: Path, root: Path) -> None:
         self.source = rathena_dir.resolve()
         self.root = root
-        missing = [name for name in SERVERS if not (self.source / name).is_file()]
-        if missing:
-            raise CheckFailed(f"{self.source} has no {', '.join(missing)}: build rAthena there first (see rathena/INSTALL.md)")
+        check_built(self.source)
 
     def build(self, db: Database, ports: Ports, with_our_scripts: bool = True) -> None:
         """Links to the built tree, and files of our own where the servers read or write."""

@@ -31,9 +31,19 @@ def test_without_openkore_dir_it_says_how_to_get_it(tmp_path):
     assert "OPENKORE_DIR is not set" in done.stderr and "scons.py" in done.stderr
 
 
-def test_a_tree_without_servers_is_refused(tmp_path):
+def test_a_tree_without_servers_is_refused_before_anything_starts(tmp_path):
     with pytest.raises(CheckFailed, match="build rAthena there first"):
         ServerTree(tmp_path, tmp_path / "check")
+    openkore = tmp_path / "openkore"
+    (openkore / "src" / "auto" / "XSTools").mkdir(parents=True)
+    (openkore / "openkore.pl").write_text("")
+    env = {**os.environ, "RATHENA_DIR": str(tmp_path), "OPENKORE_DIR": str(openkore)}
+    done = subprocess.run([sys.executable, "-m", "rathena.check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "XSTools is not built" in done.stderr
+    (openkore / "src" / "auto" / "XSTools" / "XSTools.so").write_text("")
+    done = subprocess.run([sys.executable, "-m", "rathena.check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 2 and "build rAthena there first" in done.stderr
+    assert list(tmp_path.parent.glob("aiworld-rathena-check-*")) == [], "nothing made before the trees are checked"
 
 
 def test_only_trouble_the_stock_run_lacks_counts():
