@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -198,6 +199,11 @@ class Check:
         asyncio.run(_wait_for_http(f"{api_url}/health", self.children))
         self.children.start("bridge", [*cli, "bridge"], self.env, logs / "bridge.log")
         r.ok(f"API {api_url}, Temporal {self.env['AIWORLD_TEMPORAL_ADDRESS']}, state store {redis_url}")
+        checks = ["--check", "temporal", "--check", "redis", "--check", "mariadb"]
+        doctor = subprocess.run([*cli, "doctor", *checks], env=self.env, capture_output=True, text=True)
+        if doctor.returncode != 0:
+            raise CheckFailed(f"aiworld doctor found problems:\n{doctor.stdout}")
+        r.ok("aiworld doctor: Temporal with our search attributes, the state store, the AI World tables")
 
     def start_game(self) -> None:
         r = self.report
