@@ -354,9 +354,10 @@ class Check:
         shown = " ".join(part for part in said if not part.startswith("["))
         if " ".join(reply.split()) not in " ".join(shown.split()):
             raise CheckFailed(f"reply row {event_id} says {reply!r}, the client's dialogue shows {said!r}")
-        expected = (options.split(":") if options else []) + ["Say something else", "Goodbye"]
-        if menu != expected:
-            raise CheckFailed(f"the client's menu is {menu!r}, expected the reply's options and the two fixed entries {expected!r}")
+        fixed = ["Say something else", "Goodbye"]
+        offered = [option for option in options.split(":") if option and option.lower() not in {entry.lower() for entry in fixed}]
+        if menu != offered + fixed:
+            raise CheckFailed(f"the client's menu is {menu!r}, expected the reply's options and the two fixed entries {offered + fixed!r}")
         return reply, menu
 
     def dialogue(self) -> list[str]:

@@ -87,6 +87,14 @@ def dialogue_menu_tail() -> list[str]:
     return found.group(1).split(":")
 
 
+def dialogue_menu(offered: list[str]) -> list[str]:
+    """What `select` offers after a reply: its options, less empty ones and those named like the
+    fixed entries (compared without case, as the script's `compare` does), then the fixed entries."""
+    tail = dialogue_menu_tail()
+    fixed = {entry.lower() for entry in tail}
+    return [option for option in offered if option and option.lower() not in fixed] + tail
+
+
 def script_routines() -> dict[str, list[tuple[int, int]]]:
     """npc id -> the routine stops AIWorld_RoutineOf gives it (the ones registration checks)."""
     text = "\n".join(path.read_text(encoding="utf-8") for path in sorted(SCRIPTS.glob("*.txt")))
@@ -220,14 +228,13 @@ class ScriptSimulator:
                 reply, emotion, options, status = rows[0]
                 await self._query(fill("mark_reply", "shown", event_id))
                 offered = options.split(":") if options else []
-                return {"reply": reply, "emotion": emotion, "options": offered, "status": status,
-                        "menu": offered + dialogue_menu_tail()}  # fmt: skip
+                return {"reply": reply, "emotion": emotion, "options": offered, "status": status, "menu": dialogue_menu(offered)}
         return None
 
     async def player_picks(self, npc_id: str, c: Character, reply: dict[str, Any], choice: int) -> int | None:
         """Picking entry `choice` (1-based, as `select` counts) of a reply's menu: a reply option is the
         player's next line; returns its event id, or None for the fixed entries."""
-        if choice > len(reply["options"]):
+        if choice > len(reply["menu"]) - len(dialogue_menu_tail()):
             return None
         return await self.player_talks(npc_id, c, reply["menu"][choice - 1])
 

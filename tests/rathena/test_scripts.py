@@ -183,10 +183,10 @@ async def test_registration_and_dialogue_rows(game, mariadb):
         assert (await cursor.fetchone())[0] == len(script_npcs())
         await cursor.execute("SELECT text FROM ai_event WHERE id = %s", (event_id,))
         assert len((await cursor.fetchone())[0].encode()) <= 70  # cut like the client's input box
-        await cursor.execute("INSERT INTO ai_dialogue (event_id, npc_id, char_id, reply, options) VALUES (%s, 'lina_baker', 150001, 'Hi Aria', 'Buy:Bye')", (event_id,))
+        await cursor.execute("INSERT INTO ai_dialogue (event_id, npc_id, char_id, reply, options) VALUES (%s, 'lina_baker', 150001, 'Hi Aria', 'Buy:Bye:goodbye')", (event_id,))
     connection.close()
-    menu = ["Buy", "Bye", "Say something else", "Goodbye"]
-    shown = {"reply": "Hi Aria", "emotion": -1, "options": ["Buy", "Bye"], "menu": menu}
+    menu = ["Buy", "Bye", "Say something else", "Goodbye"]  # her own "goodbye" would show twice
+    shown = {"reply": "Hi Aria", "emotion": -1, "options": ["Buy", "Bye", "goodbye"], "menu": menu}
     assert await game.wait_reply(event_id) == shown | {"status": "ready"}
     reply = await game.wait_reply(event_id, polls=1)
     assert reply == shown | {"status": "shown"}
