@@ -275,19 +275,24 @@ class Check:
         npc_id, name = TALK_NPC
         until(lambda: self.rows(f"SELECT `id` FROM `ai_event` WHERE `kind` = 'login' AND `char_id` = {CHAR_ID}"), 60,
               "the login event row")  # fmt: skip
-        rows = until(lambda: self.rows(
-            f"SELECT `action_id`, `kind`, `status`, `detail`, `text` FROM `ai_action` WHERE `npc_id` = '{npc_id}' "
-            "AND `reported` = 1 AND `status` = 'done'"), 90, f"{name}'s reaction done and reported")  # fmt: skip
+
+        def reported() -> list[list[str]] | None:
+            rows = self.rows(
+                f"SELECT `action_id`, `kind`, `status`, `detail`, `text` FROM `ai_action` WHERE `npc_id` = '{npc_id}' "
+                "AND `reported` = 1 AND `status` = 'done' ORDER BY `seq`"
+            )
+            # Her greeting is an emote and a line: the line is what the client must show.
+            return rows if any(row[1] == "say" for row in rows) else None
+
+        rows = until(reported, 90, f"{name}'s greeting done and reported")
         for action_id, kind, _status, *text in rows:
             r.detail(f"{action_id}: {kind} {text[-1] if text else ''!r} done, reported")
         action_id = rows[0][0]
         memory = f"My action {action_id} was done"
         until(lambda: memory in self.memories(npc_id), 60, f"{name} remembering {memory!r}")
         r.ok(f"{name} remembers: {memory!r}")
-        said = [text[-1] for _id, kind, _status, *text in rows if kind == "say" and text]
-        if said:
-            heard = self._heard(name, said[0], 0)
-            r.ok(f"the client heard it, the name once: {heard!r}")
+        said = next(text[-1] for _id, kind, _status, *text in rows if kind == "say")
+        r.ok(f"the client heard it, the name once: {self._heard(name, said, 0)!r}")
 
     def _heard(self, name: str, text: str, since: int) -> str:
         """What the client shows of an NPC's speech: "[dist=…] <name> (<n>): <text>". The game sends
