@@ -68,6 +68,7 @@ def main() -> int:
         if check.client is not None:
             check.client.stop()
         check.children.stop()
+        check.forget_state()
         check.drop_database()
         if passed:
             shutil.rmtree(work, ignore_errors=True)

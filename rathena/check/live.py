@@ -89,6 +89,7 @@ class Check:
         self.children = Children()
         self.client: OpenKore | None = None
         self.keys = Keys(f"aiworld-check:{secrets.token_hex(4)}:")
+        self.redis_url: str | None = None
 
     # --- the database --------------------------------------------------------------------------
 
@@ -125,6 +126,18 @@ class Check:
     def drop_database(self) -> None:
         name = self.db.name
         self.admin_sql(f"DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'127.0.0.1', '{name}'@'localhost'")
+
+    def forget_state(self) -> None:
+        """The state store may be the operator's own: once the worker has stopped, the check removes
+        every key it wrote there. (A store it started itself keeps its data in the check's folder.)"""
+        if self.redis_url != self.settings.redis_url:
+            return  # the service never started, or the store was the check's own
+        store = redis.Redis.from_url(self.redis_url)
+        try:
+            for key in store.scan_iter(match=f"{self.keys.prefix}*", count=500):
+                store.delete(key)
+        finally:
+            store.close()
 
     def rows(self, sql: str) -> list[list[str]]:
         return [line.split("\t") for line in self.db.run_sql(sql).splitlines()]
