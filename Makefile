@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench rathena-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.run
+
+# Our scripts and tables on a real rAthena with the service, the bridge and a real client (OpenKore).
+# Not part of `make test`: it needs RATHENA_DIR (a built rAthena) and OPENKORE_DIR; see rathena/INSTALL.md.
+rathena-check: $(BIN)/.installed
+	$(BIN)/python -m rathena.check
 
 clean:
 	rm -rf $(VENV) .aiworld .pytest_cache

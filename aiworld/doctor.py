@@ -55,9 +55,14 @@ async def check_temporal(settings: Settings) -> CheckResult:
     missing = [key.name for key in search_attributes.ALL if key.name not in listed.custom_attributes]
     if missing:
         commands = "; ".join(
-            f"temporal operator search-attribute create --name {attribute} --type Keyword" for attribute in missing
+            f"temporal operator search-attribute create --address {settings.temporal_address} "
+            f"--namespace {settings.temporal_namespace} --name {attribute} --type Keyword"
+            for attribute in missing
         )
-        return CheckResult(name, False, f"search attributes missing: {', '.join(missing)}", commands)
+        return CheckResult(
+            name, False, f"search attributes missing: {', '.join(missing)} (NPC registrations are refused)",
+            f"start `aiworld worker` once (it creates them), or: {commands}",
+        )  # fmt: skip
     return CheckResult(name, True, f"reachable, namespace {settings.temporal_namespace}, search attributes registered")
 
 

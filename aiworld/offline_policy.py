@@ -130,7 +130,7 @@ def _react(context: NpcContext, event: GameEvent, rng: random.Random) -> Decisio
         )
         actions: list = [EmoteAction(emotion="surprise" if worried else "think"), SayAction(text=_voice(profile, line, rng))]
         if profile.importance >= 8 and worried:
-            actions.append(AnnounceAction(text=f"{profile.name}: {news}. Stay alert, citizens!", scope="map"))
+            actions.append(AnnounceAction(text=f"{news}. Stay alert, citizens!", scope="map"))
         return Decision(
             actions=actions, mood="worried" if worried else "curious", activity="discussing news",
             reason=f"reacting to world news: {news}",

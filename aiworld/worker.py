@@ -17,7 +17,7 @@ from aiworld.action_queue import ActionQueue
 from aiworld.config import Settings
 from aiworld.keys import Keys
 from aiworld.memory import MemoryStore
-from aiworld.temporal import connect
+from aiworld.temporal import connect, ensure_search_attributes
 from workflows.npc_life import NpcLifeWorkflow
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     from aiworld.llm import build_router  # the LLM layer pulls in every provider SDK; load it once here
 
     client = client or await connect(settings)
+    # A plain `temporal server start-dev` or a new namespace lacks them, and every NPC start
+    # would be refused: create what is missing before polling.
+    await ensure_search_attributes(client)
     # A store that hangs (frozen, partitioned) must fail calls, not hold activities until their
     # timeouts: the NPC then decides without it and keeps its writes for later.
     store = redis.Redis.from_url(settings.redis_url, socket_timeout=STORE_SOCKET_TIMEOUT, socket_connect_timeout=STORE_SOCKET_TIMEOUT)

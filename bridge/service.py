@@ -158,10 +158,7 @@ class Bridge:
         kind = row["kind"]
         if kind == "register":
             registration = translate.registration_of(row)
-            await self.api.register(
-                {"npc_id": registration.npc_id, "name": registration.name, "sprite": registration.sprite,
-                 "map": registration.map, "x": registration.x, "y": registration.y}
-            )  # fmt: skip
+            await self.api.register(translate.registration_body(registration))
             self.npcs[registration.npc_id] = KnownNpc(registration.unique_name, registration.map, registration.x, registration.y)
         elif kind == "talk":
             await self._handle_talk(row)

@@ -107,17 +107,36 @@ class Registration:
     map: str
     x: int
     y: int
+    unwalkable: tuple[tuple[int, int], ...] = ()  # its spot and routine stops the map has no way to
 
 
 def registration_of(row: dict[str, Any]) -> Registration:
-    """`register` rows carry "<unique name>|<sprite>" in `detail`, e.g. "Lina the Baker#lina_baker|90"."""
+    """`register` rows carry "<unique name>|<sprite>" in `detail`, e.g. "Lina the Baker#lina_baker|90",
+    and in `text` the cells of its spot and routine that the game found unwalkable, e.g. "160,200 164,196"."""
     unique, _, sprite = (row.get("detail") or "").rpartition("|")
     if not unique or not sprite.isdigit() or not row.get("npc_id"):
         raise RejectedRow(f"register row {row['id']}: detail {row.get('detail')!r} is not '<name>|<sprite>'")
+    cells = []
+    for spot in (row.get("text") or "").split():
+        x, _, y = spot.partition(",")
+        if not (x.isdigit() and y.isdigit()):
+            raise RejectedRow(f"register row {row['id']}: unwalkable cell {spot!r} is not 'x,y'")
+        cells.append((int(x), int(y)))
     return Registration(
         npc_id=row["npc_id"], unique_name=unique, name=unique.split("#", 1)[0][:23], sprite=int(sprite),
-        map=row["map"], x=row["x"], y=row["y"],
+        map=row["map"], x=row["x"], y=row["y"], unwalkable=tuple(dict.fromkeys(cells)),
     )  # fmt: skip
+
+
+def registration_body(registration: Registration) -> dict[str, Any]:
+    """What the API's registration takes from the game; `unwalkable` only when the map refused a cell."""
+    body: dict[str, Any] = {
+        "npc_id": registration.npc_id, "name": registration.name, "sprite": registration.sprite,
+        "map": registration.map, "x": registration.x, "y": registration.y,
+    }  # fmt: skip
+    if registration.unwalkable:
+        body["unwalkable"] = [list(cell) for cell in registration.unwalkable]
+    return body
 
 
 def action_row_of(queued: QueuedAction, unique_name: str) -> dict[str, Any]:

@@ -8,10 +8,15 @@ import subprocess
 import sys
 
 import aiomysql
+from temporalio.testing import WorkflowEnvironment
+
+from aiworld import binaries
 
 from aiworld.config import LlmSettings, ProviderSettings, Settings
 from aiworld.doctor import check_llm_provider, check_mariadb, check_redis, check_temporal
+from aiworld.worker import running_worker
 from bridge.schema import install_schema
+from tests.conftest import REDIS_URL
 
 
 def closed_port() -> int:
@@ -48,6 +53,22 @@ async def test_temporal_up_and_down(dev_env):
     assert (await check_temporal(Settings(temporal_address=address))).ok
     down = await check_temporal(Settings(temporal_address=f"127.0.0.1:{closed_port()}"))
     assert not down.ok and "AIWORLD_TEMPORAL_ADDRESS" in down.fix
+
+
+async def test_missing_search_attributes_are_named_and_the_worker_creates_them(redis_client, keys):
+    """A plain `temporal server start-dev` has none of ours: the doctor says so, a worker's start adds them."""
+    bare = await WorkflowEnvironment.start_local(dev_server_existing_path=str(binaries.temporal_cli()))
+    try:
+        address = bare.client.service_client.config.target_host
+        settings = Settings(temporal_address=address, redis_url=REDIS_URL, redis_key_prefix=keys.prefix)
+        before = await check_temporal(settings)
+        assert not before.ok and "NpcActivity" in before.detail
+        assert f"temporal operator search-attribute create --address {address} --namespace default --name NpcMap --type Keyword" in before.fix
+        async with running_worker(settings):
+            pass
+        assert (await check_temporal(settings)).ok
+    finally:
+        await bare.shutdown()
 
 
 async def test_unreachable_llm_provider_fails():

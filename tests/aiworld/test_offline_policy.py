@@ -46,7 +46,10 @@ def test_world_news_is_commented_in_character():
     decision = offline_policy.decide(NpcContext(profile=demo_profile("captain_hale"), now=NOON, events=[event]))
     texts = " ".join(getattr(action, "text", "") for action in decision.actions)
     assert "Orcs were seen near Geffen" in texts
-    assert any(action.kind == "announce" for action in decision.actions)  # important enough to warn the map
+    announcements = [action.text for action in decision.actions if action.kind == "announce"]
+    assert announcements  # important enough to warn the map
+    # The game puts "Captain Hale: " in front (rathena/…/ai_world.txt); a second one would read twice.
+    assert not any(text.startswith("Captain Hale") for text in announcements), announcements
 
 
 def test_replies_use_names_personality_relationship_and_memories():

@@ -54,6 +54,10 @@ async def test_the_slice_from_click_to_reply_and_from_decision_to_remembered_out
         event_id = await game.player_talks("lina_baker", ARIA, "Hello! What do you sell?")
         reply = await game.wait_reply(event_id, polls=40)
         assert reply is not None and "zeny" in reply["reply"] and reply["options"]
+        # She picks the first option from the menu: it is her next line, and it is answered too.
+        follow_up = await game.player_picks("lina_baker", ARIA, reply, 1)
+        assert await game.wait_reply(follow_up, polls=40) is not None
+        assert await slice_.rows("SELECT text FROM ai_event WHERE id = %s", follow_up) == [(reply["options"][0],)]
 
         # Aria slays a monster next to Guard Gareth: he reacts on his own, in the game.
         await game.player_kills(ARIA, 1002)

@@ -53,6 +53,8 @@ def test_talk_rows_and_registrations():
     assert (registration.unique_name, registration.name, registration.sprite) == ("Lina the Baker#lina_baker", "Lina the Baker", 90)
     with pytest.raises(translate.RejectedRow):
         translate.registration_of({**ROW, "kind": "register", "detail": "garbage"})
+    with pytest.raises(translate.RejectedRow, match="unwalkable cell '160;200'"):
+        translate.registration_of({**ROW, "kind": "register", "detail": "Lina the Baker#lina_baker|90", "text": "160;200"})
 
 
 def test_actions_become_rows():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,19 @@ _DUPLICATE = re.compile(r"^(\w+),(\d+),(\d+),\d+\tduplicate\(AIWorld_Base\)\t([^
 
 CLIENT_INPUT_BYTES = 70  # the game client cuts `input` text here
 REPLY_POLLS, REPLY_POLL_SECONDS = 16, 0.5  # the dialogue's sleep2 loop
-ACTION_BATCH = 10
-SPAWN_CAP = 5
+
+
+def dispatcher_setting(name: str) -> int:
+    """A constant the dispatcher sets in its OnInit (`.batch = 10;`)."""
+    found = re.search(rf"^\s*\.{name} = (\d+);", (SCRIPTS / "ai_world.txt").read_text(encoding="utf-8"), re.M)
+    if found is None:
+        raise ValueError(f"ai_world.txt: the dispatcher sets no .{name}")
+    return int(found.group(1))
+
+
+ACTION_BATCH = dispatcher_setting("batch")
+TICK_BUDGET_SECONDS = dispatcher_setting("tick_budget_ms") / 1000
+SPAWN_CAP = dispatcher_setting("spawn_cap")
 KNOWN_KINDS = {"say", "emote", "walk_to", "move", "trade", "announce", "spawn_monster", "give_item", "give_zeny", "start_quest"}
 
 
@@ -64,6 +76,30 @@ class ScriptNpc:
     @property
     def unique_name(self) -> str:
         return f"{self.name}#{self.npc_id}"
+
+
+def dialogue_menu_tail() -> list[str]:
+    """The entries the dialogue's `select` offers after the reply's own options."""
+    text = (SCRIPTS / "ai_world.txt").read_text(encoding="utf-8")
+    found = re.search(r'select\(\.@menu\$ \+ "([^"]+)"\)', text)
+    if found is None:
+        raise ValueError("ai_world.txt: the dialogue offers no menu after a reply")
+    return found.group(1).split(":")
+
+
+def dialogue_menu(offered: list[str]) -> list[str]:
+    """What `select` offers after a reply: its options, less empty ones and those named like the
+    fixed entries (compared without case, as the script's `compare` does), then the fixed entries."""
+    tail = dialogue_menu_tail()
+    fixed = {entry.lower() for entry in tail}
+    return [option for option in offered if option and option.lower() not in fixed] + tail
+
+
+def script_routines() -> dict[str, list[tuple[int, int]]]:
+    """npc id -> the routine stops AIWorld_RoutineOf gives it (the ones registration checks)."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in sorted(SCRIPTS.glob("*.txt")))
+    found = re.findall(r'if \(\.@npc_id\$ == "(\w+)"\)\s*return "([\d, ]*)";', text)
+    return {npc_id: [tuple(map(int, spot.split(","))) for spot in spots.split()] for npc_id, spots in found}
 
 
 def script_npcs() -> list[ScriptNpc]:
@@ -124,6 +160,8 @@ class ScriptSimulator:
         self._db = db_params
         self.npcs = {npc.npc_id: npc for npc in script_npcs()}
         self.online: dict[int, Character] = {}
+        self.quests: set[tuple[int, int]] = set()  # (char id, quest id) in characters' quest logs
+        self.unwalkable: set[tuple[str, int, int]] = set()  # (map, x, y) that checkcell refuses
 
     async def _query(self, sql: str) -> list[tuple]:
         # query_sql: one statement, autocommitted, on the map-server's connection
@@ -136,10 +174,13 @@ class ScriptSimulator:
             connection.close()
 
     async def register_all(self) -> None:
-        """Every AI NPC's OnInit."""
+        """Every AI NPC's OnInit: its spot and routine stops checked against the map, then its row."""
+        routines = script_routines()
         for npc in self.npcs.values():
+            spots = [(npc.x, npc.y), *routines.get(npc.npc_id, [])]
+            refused = " ".join(f"{x},{y}" for x, y in spots if (npc.map, x, y) in self.unwalkable)
             await self._query(fill("insert_register", escape_sql(npc.npc_id), "register", escape_sql(npc.map), npc.x, npc.y,
-                                   escape_sql(f"{npc.unique_name}|{npc.sprite}")))  # fmt: skip
+                                   escape_sql(f"{npc.unique_name}|{npc.sprite}"), escape_sql(refused)))  # fmt: skip
 
     async def log_in(self, character: Character) -> None:
         """The char-server marks the character online; OnPCLoginEvent writes its event."""
@@ -179,32 +220,47 @@ class ScriptSimulator:
         return event_id
 
     async def wait_reply(self, event_id: int, polls: int = REPLY_POLLS) -> dict[str, Any] | None:
-        """The dialogue's wait: poll, and on a reply mark it shown."""
+        """The dialogue's wait: poll, and on a reply mark it shown. `menu` is what `select` offers."""
         for _ in range(polls):
             await asyncio.sleep(REPLY_POLL_SECONDS)
             rows = await self._query(fill("select_reply", event_id))
             if rows:
                 reply, emotion, options, status = rows[0]
                 await self._query(fill("mark_reply", "shown", event_id))
-                return {"reply": reply, "emotion": emotion, "options": options.split(":") if options else [], "status": status}
+                offered = options.split(":") if options else []
+                return {"reply": reply, "emotion": emotion, "options": offered, "status": status, "menu": dialogue_menu(offered)}
         return None
 
-    async def dispatcher_tick(self) -> list[dict[str, Any]]:
-        """One OnTimer1000: the queued batch, each marked running, executed, finished once."""
+    async def player_picks(self, npc_id: str, c: Character, reply: dict[str, Any], choice: int) -> int | None:
+        """Picking entry `choice` (1-based, as `select` counts) of a reply's menu: a reply option is the
+        player's next line; returns its event id, or None for the fixed entries."""
+        if choice > len(reply["menu"]) - len(dialogue_menu_tail()):
+            return None
+        return await self.player_talks(npc_id, c, reply["menu"][choice - 1])
+
+    async def dispatcher_tick(self, budget_seconds: float = TICK_BUDGET_SECONDS) -> list[dict[str, Any]]:
+        """One OnTimer1000: queued batches while they come full and the tick's budget lasts, each
+        action marked running, executed, finished once."""
         executed = []
-        rows = await self._query(fill("select_actions", ACTION_BATCH))
-        for seq, unique, npc_id, kind, map_name, x, y, char_id, item, amount, value, text in rows:
-            await self._query(fill("mark_running", seq))
-            error = self._execute(unique, npc_id, kind, map_name, amount, char_id)
-            outcome = "failed" if error else "done"
-            await self._query(fill("finish_action", outcome, escape_sql(error), seq))
-            executed.append({"seq": seq, "npc": unique, "kind": kind, "x": x, "y": y, "char_id": char_id, "item": item,
-                             "amount": amount, "value": value, "text": text, "outcome": outcome, "error": error})  # fmt: skip
+        started = time.monotonic()
+        while True:
+            rows = await self._query(fill("select_actions", ACTION_BATCH))
+            for seq, unique, npc_id, kind, map_name, x, y, char_id, item, amount, value, text in rows:
+                await self._query(fill("mark_running", seq))
+                error = self._execute(unique, npc_id, kind, map_name, amount, char_id, value)
+                outcome = "failed" if error else "done"
+                await self._query(fill("finish_action", outcome, escape_sql(error), seq))
+                executed.append({"seq": seq, "npc": unique, "kind": kind, "x": x, "y": y, "char_id": char_id, "item": item,
+                                 "amount": amount, "value": value, "text": text, "outcome": outcome, "error": error})  # fmt: skip
+            if len(rows) < ACTION_BATCH or time.monotonic() - started >= budget_seconds:
+                break
         await self.show_late_replies()
         return executed
 
-    def _execute(self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int) -> str:
-        """The refusals S_Execute checks before it runs a stock command."""
+    def _execute(self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int, value: int) -> str:
+        """The refusals S_Execute checks before it runs a stock command (each one is also in the
+        script, which tests/rathena/test_scripts.py checks, and asserted on a real server by
+        `make rathena-check`)."""
         npc = self.npcs.get(npc_id)
         if npc is None or npc.unique_name != unique:
             return f"no NPC named {unique} on this server"
@@ -216,6 +272,10 @@ class ScriptSimulator:
             return f"spawn amount {amount} is outside 1..{SPAWN_CAP}"
         if kind in {"give_item", "give_zeny", "start_quest"} and char_id not in self.online:
             return f"character {char_id} is not online"
+        if kind == "start_quest":
+            if (char_id, value) in self.quests:
+                return f"character {char_id} already has quest {value}"
+            self.quests.add((char_id, value))
         return ""
 
     async def show_late_replies(self, late_after: int = 9) -> int:
