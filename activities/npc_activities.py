@@ -217,6 +217,13 @@ class NpcActivities:
         # runs that began before the local pipeline (workflow patch "local-pipeline") until their
         # next continue-as-new.
         return [
-            self.prepare_decision, self.prepare_reply, self.save_outcome, self.decide_next_action, self.compose_reply,
-            self.load_npc_context, self.load_dialogue_context, self.record_outcome, self.enqueue_actions,
-        ]  # fmt: skip
+            self.prepare_decision,
+            self.prepare_reply,
+            self.save_outcome,
+            self.decide_next_action,
+            self.compose_reply,
+            self.load_npc_context,
+            self.load_dialogue_context,
+            self.record_outcome,
+            self.enqueue_actions,
+        ]

@@ -12,12 +12,12 @@ after a retry or a `temporal workflow reset`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import redis.asyncio as redis
 
-from aiworld.keys import Keys
+from aiworld.keys import Keys, text_of
 from aiworld.models import QueuedAction
 
 # How long a finished action's id is remembered so that a late re-run cannot queue it again.
@@ -92,12 +92,8 @@ class ConflictingResult(ValueError):
     """A second result that contradicts the first (done after failed, or the reverse)."""
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _epoch(moment: datetime | None) -> float:
-    return (moment or datetime.now(timezone.utc)).timestamp()
+    return (moment or datetime.now(UTC)).timestamp()
 
 
 class ActionQueue:
@@ -128,7 +124,7 @@ class ActionQueue:
         """Lease up to `limit` offerable actions of one NPC (or of all NPCs), oldest first."""
         moment = _epoch(now)
         source = self._keys.action_queue(npc_id) if npc_id else self._keys.ready_actions()
-        ids = [_text(i) for i in await self._redis.zrangebyscore(source, "-inf", moment, start=0, num=limit)]
+        ids = [text_of(i) for i in await self._redis.zrangebyscore(source, "-inf", moment, start=0, num=limit)]
         if not ids:
             return []
         keys = [self._keys.ready_actions()]
@@ -136,15 +132,17 @@ class ActionQueue:
             for action_id in ids:
                 pipe.hget(self._keys.action(action_id), "npc_id")
             npc_ids = await pipe.execute()
-        for action_id, owner in zip(ids, npc_ids):
+        for action_id, owner in zip(ids, npc_ids, strict=True):
             keys.append(self._keys.action(action_id))
             # An action that is gone (expired) has no owner to read: the script drops its id from
             # the ready set and from the queue named here, the claiming NPC's when there is one.
-            keys.append(self._keys.action_queue(_text(owner) if owner is not None else (npc_id or "_gone")))
+            keys.append(self._keys.action_queue(text_of(owner) if owner is not None else (npc_id or "_gone")))
         flat = await self._claim(keys=keys, args=[moment, moment + lease_seconds, *ids])
         claimed = []
         for index in range(0, len(flat), 3):
-            claimed.append(ClaimedAction(QueuedAction.model_validate_json(_text(flat[index + 1])), int(flat[index + 2])))
+            claimed.append(
+                ClaimedAction(QueuedAction.model_validate_json(text_of(flat[index + 1])), int(flat[index + 2]))
+            )
         return claimed
 
     async def complete(self, action_id: str, outcome: Outcome, detail: str = "", now: datetime | None = None) -> bool:
@@ -153,7 +151,7 @@ class ActionQueue:
         npc_id = await self._redis.hget(key, "npc_id")
         if npc_id is None:
             raise UnknownAction(action_id)
-        npc_id = _text(npc_id)
+        npc_id = text_of(npc_id)
         result = await self._complete(
             keys=[key, self._keys.action_queue(npc_id), self._keys.ready_actions()],
             args=[outcome, detail, _epoch(now), FINISHED_RETENTION_SECONDS, action_id],
@@ -168,15 +166,14 @@ class ActionQueue:
         raw = await self._redis.hgetall(self._keys.action(action_id))
         if not raw:
             return None
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {text_of(k): text_of(v) for k, v in raw.items()}
 
     async def pending(self, npc_id: str) -> list[QueuedAction]:
         """Every undelivered or unacknowledged action of one NPC, without leasing them."""
         ids = await self._redis.zrange(self._keys.action_queue(npc_id), 0, -1)
         actions = []
         for action_id in ids:
-            payload = await self._redis.hget(self._keys.action(_text(action_id)), "payload")
+            payload = await self._redis.hget(self._keys.action(text_of(action_id)), "payload")
             if payload is not None:
                 actions.append(QueuedAction.model_validate_json(payload))
         return actions
-

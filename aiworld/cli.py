@@ -90,8 +90,13 @@ def bridge() -> None:
 
 
 @main.command()
-@click.option("--check", "checks", multiple=True, type=click.Choice(["temporal", "redis", "mariadb", "llm"]),
-              help="Run only these checks (repeatable); default: all.")  # fmt: skip
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    type=click.Choice(["temporal", "redis", "mariadb", "llm"]),
+    help="Run only these checks (repeatable); default: all.",
+)
 @operator_errors
 def doctor(checks: tuple[str, ...]) -> None:
     """Check Temporal, the state store, MariaDB and the LLM providers; say how to fix what fails."""

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 ProviderKind = Literal["azure_openai", "openai", "deepseek", "gemini", "ollama", "claude", "offline"]
@@ -142,9 +151,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _client_certificate_with_its_key(self) -> Settings:
         if (self.temporal_tls_client_cert is None) != (self.temporal_tls_client_key is None):
-            raise ValueError(
-                "temporal_tls_client_cert and temporal_tls_client_key: give both (mTLS) or neither"
-            )
+            raise ValueError("temporal_tls_client_cert and temporal_tls_client_key: give both (mTLS) or neither")
         return self
 
     @field_validator("api_keys", mode="before")
@@ -192,7 +199,9 @@ def interpolate_env(value: Any, where: str = "") -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise ConfigError(f"{where}: environment variable {name} is not set (write ${{{name}:-default}} to allow a default)")
+            raise ConfigError(
+                f"{where}: environment variable {name} is not set (write ${{{name}:-default}} to allow a default)"
+            )
 
         return _ENV_REFERENCE.sub(substitute, value)
     return value

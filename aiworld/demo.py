@@ -46,15 +46,26 @@ class DemoPace:
     game_tick: float = 1.0  # the dispatcher NPC's timer on a real server
     restart_delay: float = 1.0  # before a failed loop starts again
 
+
 LINES = [
-    "Hello there!", "Any rumours today?", "What do you sell?", "Who are you?", "Thanks for the help!",
-    "Do you need help with anything?", "Good morning!", "What's the latest news?", "Bye for now.",
-]  # fmt: skip
+    "Hello there!",
+    "Any rumours today?",
+    "What do you sell?",
+    "Who are you?",
+    "Thanks for the help!",
+    "Do you need help with anything?",
+    "Good morning!",
+    "What's the latest news?",
+    "Bye for now.",
+]
 NEWS = [
-    ("A merchant caravan arrived from Alberta", 5), ("Orcs were seen near the Geffen road", 8),
-    ("The King raised the bread tax", 7), ("A festival will be held at the fountain tonight", 4),
-    ("Wolves attacked travellers south of the city", 7), ("A golden poring was spotted in the fields", 6),
-]  # fmt: skip
+    ("A merchant caravan arrived from Alberta", 5),
+    ("Orcs were seen near the Geffen road", 8),
+    ("The King raised the bread tax", 7),
+    ("A festival will be held at the fountain tonight", 4),
+    ("Wolves attacked travellers south of the city", 7),
+    ("A golden poring was spotted in the fields", 6),
+]
 
 
 class DemoGame:
@@ -122,12 +133,16 @@ class DemoGame:
         self._visiting.add(visitor.char_id)
         player = visitor.model_copy(update={"map": npc.map, "x": npc.x, "y": max(0, npc.y - 2)})
         try:
-            await self._signal(npc, GameEvent(event_id=f"demo-{uuid.uuid4().hex}", kind=GameEventKind.PLAYER_NEARBY, player=player))
+            await self._signal(
+                npc, GameEvent(event_id=f"demo-{uuid.uuid4().hex}", kind=GameEventKind.PLAYER_NEARBY, player=player)
+            )
             await asyncio.sleep(self._rng.uniform(*self._pace.greeting_pause))
             if self._rng.random() < self._pace.talk_chance:
                 await self._talk(player, npc, self._rng.choice(LINES))
             await asyncio.sleep(self._rng.uniform(*self._pace.visit_length))
-            await self._signal(npc, GameEvent(event_id=f"demo-{uuid.uuid4().hex}", kind=GameEventKind.PLAYER_LEFT, player=player))
+            await self._signal(
+                npc, GameEvent(event_id=f"demo-{uuid.uuid4().hex}", kind=GameEventKind.PLAYER_LEFT, player=player)
+            )
         finally:
             self._visiting.discard(visitor.char_id)
 
@@ -136,7 +151,7 @@ class DemoGame:
         handle = self._client.get_workflow_handle(npc_workflow_id(npc.npc_id))
         try:
             reply = await asyncio.wait_for(handle.execute_update("talk", turn, result_type=TalkReply), 30)
-        except (WorkflowUpdateFailedError, RPCError, asyncio.TimeoutError) as error:
+        except (TimeoutError, WorkflowUpdateFailedError, RPCError) as error:
             self.talks["unanswered"] += 1
             self._console.print(f"[dim]{escape(player.name)} → {escape(npc.name)}: no answer ({escape(str(error))})[/]")
             return
@@ -155,7 +170,10 @@ class DemoGame:
             event_id = f"news-{uuid.uuid4().hex}"
             for npc in self._world.npcs:
                 if npc.map == town:
-                    await self._signal(npc, GameEvent(event_id=event_id, kind=GameEventKind.WORLD_EVENT, text=text, importance=importance))
+                    await self._signal(
+                        npc,
+                        GameEvent(event_id=event_id, kind=GameEventKind.WORLD_EVENT, text=text, importance=importance),
+                    )
 
     async def _game(self) -> None:
         while True:
@@ -165,8 +183,12 @@ class DemoGame:
                     self._show(claimed.action)
                 except Exception:  # the printout is not the action: a broken console stops no NPC
                     self.failures["show"] += 1
-                    log.exception("demo could not print action %s (%d so far)", claimed.action.action_id, self.failures["show"])
-                await report_action_result(self._client, self._queue, claimed.action.action_id, "done", "shown in the demo")
+                    log.exception(
+                        "demo could not print action %s (%d so far)", claimed.action.action_id, self.failures["show"]
+                    )
+                await report_action_result(
+                    self._client, self._queue, claimed.action.action_id, "done", "shown in the demo"
+                )
                 self.actions_executed += 1
 
     def _show(self, queued: QueuedAction) -> None:

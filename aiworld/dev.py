@@ -135,13 +135,26 @@ def temporal_server_args(database: Path, port: int, ui_port: int) -> list[str]:
     """The dev server as `aiworld dev` runs it: SQLite in WAL mode (a restart resumes the same
     world), our search attributes, workflow pause enabled."""
     args = [
-        str(binaries.temporal_cli()), "server", "start-dev",
-        "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
-        "--db-filename", str(database),
-        "--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL",
-        "--dynamic-config-value", "frontend.WorkflowPauseEnabled=true",
-        "--log-level", "warn",
-    ]  # fmt: skip
+        str(binaries.temporal_cli()),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(database),
+        "--sqlite-pragma",
+        "journal_mode=WAL",
+        "--sqlite-pragma",
+        "synchronous=NORMAL",
+        "--dynamic-config-value",
+        "frontend.WorkflowPauseEnabled=true",
+        "--log-level",
+        "warn",
+    ]
     for key in search_attributes.ALL:
         args += ["--search-attribute", f"{key.name}=Keyword"]
     return args
@@ -150,9 +163,20 @@ def temporal_server_args(database: Path, port: int, ui_port: int) -> list[str]:
 def redis_server_args(directory: Path, port: int) -> list[str]:
     """A Redis-compatible server on loopback with an append-only file in `directory`."""
     return [
-        str(binaries.redis_server()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
-        "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
-    ]  # fmt: skip
+        str(binaries.redis_server()),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(directory),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+    ]
 
 
 def start_temporal(settings: Settings, children: Children) -> None:
@@ -204,16 +228,20 @@ async def run_dev(settings: Settings, world_file: Path | None = None) -> None:
             ensure_port_free(settings.embedded_redis_port, "AIWORLD_EMBEDDED_REDIS_PORT")
             redis_url = start_redis(settings, children)
             console.print(f"  state store   [green]{redis_url}[/] (started, data in {settings.data_dir / 'redis'})")
-        api_key = settings.api_keys[0].get_secret_value() if settings.api_keys else _secret(settings.data_dir / "dev-api-key")
+        api_key = (
+            settings.api_keys[0].get_secret_value() if settings.api_keys else _secret(settings.data_dir / "dev-api-key")
+        )
         env = {
             **os.environ,
             "AIWORLD_TEMPORAL_ADDRESS": f"127.0.0.1:{settings.temporal_port}",
             "AIWORLD_REDIS_URL": redis_url,
             "AIWORLD_API_KEYS": api_key,
-            "AIWORLD_JWT_SECRET": settings.jwt_secret.get_secret_value() if settings.jwt_secret else _secret(settings.data_dir / "dev-jwt-secret"),
+            "AIWORLD_JWT_SECRET": settings.jwt_secret.get_secret_value()
+            if settings.jwt_secret
+            else _secret(settings.data_dir / "dev-jwt-secret"),
             "AIWORLD_API_HOST": "127.0.0.1",
             "AIWORLD_API_PORT": str(settings.api_port),
-        }  # fmt: skip
+        }
         temporal_address = env["AIWORLD_TEMPORAL_ADDRESS"]
         await _wait_for_temporal(temporal_address, children)
         console.print(f"  temporal      [green]{temporal_address}[/] (history in {settings.data_dir / 'temporal.db'})")
@@ -229,7 +257,9 @@ async def run_dev(settings: Settings, world_file: Path | None = None) -> None:
         console.print(f"  demo world    [green]{len(world.npcs)} NPCs[/] ({started} started now, the rest resumed)")
         console.print()
         console.print(f"  Temporal UI   [link]http://127.0.0.1:{settings.temporal_ui_port}[/link]")
-        console.print(f"  API docs      [link]http://127.0.0.1:{settings.api_port}/docs[/link]   API key: [bold]{api_key}[/]")
+        console.print(
+            f"  API docs      [link]http://127.0.0.1:{settings.api_port}/docs[/link]   API key: [bold]{api_key}[/]"
+        )
         console.print(f"  logs          {settings.data_dir / 'logs'}")
         console.print(
             f"  try           temporal workflow list --address {temporal_address} --query \"NpcMap='prontera'\""

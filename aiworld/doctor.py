@@ -45,13 +45,16 @@ async def check_temporal(settings: Settings) -> CheckResult:
     try:
         client = await asyncio.wait_for(connect(settings), CHECK_TIMEOUT_SECONDS)
         listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=settings.temporal_namespace), timeout=timedelta(seconds=CHECK_TIMEOUT_SECONDS)
+            ListSearchAttributesRequest(namespace=settings.temporal_namespace),
+            timeout=timedelta(seconds=CHECK_TIMEOUT_SECONDS),
         )
-    except (RuntimeError, OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, RuntimeError, OSError) as error:
         return CheckResult(
-            name, False, f"cannot reach Temporal: {error or 'timed out'}",
+            name,
+            False,
+            f"cannot reach Temporal: {error or 'timed out'}",
             "start it (`aiworld dev` runs one) or set AIWORLD_TEMPORAL_ADDRESS to your cluster's frontend",
-        )  # fmt: skip
+        )
     missing = [key.name for key in search_attributes.ALL if key.name not in listed.custom_attributes]
     if missing:
         commands = "; ".join(
@@ -60,24 +63,30 @@ async def check_temporal(settings: Settings) -> CheckResult:
             for attribute in missing
         )
         return CheckResult(
-            name, False, f"search attributes missing: {', '.join(missing)} (NPC registrations are refused)",
+            name,
+            False,
+            f"search attributes missing: {', '.join(missing)} (NPC registrations are refused)",
             f"start `aiworld worker` once (it creates them), or: {commands}",
-        )  # fmt: skip
+        )
     return CheckResult(name, True, f"reachable, namespace {settings.temporal_namespace}, search attributes registered")
 
 
 async def check_redis(settings: Settings) -> CheckResult:
     url = settings.redis_url
-    client = redis.Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS)
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS
+    )
     try:
         await client.ping()
         info = await client.info("server")
     except (redis.RedisError, OSError) as error:
         return CheckResult(
-            f"state store {url}", False, f"{error}",
+            f"state store {url}",
+            False,
+            f"{error}",
             f"start a Redis-compatible server there (e.g. `redis-server --port {_port(url)}`, DragonflyDB in "
             "production) or set AIWORLD_REDIS_URL / REDIS_URL to one that runs; `aiworld dev` starts its own",
-        )  # fmt: skip
+        )
     finally:
         await client.aclose()
     version = info.get("dragonfly_version") or info.get("redis_version", "?")
@@ -94,17 +103,23 @@ async def check_mariadb(settings: Settings) -> CheckResult:
     try:
         connection = await asyncio.wait_for(
             aiomysql.connect(
-                host=settings.db_host, port=settings.db_port, user=settings.db_user,
-                password=settings.db_password.get_secret_value(), db=settings.db_name, connect_timeout=CHECK_TIMEOUT_SECONDS,
+                host=settings.db_host,
+                port=settings.db_port,
+                user=settings.db_user,
+                password=settings.db_password.get_secret_value(),
+                db=settings.db_name,
+                connect_timeout=CHECK_TIMEOUT_SECONDS,
             ),
             CHECK_TIMEOUT_SECONDS,
-        )  # fmt: skip
-    except (aiomysql.Error, OSError, asyncio.TimeoutError) as error:
+        )
+    except (TimeoutError, aiomysql.Error, OSError) as error:
         return CheckResult(
-            name, False, f"cannot connect: {error or 'timed out'}",
+            name,
+            False,
+            f"cannot connect: {error or 'timed out'}",
             "check AIWORLD_DB_HOST/PORT/USER/PASSWORD/NAME (the database rAthena's map-server uses); "
             "only the bridge needs it",
-        )  # fmt: skip
+        )
     try:
         async with connection.cursor() as cursor:
             await cursor.execute("SHOW TABLES LIKE 'ai\\_%'")
@@ -114,9 +129,11 @@ async def check_mariadb(settings: Settings) -> CheckResult:
     missing = [table for table in AI_TABLES if table not in present]
     if missing:
         return CheckResult(
-            name, False, f"tables missing: {', '.join(missing)}",
+            name,
+            False,
+            f"tables missing: {', '.join(missing)}",
             f"import rathena/sql/ai_world.sql: mariadb -u {settings.db_user} -p {settings.db_name} < rathena/sql/ai_world.sql",
-        )  # fmt: skip
+        )
     return CheckResult(name, True, "reachable, AI World tables present")
 
 
@@ -133,9 +150,11 @@ async def check_llm_provider(name: str, settings: Settings) -> CheckResult:
             answer = await http.get(endpoint)
     except httpx.HTTPError as error:
         return CheckResult(
-            f"LLM {name}", False, f"{endpoint} unreachable: {error.__class__.__name__} {error}".strip(),
+            f"LLM {name}",
+            False,
+            f"{endpoint} unreachable: {error.__class__.__name__} {error}".strip(),
             f"check llm.providers.{name}.endpoint and the network, or remove it from the chain",
-        )  # fmt: skip
+        )
     # Any HTTP answer (even 401/404 on the bare endpoint) proves the service is reachable.
     return CheckResult(f"LLM {name}", True, f"{endpoint} answers (HTTP {answer.status_code})")
 

@@ -59,3 +59,8 @@ class Keys:
 
     def llm_counter(self) -> str:
         return f"{self.prefix}llm:stats"
+
+
+def text_of(value: object) -> str:
+    """A value the store returned, as text: clients may be set to answer bytes or str."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -14,7 +14,7 @@ from datetime import datetime
 import redis.asyncio as redis
 from pydantic import ValidationError
 
-from aiworld.keys import Keys
+from aiworld.keys import Keys, text_of
 from aiworld.models import Memory, NpcProfile, describe_invalid
 
 log = logging.getLogger(__name__)
@@ -67,17 +67,17 @@ class MemoryStore:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for memory_id in ids:
-                pipe.hget(self._keys.memory(npc_id, _text(memory_id)), "json")
+                pipe.hget(self._keys.memory(npc_id, text_of(memory_id)), "json")
             raw = await pipe.execute()
         memories = []
-        for memory_id, item in zip(ids, raw):
+        for memory_id, item in zip(ids, raw, strict=True):
             if not item:
                 continue
             try:
                 memories.append(Memory.model_validate_json(item))
             except ValidationError as error:
                 # One damaged record must not cost the NPC all its memories (or its life).
-                log.warning("skipping corrupt memory %s of %s: %s", _text(memory_id), npc_id, describe_invalid(error))
+                log.warning("skipping corrupt memory %s of %s: %s", text_of(memory_id), npc_id, describe_invalid(error))
 
         def score(memory: Memory) -> float:
             hours = max(0.0, (now - memory.created_at).total_seconds() / 3600)
@@ -104,7 +104,7 @@ class MemoryStore:
             return {}
         values = await self._redis.hmget(self._keys.relationships(npc_id), parties)
         scores = {}
-        for party, value in zip(parties, values):
+        for party, value in zip(parties, values, strict=True):
             try:
                 scores[party] = int(value) if value is not None else None
             except ValueError:
@@ -116,11 +116,17 @@ class MemoryStore:
         await self._redis.hset(
             self._keys.npc(profile.npc_id),
             mapping={
-                "name": profile.name, "map": profile.map, "x": profile.x, "y": profile.y,
-                "personality": profile.personality.description, "faction_id": profile.faction,
-                "wealth": profile.wealth, "goal": profile.goals[0] if profile.goals else "", **fields,
+                "name": profile.name,
+                "map": profile.map,
+                "x": profile.x,
+                "y": profile.y,
+                "personality": profile.personality.description,
+                "faction_id": profile.faction,
+                "wealth": profile.wealth,
+                "goal": profile.goals[0] if profile.goals else "",
+                **fields,  # type: ignore[dict-item]  # redis-py's mapping type is invariant; these are str
             },
-        )  # fmt: skip
+        )
 
     async def world_state(self) -> dict[str, str]:
         """economy/politics/environment flattened to `system.key` for prompts and the offline policy."""
@@ -128,9 +134,5 @@ class MemoryStore:
         for system in ("economy", "politics", "environment"):
             values = await self._redis.hgetall(self._keys.world(system))
             for key, value in values.items():
-                state[f"{system}.{_text(key)}"] = _text(value)
+                state[f"{system}.{text_of(key)}"] = text_of(value)
         return state
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value

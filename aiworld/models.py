@@ -10,7 +10,7 @@ import re
 import unicodedata
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,14 +27,47 @@ MAX_REPLY_CHARS = 480  # shown as several short `mes` lines
 
 # Emotion names an NPC may use, mapped to rAthena's ET_* constants (db/const.yml).
 EMOTIONS: dict[str, int] = {
-    "surprise": 0, "question": 1, "delight": 2, "love": 3, "sweat": 4, "aha": 5, "fret": 6,
-    "anger": 7, "money": 8, "think": 9, "thanks": 15, "sorry": 17, "smile": 18, "best": 21,
-    "no": 22, "help": 26, "go": 27, "cry": 28, "ok": 33,
-}  # fmt: skip
+    "surprise": 0,
+    "question": 1,
+    "delight": 2,
+    "love": 3,
+    "sweat": 4,
+    "aha": 5,
+    "fret": 6,
+    "anger": 7,
+    "money": 8,
+    "think": 9,
+    "thanks": 15,
+    "sorry": 17,
+    "smile": 18,
+    "best": 21,
+    "no": 22,
+    "help": 26,
+    "go": 27,
+    "cry": 28,
+    "ok": 33,
+}
 Emotion = Literal[
-    "surprise", "question", "delight", "love", "sweat", "aha", "fret", "anger", "money", "think",
-    "thanks", "sorry", "smile", "best", "no", "help", "go", "cry", "ok",
-]  # fmt: skip
+    "surprise",
+    "question",
+    "delight",
+    "love",
+    "sweat",
+    "aha",
+    "fret",
+    "anger",
+    "money",
+    "think",
+    "thanks",
+    "sorry",
+    "smile",
+    "best",
+    "no",
+    "help",
+    "go",
+    "cry",
+    "ok",
+]
 
 _CONTROL_OR_MARKUP = re.compile(r"[\x00-\x1f\x7f-\x9f^\\]")
 # The client renders tags such as <URL>…<INFO>…</INFO></URL>, <NAVI>…</NAVI>, <ITEM>, <ITEMLINK>
@@ -127,9 +160,11 @@ class NpcProfile(StrictModel):
         if self.area is None:
             r = 8
             self.area = Area(
-                x1=max(0, self.x - r), y1=max(0, self.y - r),
-                x2=min(MAX_MAP_COORDINATE, self.x + r), y2=min(MAX_MAP_COORDINATE, self.y + r),
-            )  # fmt: skip
+                x1=max(0, self.x - r),
+                y1=max(0, self.y - r),
+                x2=min(MAX_MAP_COORDINATE, self.x + r),
+                y2=min(MAX_MAP_COORDINATE, self.y + r),
+            )
         if not self.area.contains(self.x, self.y):
             raise ValueError(f"spawn point ({self.x},{self.y}) lies outside the NPC's area")
         for wx, wy in self.routine:
@@ -171,9 +206,12 @@ class GameEventKind(StrEnum):
 
 
 _NEEDS_PLAYER = {
-    GameEventKind.PLAYER_NEARBY, GameEventKind.PLAYER_LEFT, GameEventKind.PLAYER_ATTACKED,
-    GameEventKind.PLAYER_KILLED_MONSTER, GameEventKind.ITEM_RECEIVED,
-}  # fmt: skip
+    GameEventKind.PLAYER_NEARBY,
+    GameEventKind.PLAYER_LEFT,
+    GameEventKind.PLAYER_ATTACKED,
+    GameEventKind.PLAYER_KILLED_MONSTER,
+    GameEventKind.ITEM_RECEIVED,
+}
 
 
 class GameEvent(StrictModel):
@@ -287,19 +325,35 @@ class IdleAction(StrictModel):
 
 
 Action = Annotated[
-    Union[
-        SayAction, EmoteAction, WalkToAction, MoveAction, TradeAction, GiveItemAction,
-        GiveZenyAction, StartQuestAction, AnnounceAction, SpawnMonsterAction, IdleAction,
-    ],
+    SayAction
+    | EmoteAction
+    | WalkToAction
+    | MoveAction
+    | TradeAction
+    | GiveItemAction
+    | GiveZenyAction
+    | StartQuestAction
+    | AnnounceAction
+    | SpawnMonsterAction
+    | IdleAction,
     Field(discriminator="kind"),
-]  # fmt: skip
+]
 ACTION_KINDS = frozenset(
     model.model_fields["kind"].default
     for model in (
-        SayAction, EmoteAction, WalkToAction, MoveAction, TradeAction, GiveItemAction,
-        GiveZenyAction, StartQuestAction, AnnounceAction, SpawnMonsterAction, IdleAction,
+        SayAction,
+        EmoteAction,
+        WalkToAction,
+        MoveAction,
+        TradeAction,
+        GiveItemAction,
+        GiveZenyAction,
+        StartQuestAction,
+        AnnounceAction,
+        SpawnMonsterAction,
+        IdleAction,
     )
-)  # fmt: skip
+)
 
 
 class Decision(StrictModel):
@@ -345,7 +399,7 @@ class DialogueReplyAction(StrictModel):
     options: list[str] = Field(default_factory=list, max_length=4)
 
 
-QueueableAction = Annotated[Union[Action, DialogueReplyAction], Field(discriminator="kind")]
+QueueableAction = Annotated[Action | DialogueReplyAction, Field(discriminator="kind")]
 
 
 class QueuedAction(BaseModel):

@@ -5,7 +5,12 @@ by the API and by the embedded demo alike."""
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from aiworld import search_attributes
@@ -59,9 +64,12 @@ async def report_action_result(
         raise UnknownAction(action_id)
     first_time = await queue.complete(action_id, outcome, detail)
     event = GameEvent(
-        event_id=f"result-{action_id}", kind=GameEventKind.ACTION_RESULT, action_id=action_id,
-        outcome=outcome, detail=detail[:200] or None,
-    )  # fmt: skip
+        event_id=f"result-{action_id}",
+        kind=GameEventKind.ACTION_RESULT,
+        action_id=action_id,
+        outcome=outcome,
+        detail=detail[:200] or None,
+    )
     # Signalled on every report, not only the first: if a previous attempt recorded the result
     # but crashed before the signal, this one delivers it; the NPC drops the duplicate id.
     await client.get_workflow_handle(npc_workflow_id(status["npc_id"])).signal("game_event", event)

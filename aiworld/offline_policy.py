@@ -65,6 +65,7 @@ _INTENTS: list[tuple[str, re.Pattern[str]]] = [
     ("greeting", re.compile(r"\b(hi|hello|hey|greetings|good (morning|evening|day)|yo)\b", re.I)),
 ]
 
+
 def _rng(*parts: object) -> random.Random:
     digest = hashlib.sha256("|".join(str(part) for part in parts).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
@@ -98,10 +99,15 @@ def decide(context: NpcContext) -> Decision:
 
 def _by_importance(events: list[GameEvent]) -> list[GameEvent]:
     order = {
-        GameEventKind.PLAYER_ATTACKED: 0, GameEventKind.WORLD_EVENT: 1, GameEventKind.ITEM_RECEIVED: 2,
-        GameEventKind.PLAYER_NEARBY: 3, GameEventKind.NPC_SPOKE: 4, GameEventKind.ACTION_RESULT: 5,
-        GameEventKind.PLAYER_KILLED_MONSTER: 6, GameEventKind.PLAYER_LEFT: 7,
-    }  # fmt: skip
+        GameEventKind.PLAYER_ATTACKED: 0,
+        GameEventKind.WORLD_EVENT: 1,
+        GameEventKind.ITEM_RECEIVED: 2,
+        GameEventKind.PLAYER_NEARBY: 3,
+        GameEventKind.NPC_SPOKE: 4,
+        GameEventKind.ACTION_RESULT: 5,
+        GameEventKind.PLAYER_KILLED_MONSTER: 6,
+        GameEventKind.PLAYER_LEFT: 7,
+    }
     return sorted(events, key=lambda event: (order[event.kind], -event.importance))
 
 
@@ -115,48 +121,76 @@ def _react(context: NpcContext, event: GameEvent, rng: random.Random) -> Decisio
                     EmoteAction(emotion="anger"),
                     SayAction(text=_voice(profile, f"{player.name}! You will regret raising a hand here!", rng)),
                 ],
-                mood="angry", activity="confronting", reason=f"{player.name} attacked me and I stand my ground",
-            )  # fmt: skip
+                mood="angry",
+                activity="confronting",
+                reason=f"{player.name} attacked me and I stand my ground",
+            )
         x, y = _random_point_in_area(profile, rng)
         return Decision(
-            actions=[EmoteAction(emotion="help"), SayAction(text=_voice(profile, "Help! Guards!", rng)), WalkToAction(x=x, y=y)],
-            mood="afraid", activity="fleeing", reason=f"{player.name} attacked me and I am no fighter",
-        )  # fmt: skip
+            actions=[
+                EmoteAction(emotion="help"),
+                SayAction(text=_voice(profile, "Help! Guards!", rng)),
+                WalkToAction(x=x, y=y),
+            ],
+            mood="afraid",
+            activity="fleeing",
+            reason=f"{player.name} attacked me and I am no fighter",
+        )
     if event.kind is GameEventKind.WORLD_EVENT and event.text:
         news = event.text.rstrip(".!")
         worried = event.importance >= 7
-        line = (
-            f"Did you hear? {news}! What will become of us?" if worried else f"They say {news}. Interesting times."
-        )
-        actions: list = [EmoteAction(emotion="surprise" if worried else "think"), SayAction(text=_voice(profile, line, rng))]
+        line = f"Did you hear? {news}! What will become of us?" if worried else f"They say {news}. Interesting times."
+        actions: list = [
+            EmoteAction(emotion="surprise" if worried else "think"),
+            SayAction(text=_voice(profile, line, rng)),
+        ]
         if profile.importance >= 8 and worried:
             actions.append(AnnounceAction(text=f"{news}. Stay alert, citizens!", scope="map"))
         return Decision(
-            actions=actions, mood="worried" if worried else "curious", activity="discussing news",
+            actions=actions,
+            mood="worried" if worried else "curious",
+            activity="discussing news",
             reason=f"reacting to world news: {news}",
-        )  # fmt: skip
+        )
     if event.kind is GameEventKind.ITEM_RECEIVED and player:
         return Decision(
-            actions=[EmoteAction(emotion="thanks"), SayAction(text=_voice(profile, f"For me? Thank you, {player.name}!", rng))],
-            mood="grateful", activity="thanking", reason=f"{player.name} gave me a gift",
-        )  # fmt: skip
+            actions=[
+                EmoteAction(emotion="thanks"),
+                SayAction(text=_voice(profile, f"For me? Thank you, {player.name}!", rng)),
+            ],
+            mood="grateful",
+            activity="thanking",
+            reason=f"{player.name} gave me a gift",
+        )
     if event.kind is GameEventKind.PLAYER_NEARBY and player:
         return _greet(context, event, rng)
     if event.kind is GameEventKind.NPC_SPOKE and event.text and personality.sociability >= 0.4:
         return Decision(
-            actions=[SayAction(text=_voice(profile, rng.choice(["Is that so?", "Hah, you don't say.", "Mm, I heard the same."]), rng))],
-            mood=context.mood, activity="chatting", reason=f"{event.other_npc_id} spoke to me",
-        )  # fmt: skip
+            actions=[
+                SayAction(
+                    text=_voice(
+                        profile, rng.choice(["Is that so?", "Hah, you don't say.", "Mm, I heard the same."]), rng
+                    )
+                )
+            ],
+            mood=context.mood,
+            activity="chatting",
+            reason=f"{event.other_npc_id} spoke to me",
+        )
     if event.kind is GameEventKind.ACTION_RESULT and event.outcome == "failed":
         return Decision(
-            actions=[EmoteAction(emotion="sweat")], mood="fret", activity="reconsidering",
+            actions=[EmoteAction(emotion="sweat")],
+            mood="fret",
+            activity="reconsidering",
             reason=f"my last action failed: {event.detail or 'no reason given'}",
-        )  # fmt: skip
+        )
     if event.kind is GameEventKind.PLAYER_KILLED_MONSTER and player and profile.role in {"guard", "hunter", "trainer"}:
         return Decision(
             actions=[EmoteAction(emotion="best"), SayAction(text=_voice(profile, f"Well fought, {player.name}.", rng))],
-            mood="proud", activity="watching the fields", reason=f"{player.name} slew a monster nearby",
-        )  # fmt: skip
+            mood="proud",
+            activity="watching the fields",
+            reason=f"{player.name} slew a monster nearby",
+        )
     return None
 
 
@@ -173,14 +207,21 @@ def _greet(context: NpcContext, event: GameEvent, rng: random.Random) -> Decisio
     elif known or score >= 10:
         line, emotion, mood = f"Welcome back, {player.name}! Good to see you again.", "delight", "happy"
     else:
-        greeting = {"morning": "Good morning", "afternoon": "Good day", "evening": "Good evening", "night": "Late to be out"}
+        greeting = {
+            "morning": "Good morning",
+            "afternoon": "Good day",
+            "evening": "Good evening",
+            "night": "Late to be out",
+        }
         line, emotion, mood = f"{greeting[context.part_of_day]}, traveller.", "smile", context.mood
     if profile.shop and rng.random() < profile.personality.greed:
         line += " Care to see my wares?"
     return Decision(
         actions=[EmoteAction(emotion=emotion), SayAction(text=_voice(profile, line, rng), to_char_id=player.char_id)],
-        mood=mood, activity="greeting", reason=f"{player.name} came near" + (" and I know them" if known else ""),
-    )  # fmt: skip
+        mood=mood,
+        activity="greeting",
+        reason=f"{player.name} came near" + (" and I know them" if known else ""),
+    )
 
 
 def routine(context: NpcContext, rng: random.Random) -> Decision:
@@ -256,13 +297,15 @@ def reply(context: DialogueContext) -> DialogueDraft:
     else:
         text, emotion = _chat_line(context, past, score, rng)
     if past and intent in {"greeting", "chat"}:
-        text = f"{text} Last time you told me: \"{_quote(past[0])}\"."
+        text = f'{text} Last time you told me: "{_quote(past[0])}".'
     if score <= -30 and intent != "insult":
         text, emotion, change = f"I have nothing to say to you, {player.name}.", "no", 0
     options = ["Any rumours?", "What do you do?", "Goodbye"]
     if profile.shop:
         options.insert(0, "What do you sell?")
-    return DialogueDraft(text=_voice(profile, text, rng), emotion=emotion, options=options[:4], relationship_change=change)
+    return DialogueDraft(
+        text=_voice(profile, text, rng), emotion=emotion, options=options[:4], relationship_change=change
+    )
 
 
 def _chat_line(context: DialogueContext, past: list[Memory], score: int, rng: random.Random) -> tuple[str, str]:

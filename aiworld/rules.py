@@ -34,9 +34,20 @@ from aiworld.models import (
 @dataclass(frozen=True)
 class GameLimits:
     allowed_kinds: frozenset[str] = frozenset(
-        {"say", "emote", "walk_to", "move", "trade", "give_item", "give_zeny", "start_quest", "announce",
-         "spawn_monster", "idle"}
-    )  # fmt: skip
+        {
+            "say",
+            "emote",
+            "walk_to",
+            "move",
+            "trade",
+            "give_item",
+            "give_zeny",
+            "start_quest",
+            "announce",
+            "spawn_monster",
+            "idle",
+        }
+    )
     # Small gifts an NPC may hand out besides what its own shop sells.
     giftable_items: frozenset[int] = frozenset({501, 502, 512, 513, 519, 520, 531, 535})
     max_gift_amount: int = 5

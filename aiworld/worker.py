@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as redis
@@ -45,7 +45,9 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     await ensure_search_attributes(client)
     # A store that hangs (frozen, partitioned) must fail calls, not hold activities until their
     # timeouts: the NPC then decides without it and keeps its writes for later.
-    store = redis.Redis.from_url(settings.redis_url, socket_timeout=STORE_SOCKET_TIMEOUT, socket_connect_timeout=STORE_SOCKET_TIMEOUT)
+    store = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=STORE_SOCKET_TIMEOUT, socket_connect_timeout=STORE_SOCKET_TIMEOUT
+    )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
     worker = build_worker(client, settings.task_queue, store, keys, router)

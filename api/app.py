@@ -31,6 +31,13 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from aiworld.action_queue import ActionQueue, ConflictingResult, UnknownAction
+from aiworld.config import Settings
+from aiworld.keys import Keys
+from aiworld.models import NpcProfile, NpcStateView, Personality, TalkReply
+from aiworld.npc_control import ensure_npc_started, report_action_result
+from aiworld.temporal import connect, npc_workflow_id
+from aiworld.world import load_world
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
@@ -51,13 +58,6 @@ from api.schemas import (
     WorldState,
     WorldStateUpdate,
 )
-from aiworld.action_queue import ActionQueue, ConflictingResult, UnknownAction
-from aiworld.config import Settings
-from aiworld.keys import Keys
-from aiworld.models import NpcProfile, NpcStateView, Personality, TalkReply
-from aiworld.npc_control import ensure_npc_started, report_action_result
-from aiworld.temporal import connect, npc_workflow_id
-from aiworld.world import load_world
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,9 @@ def create_app(
     async def require_living(npc_id: str) -> None:
         state = await npc_status(npc_id)
         if state is None or state not in (WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING, _PAUSED):
-            raise ApiError(status.HTTP_404_NOT_FOUND, f"no living NPC {npc_id!r}: register it with POST /ai/npc/register")
+            raise ApiError(
+                status.HTTP_404_NOT_FOUND, f"no living NPC {npc_id!r}: register it with POST /ai/npc/register"
+            )
         if state == _PAUSED:
             raise ApiError(
                 status.HTTP_409_CONFLICT,
@@ -165,13 +167,23 @@ def create_app(
 
     # --- auth and health ------------------------------------------------------------------------
 
-    @app.post("/ai/auth/token", response_model=TokenResponse, tags=["auth"],
-              responses={401: COMMON_ERRORS[401], 413: WITH_BODY_ERRORS[413], 422: WITH_BODY_ERRORS[422],
-                         429: {"model": ErrorBody, "description": "too many token requests from this client; `Retry-After`"}})
+    @app.post(
+        "/ai/auth/token",
+        response_model=TokenResponse,
+        tags=["auth"],
+        responses={
+            401: COMMON_ERRORS[401],
+            413: WITH_BODY_ERRORS[413],
+            422: WITH_BODY_ERRORS[422],
+            429: {"model": ErrorBody, "description": "too many token requests from this client; `Retry-After`"},
+        },
+    )
     async def issue_token(body: TokenRequest, request: Request) -> TokenResponse:
         """Exchange an API key for a short-lived bearer token (rate-limited per client address)."""
         client = request.client.host if request.client else "unknown"
-        return TokenResponse(access_token=authenticator.issue(body.api_key, client), expires_in=authenticator.ttl_seconds)
+        return TokenResponse(
+            access_token=authenticator.issue(body.api_key, client), expires_in=authenticator.ttl_seconds
+        )
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
@@ -192,8 +204,13 @@ def create_app(
 
     # --- NPCs -----------------------------------------------------------------------------------
 
-    @guarded.post("/ai/npc/register", response_model=RegisterResponse, tags=["npc"], status_code=201,
-                  responses={200: {"model": RegisterResponse, "description": "already living"}, **WITH_BODY_ERRORS})
+    @guarded.post(
+        "/ai/npc/register",
+        response_model=RegisterResponse,
+        tags=["npc"],
+        status_code=201,
+        responses={200: {"model": RegisterResponse, "description": "already living"}, **WITH_BODY_ERRORS},
+    )
     async def register_npc(body: NpcRegistration, response: Response) -> RegisterResponse:
         """Start an NPC's life unless it already lives (idempotent)."""
         profile = _profile_for(body, known_profiles.get(body.npc_id))
@@ -202,8 +219,13 @@ def create_app(
             response.status_code = status.HTTP_200_OK
         return RegisterResponse(npc_id=profile.npc_id, workflow_id=npc_workflow_id(profile.npc_id), started=started)
 
-    @guarded.post("/ai/npc/event", response_model=EventAccepted, status_code=202, tags=["npc"],
-                  responses={**WITH_BODY_ERRORS, **NO_SUCH_NPC})
+    @guarded.post(
+        "/ai/npc/event",
+        response_model=EventAccepted,
+        status_code=202,
+        tags=["npc"],
+        responses={**WITH_BODY_ERRORS, **NO_SUCH_NPC},
+    )
     async def npc_event(body: EventRequest) -> EventAccepted:
         """Deliver a game event to an NPC (a signal; held while the NPC is paused)."""
         workflow_id = npc_workflow_id(body.npc_id)
@@ -215,25 +237,44 @@ def create_app(
             raise
         return EventAccepted(workflow_id=workflow_id)
 
-    @guarded.get("/ai/npc/{npc_id}", response_model=NpcStateView, tags=["npc"],
-                 responses={**COMMON_ERRORS, **NO_SUCH_NPC, 409: {"model": ErrorBody, "description": "paused"}})
+    @guarded.get(
+        "/ai/npc/{npc_id}",
+        response_model=NpcStateView,
+        tags=["npc"],
+        responses={**COMMON_ERRORS, **NO_SUCH_NPC, 409: {"model": ErrorBody, "description": "paused"}},
+    )
     async def npc_state(npc_id: str) -> NpcStateView:
         """What an NPC is doing now (the workflow's `state` query), within a few seconds or 503."""
         await within(query_wait_seconds, require_living(npc_id), "Temporal")
         handle = temporal().get_workflow_handle(npc_workflow_id(npc_id))
         # Temporal holds a query until a worker takes it; a dead or frozen worker never does.
         return await within(
-            query_wait_seconds, handle.query("state", result_type=NpcStateView), f"the worker of NPC {npc_id!r}",
+            query_wait_seconds,
+            handle.query("state", result_type=NpcStateView),
+            f"the worker of NPC {npc_id!r}",
             reason="no worker answered the query",
         )
 
-    @guarded.post("/ai/player/interaction", response_model=TalkReply, tags=["npc"],
-                  responses={**WITH_BODY_ERRORS, **NO_SUCH_NPC,
-                             409: {"model": ErrorBody, "description": "the NPC is paused or retired"},
-                             503: {"model": ErrorBody, "description": "no worker took the turn in time, or what the NPC "
-                                   "needs to answer (Temporal, its state store) is down: nothing is promised, send the turn again; `Retry-After`"},
-                             504: {"model": ErrorBody, "description": "the NPC took the turn but its reply is late; "
-                                   "it will arrive as a queued `reply` action; `Retry-After`"}})
+    @guarded.post(
+        "/ai/player/interaction",
+        response_model=TalkReply,
+        tags=["npc"],
+        responses={
+            **WITH_BODY_ERRORS,
+            **NO_SUCH_NPC,
+            409: {"model": ErrorBody, "description": "the NPC is paused or retired"},
+            503: {
+                "model": ErrorBody,
+                "description": "no worker took the turn in time, or what the NPC "
+                "needs to answer (Temporal, its state store) is down: nothing is promised, send the turn again; `Retry-After`",
+            },
+            504: {
+                "model": ErrorBody,
+                "description": "the NPC took the turn but its reply is late; "
+                "it will arrive as a queued `reply` action; `Retry-After`",
+            },
+        },
+    )
     async def player_interaction(body: InteractionRequest) -> TalkReply:
         """One player line to an NPC (the `talk` update); answers with the NPC's reply, all within the reply wait."""
         turn = body.turn if body.turn.turn_id else body.turn.model_copy(update={"turn_id": f"api-{uuid.uuid4().hex}"})
@@ -246,11 +287,17 @@ def create_app(
                     await require_living(body.npc_id)
                     waiting_for = f"the worker of NPC {body.npc_id!r}"
                     update = await handle.start_update(
-                        "talk", turn, id=turn.turn_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED, result_type=TalkReply
+                        "talk",
+                        turn,
+                        id=turn.turn_id,
+                        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                        result_type=TalkReply,
                     )
             except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
                 # Never accepted: the NPC owes nothing, so nothing is promised.
-                raise Unavailable(waiting_for, f"turn {turn.turn_id} was not taken within {reply_wait_seconds:g} s") from None
+                raise Unavailable(
+                    waiting_for, f"turn {turn.turn_id} was not taken within {reply_wait_seconds:g} s"
+                ) from None
             try:
                 async with asyncio.timeout_at(deadline):
                     return await update.result()
@@ -272,7 +319,9 @@ def create_app(
             raise Unavailable(f"NPC {body.npc_id!r}", "the turn failed inside the NPC", cause=error.cause) from None
         except RPCError as error:
             if error.status is RPCStatusCode.FAILED_PRECONDITION and "paused" in str(error).lower():
-                raise ApiError(409, f"NPC {body.npc_id!r} is paused by an operator; try again after it is unpaused") from None
+                raise ApiError(
+                    409, f"NPC {body.npc_id!r} is paused by an operator; try again after it is unpaused"
+                ) from None
             if error.status is RPCStatusCode.NOT_FOUND:
                 raise ApiError(404, f"no living NPC {body.npc_id!r}") from None
             raise
@@ -283,7 +332,9 @@ def create_app(
     async def npc_actions(
         npc_id: str,
         limit: int = Query(10, ge=1, le=100),
-        lease_seconds: float = Query(30, ge=1, le=600, description="unacknowledged actions are offered again after this"),
+        lease_seconds: float = Query(
+            30, ge=1, le=600, description="unacknowledged actions are offered again after this"
+        ),
     ) -> ActionBatch:
         """Lease the queued actions of one NPC."""
         claimed = await queue().claim(npc_id=npc_id, limit=limit, lease_seconds=lease_seconds)
@@ -292,15 +343,24 @@ def create_app(
     @guarded.get("/ai/actions", response_model=ActionBatch, tags=["actions"], responses=WITH_QUERY_ERRORS)
     async def all_actions(
         limit: int = Query(50, ge=1, le=500),
-        lease_seconds: float = Query(30, ge=1, le=600, description="unacknowledged actions are offered again after this"),
+        lease_seconds: float = Query(
+            30, ge=1, le=600, description="unacknowledged actions are offered again after this"
+        ),
     ) -> ActionBatch:
         """Lease a batch of queued actions across every NPC (what the bridge polls)."""
         claimed = await queue().claim(limit=limit, lease_seconds=lease_seconds)
         return ActionBatch(actions=[ClaimedActionOut(**c.action.model_dump(), attempts=c.attempts) for c in claimed])
 
-    @guarded.post("/ai/actions/{action_id}/result", response_model=ActionResultRecorded, tags=["actions"],
-                  responses={**WITH_BODY_ERRORS, 404: {"model": ErrorBody, "description": "unknown action"},
-                             409: {"model": ErrorBody, "description": "contradicts the recorded result"}})
+    @guarded.post(
+        "/ai/actions/{action_id}/result",
+        response_model=ActionResultRecorded,
+        tags=["actions"],
+        responses={
+            **WITH_BODY_ERRORS,
+            404: {"model": ErrorBody, "description": "unknown action"},
+            409: {"model": ErrorBody, "description": "contradicts the recorded result"},
+        },
+    )
     async def action_result(action_id: str, body: ActionResultRequest) -> ActionResultRecorded:
         """What the game did with an action; the NPC remembers it. Idempotent."""
         try:

@@ -165,7 +165,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=getattr(error, "headers", None))
+        return JSONResponse(
+            {"detail": error.detail}, status_code=error.status_code, headers=getattr(error, "headers", None)
+        )
 
     @app.exception_handler(Unavailable)
     async def part_down(request: Request, error: Unavailable) -> JSONResponse:
@@ -178,7 +180,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(redis.exceptions.RedisError)
     async def store_down(request: Request, error: redis.exceptions.RedisError) -> JSONResponse:
         return unavailable_response(request, "the state store", cause=error)
-
 
 
 def install_request_ids(app: FastAPI) -> None:

@@ -18,13 +18,20 @@ class ApiMetrics:
         # One registry per app keeps several apps in one process (tests) apart.
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "aiworld_api_requests", "API requests by route and status", ["method", "route", "status"], registry=self.registry
+            "aiworld_api_requests",
+            "API requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
-        self.latency = Histogram("aiworld_api_request_seconds", "API request latency", ["route"], registry=self.registry)
+        self.latency = Histogram(
+            "aiworld_api_request_seconds", "API request latency", ["route"], registry=self.registry
+        )
         self.llm = Gauge(
-            "aiworld_llm_total", "LLM layer counters across all workers (tokens, calls, cache hits, fallbacks)",
-            ["counter"], registry=self.registry,
-        )  # fmt: skip
+            "aiworld_llm_total",
+            "LLM layer counters across all workers (tokens, calls, cache hits, fallbacks)",
+            ["counter"],
+            registry=self.registry,
+        )
 
     def install(self, app: FastAPI) -> None:
         @app.middleware("http")

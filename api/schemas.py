@@ -101,7 +101,9 @@ WorldValue = Annotated[str, Field(max_length=200)] | int | float
 
 class WorldStateUpdate(StrictModel):
     system: WorldSystem
-    values: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")], WorldValue] = Field(min_length=1, max_length=50)
+    values: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")], WorldValue] = Field(
+        min_length=1, max_length=50
+    )
 
 
 class WorldState(BaseModel):

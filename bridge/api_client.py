@@ -78,10 +78,16 @@ class ApiClient:
         return await self._send("POST", "/ai/npc/register", json=body)
 
     async def send_event(self, npc_id: str, event: GameEvent) -> None:
-        await self._send("POST", "/ai/npc/event", json={"npc_id": npc_id, "event": event.model_dump(mode="json", exclude_none=True)})
+        await self._send(
+            "POST", "/ai/npc/event", json={"npc_id": npc_id, "event": event.model_dump(mode="json", exclude_none=True)}
+        )
 
     async def talk(self, npc_id: str, turn: TalkTurn) -> TalkReply:
-        answer = await self._send("POST", "/ai/player/interaction", json={"npc_id": npc_id, "turn": turn.model_dump(mode="json", exclude_none=True)})
+        answer = await self._send(
+            "POST",
+            "/ai/player/interaction",
+            json={"npc_id": npc_id, "turn": turn.model_dump(mode="json", exclude_none=True)},
+        )
         return TalkReply.model_validate(answer)
 
     async def claim_actions(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
@@ -89,7 +95,9 @@ class ApiClient:
         return answer["actions"]
 
     async def report_result(self, action_id: str, outcome: str, detail: str) -> bool:
-        answer = await self._send("POST", f"/ai/actions/{action_id}/result", json={"outcome": outcome, "detail": detail[:200]})
+        answer = await self._send(
+            "POST", f"/ai/actions/{action_id}/result", json={"outcome": outcome, "detail": detail[:200]}
+        )
         return answer["recorded"]
 
     async def update_world(self, system: str, values: dict[str, Any]) -> None:

@@ -14,7 +14,9 @@ SCHEMA_FILE = Path(__file__).parents[1] / "rathena" / "sql" / "ai_world.sql"
 def schema_statements(path: Path = SCHEMA_FILE) -> list[str]:
     """The file's statements, split on semicolons outside quotes and `--` comments (the comments
     explain the tables and may contain semicolons themselves)."""
-    statements, current, quote = [], [], None
+    statements: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
     for line in path.read_text(encoding="utf-8").splitlines():
         index = 0
         while index < len(line):

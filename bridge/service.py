@@ -89,7 +89,9 @@ class Bridge:
 
     def _refused(self, pump: str, what: str, reason: object) -> None:
         self.stats.refused[pump] += 1
-        log.warning("%s pump: %s refused, skipped: %s (%d refused so far)", pump, what, reason, self.stats.refused[pump])
+        log.warning(
+            "%s pump: %s refused, skipped: %s (%d refused so far)", pump, what, reason, self.stats.refused[pump]
+        )
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -118,12 +120,16 @@ class Bridge:
 
     async def load_known_npcs(self) -> None:
         """Every NPC the scripts ever registered: where it stands and its script name."""
-        for row in await self._rows("SELECT `id`, `npc_id`, `map`, `x`, `y`, `detail` FROM `ai_event` WHERE `kind` = 'register' ORDER BY `id`"):
+        for row in await self._rows(
+            "SELECT `id`, `npc_id`, `map`, `x`, `y`, `detail` FROM `ai_event` WHERE `kind` = 'register' ORDER BY `id`"
+        ):
             try:
                 registration = translate.registration_of(row)
             except RejectedRow:
                 continue
-            self.npcs[registration.npc_id] = KnownNpc(registration.unique_name, registration.map, registration.x, registration.y)
+            self.npcs[registration.npc_id] = KnownNpc(
+                registration.unique_name, registration.map, registration.x, registration.y
+            )
 
     async def cursor(self) -> int:
         rows = await self._rows("SELECT `position` FROM `ai_bridge_cursor` WHERE `name` = 'events'")
@@ -159,7 +165,9 @@ class Bridge:
         if kind == "register":
             registration = translate.registration_of(row)
             await self.api.register(translate.registration_body(registration))
-            self.npcs[registration.npc_id] = KnownNpc(registration.unique_name, registration.map, registration.x, registration.y)
+            self.npcs[registration.npc_id] = KnownNpc(
+                registration.unique_name, registration.map, registration.x, registration.y
+            )
         elif kind == "talk":
             await self._handle_talk(row)
         elif kind in translate.EVENT_KINDS:
@@ -182,19 +190,25 @@ class Bridge:
                 return
             raise
         await self._insert_dialogue(
-            {"event_id": row["id"], "npc_id": row["npc_id"], "char_id": row["char_id"],
-             "reply": translate.game_text(reply.text, translate.REPLY_COLUMN_BYTES),
-             "emotion": translate.EMOTIONS.get(reply.emotion, -1),
-             "options": translate.dialogue_options(reply.options), "status": "ready"}
-        )  # fmt: skip
+            {
+                "event_id": row["id"],
+                "npc_id": row["npc_id"],
+                "char_id": row["char_id"],
+                "reply": translate.game_text(reply.text, translate.REPLY_COLUMN_BYTES),
+                "emotion": translate.EMOTIONS.get(reply.emotion, -1),
+                "options": translate.dialogue_options(reply.options),
+                "status": "ready",
+            }
+        )
 
     def _npcs_near(self, map_name: str | None, x: int | None, y: int | None) -> list[str]:
         if map_name is None or x is None or y is None:
             return []
         return [
-            npc_id for npc_id, npc in self.npcs.items()
+            npc_id
+            for npc_id, npc in self.npcs.items()
             if npc.map == map_name and max(abs(npc.x - x), abs(npc.y - y)) <= NEAR_CELLS
-        ]  # fmt: skip
+        ]
 
     # --- actions and results --------------------------------------------------------------------
 
@@ -204,7 +218,9 @@ class Bridge:
             try:
                 queued = QueuedAction.model_validate({key: value for key, value in item.items() if key != "attempts"})
             except ValidationError as error:
-                self._refused("actions", f"malformed action {item.get('action_id')} (left to expire)", describe_invalid(error))
+                self._refused(
+                    "actions", f"malformed action {item.get('action_id')} (left to expire)", describe_invalid(error)
+                )
                 continue
             if queued.action.kind == "reply":
                 row = translate.dialogue_row_of(queued.action, queued.npc_id)
@@ -259,9 +275,14 @@ class Bridge:
     def _player_of(self, character: dict[str, Any]) -> PlayerRef | None:
         try:
             return PlayerRef(
-                char_id=character["char_id"], name=character["name"], level=character["base_level"] or 1,
-                job_class=character["class"] or 0, map=character["last_map"], x=character["last_x"], y=character["last_y"],
-            )  # fmt: skip
+                char_id=character["char_id"],
+                name=character["name"],
+                level=character["base_level"] or 1,
+                job_class=character["class"] or 0,
+                map=character["last_map"],
+                x=character["last_x"],
+                y=character["last_y"],
+            )
         except ValidationError as error:
             if character["char_id"] not in self._unusable_characters:
                 self._unusable_characters.add(character["char_id"])
@@ -293,7 +314,9 @@ class Bridge:
     async def _sync_presence(self, near: dict[tuple[str, int], PlayerRef]) -> int:
         known = {
             (row["npc_id"], row["char_id"]): row
-            for row in await self._rows("SELECT `npc_id`, `char_id`, `char_name`, `since`, `announced` FROM `ai_presence`")
+            for row in await self._rows(
+                "SELECT `npc_id`, `char_id`, `char_name`, `since`, `announced` FROM `ai_presence`"
+            )
         }
         changes = 0
         now = int(time.time())
@@ -307,7 +330,9 @@ class Bridge:
                 row = {"since": now, "announced": 0}
             if not row["announced"]:  # also retried after a crash, under the same event id
                 await self._announce(key, player, f"near-{key[0]}-{key[1]}-{row['since']}", GameEventKind.PLAYER_NEARBY)
-                await self._execute("UPDATE `ai_presence` SET `announced` = 1 WHERE `npc_id` = %s AND `char_id` = %s", key)
+                await self._execute(
+                    "UPDATE `ai_presence` SET `announced` = 1 WHERE `npc_id` = %s AND `char_id` = %s", key
+                )
                 changes += 1
         for key, row in known.items():
             if key not in near:
@@ -353,8 +378,13 @@ RECOVERABLE = (ApiUnavailable, pymysql.err.OperationalError, pymysql.err.Interfa
 
 
 async def _repeat(
-    name: str, step: Callable[[], Awaitable[Any]], idle_seconds: float, stop: asyncio.Event, stats: BridgeStats,
-    *, once: bool = False,
+    name: str,
+    step: Callable[[], Awaitable[Any]],
+    idle_seconds: float,
+    stop: asyncio.Event,
+    stats: BridgeStats,
+    *,
+    once: bool = False,
 ) -> None:
     """Run a pump until stopped (or, `once`, until it succeeds): again at once while it has work,
     after a pause when idle, after a growing, jittered pause when the API or the database is down
@@ -372,10 +402,14 @@ async def _repeat(
             delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**failures) * random.uniform(0.5, 1.0)
             if isinstance(error, RECOVERABLE):
                 stats.outages[name] += 1
-                log.warning("%s pump: %s; retrying in %.1fs (%d outages so far)", name, error, delay, stats.outages[name])
+                log.warning(
+                    "%s pump: %s; retrying in %.1fs (%d outages so far)", name, error, delay, stats.outages[name]
+                )
             else:
                 stats.failures[name] += 1
-                log.exception("%s pump failed; retrying in %.1fs (%d failures so far)", name, delay, stats.failures[name])
+                log.exception(
+                    "%s pump failed; retrying in %.1fs (%d failures so far)", name, delay, stats.failures[name]
+                )
             await _sleep_or_stop(stop, delay)
             continue
         if not busy:
@@ -385,7 +419,7 @@ async def _repeat(
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -398,10 +432,16 @@ async def run_bridge(settings: Settings, stop: asyncio.Event, options: BridgeOpt
         # Autocommit: every statement is its own transaction, so reads never see an old snapshot.
         pools.append(
             await aiomysql.create_pool(
-                host=settings.db_host, port=settings.db_port, user=settings.db_user,
-                password=settings.db_password.get_secret_value(), db=settings.db_name, autocommit=True,
-                minsize=1, maxsize=4, charset="utf8mb4",
-            )  # fmt: skip
+                host=settings.db_host,
+                port=settings.db_port,
+                user=settings.db_user,
+                password=settings.db_password.get_secret_value(),
+                db=settings.db_name,
+                autocommit=True,
+                minsize=1,
+                maxsize=4,
+                charset="utf8mb4",
+            )
         )
 
     await _repeat("database", connect, 0, stop, BridgeStats(), once=True)

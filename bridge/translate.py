@@ -69,9 +69,14 @@ def event_id_of(row_id: int, npc_id: str | None = None) -> str:
 def player_of(row: dict[str, Any]) -> PlayerRef:
     try:
         return PlayerRef(
-            char_id=row["char_id"], name=row["char_name"], level=row["base_level"] or 1, job_class=row["class"] or 0,
-            map=row["map"], x=row["x"], y=row["y"],
-        )  # fmt: skip
+            char_id=row["char_id"],
+            name=row["char_name"],
+            level=row["base_level"] or 1,
+            job_class=row["class"] or 0,
+            map=row["map"],
+            x=row["x"],
+            y=row["y"],
+        )
     except ValidationError as error:
         raise RejectedRow(f"player of row {row['id']}: {describe_invalid(error)}") from None
 
@@ -83,10 +88,13 @@ def game_event_of(row: dict[str, Any], npc_id: str | None = None) -> GameEvent:
         raise RejectedRow(f"row {row['id']}: unknown event kind {row['kind']!r}")
     try:
         return GameEvent(
-            event_id=event_id_of(row["id"], npc_id), kind=kind, player=player_of(row),
-            item_id=row.get("item_id"), amount=row.get("amount"),
+            event_id=event_id_of(row["id"], npc_id),
+            kind=kind,
+            player=player_of(row),
+            item_id=row.get("item_id"),
+            amount=row.get("amount"),
             detail=f"monster {row['detail']}" if row["kind"] == "kill" and row.get("detail") else None,
-        )  # fmt: skip
+        )
     except ValidationError as error:
         raise RejectedRow(f"row {row['id']}: {describe_invalid(error)}") from None
 
@@ -123,17 +131,27 @@ def registration_of(row: dict[str, Any]) -> Registration:
             raise RejectedRow(f"register row {row['id']}: unwalkable cell {spot!r} is not 'x,y'")
         cells.append((int(x), int(y)))
     return Registration(
-        npc_id=row["npc_id"], unique_name=unique, name=unique.split("#", 1)[0][:23], sprite=int(sprite),
-        map=row["map"], x=row["x"], y=row["y"], unwalkable=tuple(dict.fromkeys(cells)),
-    )  # fmt: skip
+        npc_id=row["npc_id"],
+        unique_name=unique,
+        name=unique.split("#", 1)[0][:23],
+        sprite=int(sprite),
+        map=row["map"],
+        x=row["x"],
+        y=row["y"],
+        unwalkable=tuple(dict.fromkeys(cells)),
+    )
 
 
 def registration_body(registration: Registration) -> dict[str, Any]:
     """What the API's registration takes from the game; `unwalkable` only when the map refused a cell."""
     body: dict[str, Any] = {
-        "npc_id": registration.npc_id, "name": registration.name, "sprite": registration.sprite,
-        "map": registration.map, "x": registration.x, "y": registration.y,
-    }  # fmt: skip
+        "npc_id": registration.npc_id,
+        "name": registration.name,
+        "sprite": registration.sprite,
+        "map": registration.map,
+        "x": registration.x,
+        "y": registration.y,
+    }
     if registration.unwalkable:
         body["unwalkable"] = [list(cell) for cell in registration.unwalkable]
     return body
@@ -143,9 +161,19 @@ def action_row_of(queued: QueuedAction, unique_name: str) -> dict[str, Any]:
     """An `ai_action` row the dispatcher script executes (columns of rathena/sql/ai_world.sql)."""
     action = queued.action
     row: dict[str, Any] = {
-        "action_id": queued.action_id, "npc_id": queued.npc_id, "npc_name": unique_name, "kind": action.kind,
-        "map": queued.map, "x": 0, "y": 0, "char_id": 0, "item_id": 0, "amount": 0, "value": 0, "text": "",
-    }  # fmt: skip
+        "action_id": queued.action_id,
+        "npc_id": queued.npc_id,
+        "npc_name": unique_name,
+        "kind": action.kind,
+        "map": queued.map,
+        "x": 0,
+        "y": 0,
+        "char_id": 0,
+        "item_id": 0,
+        "amount": 0,
+        "value": 0,
+        "text": "",
+    }
     match action.kind:
         case "say" | "announce":
             row["text"] = game_text(action.text, TEXT_COLUMN_BYTES)
@@ -173,11 +201,14 @@ def dialogue_row_of(reply: DialogueReplyAction, npc_id: str) -> dict[str, Any] |
     if not reply.turn_id.startswith("ev-") or not reply.turn_id[3:].isdigit():
         return None
     return {
-        "event_id": int(reply.turn_id[3:]), "npc_id": npc_id, "char_id": reply.char_id,
-        "reply": game_text(reply.text, REPLY_COLUMN_BYTES), "emotion": EMOTIONS.get(reply.emotion, -1),
+        "event_id": int(reply.turn_id[3:]),
+        "npc_id": npc_id,
+        "char_id": reply.char_id,
+        "reply": game_text(reply.text, REPLY_COLUMN_BYTES),
+        "emotion": EMOTIONS.get(reply.emotion, -1),
         "options": dialogue_options(reply.options),
         "status": "ready",
-    }  # fmt: skip
+    }
 
 
 def population_key(map_name: str) -> str | None:
@@ -208,6 +239,11 @@ def dialogue_options(options: Iterable[str]) -> str:
 
 def unavailable_dialogue_row(event_row: dict[str, Any], line: str = UNAVAILABLE_LINE) -> dict[str, Any]:
     return {
-        "event_id": event_row["id"], "npc_id": event_row["npc_id"], "char_id": event_row["char_id"] or 0,
-        "reply": game_text(line, REPLY_COLUMN_BYTES), "emotion": EMOTIONS["sweat"], "options": "", "status": "unavailable",
-    }  # fmt: skip
+        "event_id": event_row["id"],
+        "npc_id": event_row["npc_id"],
+        "char_id": event_row["char_id"] or 0,
+        "reply": game_text(line, REPLY_COLUMN_BYTES),
+        "emotion": EMOTIONS["sweat"],
+        "options": "",
+        "status": "unavailable",
+    }

@@ -10,30 +10,28 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomysql
 import pytest
 import pytest_asyncio
 import redis.asyncio as redis
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory
-
+from aiworld import binaries, search_attributes
+from aiworld.keys import Keys
 from aiworld.models import DecisionRecord, NpcProfile, NpcStateView
 from aiworld.npc_control import ensure_npc_started
 from aiworld.offline_policy import OfflineDecisionMaker
-from aiworld.temporal import npc_workflow_id
-from aiworld.world import load_world
+from aiworld.temporal import ensure_search_attributes, npc_workflow_id
 from aiworld.worker import WORKFLOWS, build_worker
+from aiworld.world import load_world
 from workflows.npc_state import NpcLifeInput
-from aiworld import binaries, search_attributes
-from aiworld.keys import Keys
-from aiworld.temporal import ensure_search_attributes
 
 REDIS_URL = os.environ.get("AIWORLD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MARIADB = {
@@ -144,7 +142,9 @@ class NpcLife:
     async def state(self, handle: WorkflowHandle) -> NpcStateView:
         return await handle.query("state", result_type=NpcStateView)
 
-    async def wait_for(self, handle: WorkflowHandle, predicate: Callable[[NpcStateView], bool], timeout: float = 60) -> NpcStateView:
+    async def wait_for(
+        self, handle: WorkflowHandle, predicate: Callable[[NpcStateView], bool], timeout: float = 60
+    ) -> NpcStateView:
         """Poll the `state` query until the NPC reaches the expected situation."""
         return await _query_until(handle, "state", NpcStateView, predicate, timeout)
 
@@ -154,7 +154,9 @@ class NpcLife:
         return await _query_until(handle, "recent_decisions", list[DecisionRecord], predicate, timeout)
 
 
-async def _query_until(handle: WorkflowHandle, query: str, result_type: Any, predicate: Callable[[Any], bool], timeout: float) -> Any:
+async def _query_until(
+    handle: WorkflowHandle, query: str, result_type: Any, predicate: Callable[[Any], bool], timeout: float
+) -> Any:
     async with asyncio.timeout(timeout):
         while True:
             try:
@@ -169,7 +171,9 @@ async def _query_until(handle: WorkflowHandle, query: str, result_type: Any, pre
             await asyncio.sleep(0.1)
 
 
-async def _running_life(client: Client, task_queue: str, redis_client, keys: Keys, *, visibility: bool, **worker_options):
+async def _running_life(
+    client: Client, task_queue: str, redis_client, keys: Keys, *, visibility: bool, **worker_options
+):
     # The offline policy: what the demo world runs on when no LLM is configured.
     router = OfflineDecisionMaker()
     life = NpcLife(client, task_queue, keys)
@@ -183,7 +187,9 @@ async def end_lives(client: Client, task_queue: str, started: set[str], *, visib
     workflow ids are fixed, so a leftover would be found by the next test."""
     ids = set(started)
     if visibility:  # the dev server also finds NPCs started through the API or the CLI
-        ids.update([wf.id async for wf in client.list_workflows(f"TaskQueue='{task_queue}' AND ExecutionStatus='Running'")])
+        ids.update(
+            [wf.id async for wf in client.list_workflows(f"TaskQueue='{task_queue}' AND ExecutionStatus='Running'")]
+        )
     for workflow_id in ids:
         try:
             await client.get_workflow_handle(workflow_id).terminate("test finished")

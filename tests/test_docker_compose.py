@@ -17,9 +17,12 @@ from aiworld.config import LlmSettings, Settings
 ROOT = Path(__file__).parents[1]
 COMPOSE = ROOT / "docker-compose.temporal.yml"
 REQUIRED_ENV = {
-    "AIWORLD_API_KEYS": "k1", "AIWORLD_JWT_SECRET": "s" * 32, "AIWORLD_DB_HOST": "db", "AIWORLD_DB_PASSWORD": "p",
+    "AIWORLD_API_KEYS": "k1",
+    "AIWORLD_JWT_SECRET": "s" * 32,
+    "AIWORLD_DB_HOST": "db",
+    "AIWORLD_DB_PASSWORD": "p",
     "TEMPORAL_DB_PASSWORD": "t",
-}  # fmt: skip
+}
 # Services without authentication of their own: never published beyond this host.
 UNAUTHENTICATED = ("temporal", "temporal-ui", "postgresql", "dragonfly", "temporal-admin-tools")
 OUR_SERVICES = ("worker", "api", "bridge")
@@ -41,9 +44,12 @@ def test_docker_compose_config_accepts_the_file():
     if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
         pytest.skip("no docker compose plugin on this machine; the wiring tests below still run")
     done = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE), "config", "-q"], env={**os.environ, **REQUIRED_ENV},
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+        [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
+        env={**os.environ, **REQUIRED_ENV},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -113,6 +119,11 @@ def test_unauthenticated_services_are_published_on_loopback_only(compose):
 def test_secrets_are_required_never_defaulted():
     text = COMPOSE.read_text()
     secrets = re.findall(r"\$\{([A-Z_]*(?:PASSWORD|SECRET|KEYS?)[A-Z_]*)(:[-?])", text)
-    assert {name for name, _ in secrets} >= {"TEMPORAL_DB_PASSWORD", "AIWORLD_JWT_SECRET", "AIWORLD_DB_PASSWORD", "AIWORLD_API_KEYS"}
+    assert {name for name, _ in secrets} >= {
+        "TEMPORAL_DB_PASSWORD",
+        "AIWORLD_JWT_SECRET",
+        "AIWORLD_DB_PASSWORD",
+        "AIWORLD_API_KEYS",
+    }
     defaulted = sorted({name for name, form in secrets if form != ":?"})
     assert not defaulted, f"secrets with a default: {defaulted}"

@@ -10,7 +10,6 @@ else follows the NPC's routine in workflow code, without an activity for the dec
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -33,11 +32,11 @@ with workflow.unsafe.imports_passed_through():
     from aiworld import offline_policy, search_attributes
     from aiworld.models import (
         MAX_REPLY_CHARS,
-        DialogueContext,
         Decision,
         DecisionRecord,
         DecisionResult,
         DecisionUsage,
+        DialogueContext,
         DialogueDraft,
         DialogueReplyAction,
         GameEvent,
@@ -100,7 +99,9 @@ REPLY_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500), maximum_attempts=2, non_retryable_error_types=NEVER_RETRIED
 )
 STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), non_retryable_error_types=NEVER_RETRIED
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=NEVER_RETRIED,
 )
 OFFLINE = "offline"
 # Runs that began with this patch decide and write through local activities: one workflow task
@@ -128,9 +129,11 @@ QUIET_CADENCE_LIMIT = timedelta(minutes=5)
 SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=1)
 
 _SIGNIFICANT = {
-    GameEventKind.PLAYER_ATTACKED, GameEventKind.ITEM_RECEIVED, GameEventKind.NPC_SPOKE,
+    GameEventKind.PLAYER_ATTACKED,
+    GameEventKind.ITEM_RECEIVED,
+    GameEventKind.NPC_SPOKE,
     GameEventKind.PLAYER_KILLED_MONSTER,
-}  # fmt: skip
+}
 
 
 class NpcRetired(Exception):
@@ -167,14 +170,16 @@ class NpcLifeWorkflow:
                 await workflow.wait_condition(
                     # While the store refuses writes, events wait in the state: the NPC handles
                     # them once its earlier writes are saved, so nothing is lost or reordered.
-                    lambda: (bool(self._state.pending_events) and not self._state.unsaved)
-                    or self._state.retired
-                    or self._reconsider
-                    or self._should_continue_as_new(),
+                    lambda: (
+                        (bool(self._state.pending_events) and not self._state.unsaved)
+                        or self._state.retired
+                        or self._reconsider
+                        or self._should_continue_as_new()
+                    ),
                     timeout=timeout,
                 )
                 woke_by_timer = False
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 woke_by_timer = True
             self._reconsider = False
             if self._state.retired and not self._state.pending_events and not self._state.unsaved:
@@ -202,7 +207,9 @@ class NpcLifeWorkflow:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
             return True
-        return self._history_length_limit is not None and info.get_current_history_length() >= self._history_length_limit
+        return (
+            self._history_length_limit is not None and info.get_current_history_length() >= self._history_length_limit
+        )
 
     def _store_retry_delay(self) -> timedelta:
         failures = max(1, self._state.store_failures)
@@ -278,14 +285,19 @@ class NpcLifeWorkflow:
     ) -> ContextRequest:
         return ContextRequest(
             budget_seconds=TALK_CONTEXT_STORE_BUDGET if turn else CONTEXT_STORE_BUDGET,
-            profile=self._state.profile, now=workflow.now(), sequence=sequence, mood=self._state.mood,
-            activity=self._state.activity, events=events,
+            profile=self._state.profile,
+            now=workflow.now(),
+            sequence=sequence,
+            mood=self._state.mood,
+            activity=self._state.activity,
+            events=events,
             players_near=[presence.player for presence in self._state.players_near.values()],
             recent_actions=[
                 f"{record.decision.activity}: {record.decision.reason}" for record in self._state.recent_decisions[-5:]
             ],
-            about=about, turn=turn,
-        )  # fmt: skip
+            about=about,
+            turn=turn,
+        )
 
     async def _decide_and_act(self, events: list[GameEvent], trigger: str) -> None:
         sequence = self._next_sequence()
@@ -303,7 +315,9 @@ class NpcLifeWorkflow:
             )
         except FailureError as error:
             workflow.logger.warning("context failed, deciding without memories: %s", error)
-            prepared = PreparedDecision(context=self._context_without_store(NpcContext, request, str(error)), degraded=str(error))
+            prepared = PreparedDecision(
+                context=self._context_without_store(NpcContext, request, str(error)), degraded=str(error)
+            )
         if prepared.degraded:
             self._state.fallbacks += 1
         result = prepared.result
@@ -374,9 +388,13 @@ class NpcLifeWorkflow:
 
     def _routine_decision(self, sequence: int) -> Decision:
         context = NpcContext(
-            profile=self._state.profile, now=workflow.now(), mood=self._state.mood, activity=self._state.activity,
-            players_near=[presence.player for presence in self._state.players_near.values()], sequence=sequence,
-        )  # fmt: skip
+            profile=self._state.profile,
+            now=workflow.now(),
+            mood=self._state.mood,
+            activity=self._state.activity,
+            players_near=[presence.player for presence in self._state.players_near.values()],
+            sequence=sequence,
+        )
         return offline_policy.routine(context, workflow.random())
 
     async def _carry_out(self, sequence: int, trigger: str, events: list[GameEvent], result: DecisionResult) -> None:
@@ -388,9 +406,15 @@ class NpcLifeWorkflow:
         now = workflow.now()
         queued = [
             QueuedAction(
-                action_id=f"{profile.npc_id}-{sequence}-{index}", npc_id=profile.npc_id, sequence=sequence,
-                action=action, map=profile.map, npc_name=profile.name, reason=decision.reason, created_at=now,
-            )  # fmt: skip
+                action_id=f"{profile.npc_id}-{sequence}-{index}",
+                npc_id=profile.npc_id,
+                sequence=sequence,
+                action=action,
+                map=profile.map,
+                npc_name=profile.name,
+                reason=decision.reason,
+                created_at=now,
+            )
             for index, action in enumerate(verdict.accepted)
         ]
         memories = [self._memory_of(event, sequence, index) for index, event in enumerate(events)]
@@ -398,15 +422,28 @@ class NpcLifeWorkflow:
             what = ", ".join(action.kind for action in verdict.accepted)
             memories.append(
                 # The reason is the model's, and may echo what a player said: quoted, like their words.
-                Memory(memory_id=f"{sequence}-decided", kind="action", text=f"I chose to {what} because:", words=decision.reason or None,
-                       importance=3, emotion=decision.mood, created_at=now)
-            )  # fmt: skip
+                Memory(
+                    memory_id=f"{sequence}-decided",
+                    kind="action",
+                    text=f"I chose to {what} because:",
+                    words=decision.reason or None,
+                    importance=3,
+                    emotion=decision.mood,
+                    created_at=now,
+                )
+            )
         if verdict.rejections:
             self._state.rejected_decisions += 1
             memories.append(
-                Memory(memory_id=f"{sequence}-rejected", kind="rejected", importance=5, emotion="fret", created_at=now,
-                       text="I could not do this: " + "; ".join(verdict.rejections))
-            )  # fmt: skip
+                Memory(
+                    memory_id=f"{sequence}-rejected",
+                    kind="rejected",
+                    importance=5,
+                    emotion="fret",
+                    created_at=now,
+                    text="I could not do this: " + "; ".join(verdict.rejections),
+                )
+            )
         record = RecordRequest(
             profile=profile,
             memories=memories,
@@ -425,10 +462,15 @@ class NpcLifeWorkflow:
         self._state.activity_reason = decision.reason or trigger
         self._record(
             DecisionRecord(
-                sequence=sequence, decided_at=now, trigger=trigger, event_ids=[event.event_id for event in events],
-                decision=decision, usage=result.usage, queued_action_ids=[action.action_id for action in queued],
+                sequence=sequence,
+                decided_at=now,
+                trigger=trigger,
+                event_ids=[event.event_id for event in events],
+                decision=decision,
+                usage=result.usage,
+                queued_action_ids=[action.action_id for action in queued],
                 rejections=verdict.rejections + verdict.clamped,
-            )  # fmt: skip
+            )
         )
 
     async def _remember_quietly(self, events: list[GameEvent]) -> None:
@@ -442,7 +484,9 @@ class NpcLifeWorkflow:
 
     # --- writing to the state store ---------------------------------------------------------
 
-    async def _save(self, record: RecordRequest | None, actions: list[QueuedAction], bound: timedelta) -> dict[str, int]:
+    async def _save(
+        self, record: RecordRequest | None, actions: list[QueuedAction], bound: timedelta
+    ) -> dict[str, int]:
         """Write a decision's memories and actions; the parties' relationship scores come back.
 
         While the store refuses writes they wait in the state, in order, and are written when it
@@ -510,7 +554,11 @@ class NpcLifeWorkflow:
 
     def _memory_of(self, event: GameEvent, sequence: int, index: int) -> Memory:
         who = event.player.name if event.player else (event.other_npc_id or "someone")
-        about = f"player:{event.player.char_id}" if event.player else (f"npc:{event.other_npc_id}" if event.other_npc_id else None)
+        about = (
+            f"player:{event.player.char_id}"
+            if event.player
+            else (f"npc:{event.other_npc_id}" if event.other_npc_id else None)
+        )
         text, importance, emotion = {
             GameEventKind.PLAYER_NEARBY: (f"{who} came near me", 2, "neutral"),
             GameEventKind.PLAYER_LEFT: (f"{who} went away", 1, "neutral"),
@@ -526,10 +574,15 @@ class NpcLifeWorkflow:
             ),
         }[event.kind]
         return Memory(
-            memory_id=f"{sequence}-event-{index}", kind="observation", text=text[:600], importance=importance,
-            emotion=emotion, about=about, created_at=workflow.now(),
+            memory_id=f"{sequence}-event-{index}",
+            kind="observation",
+            text=text[:600],
+            importance=importance,
+            emotion=emotion,
+            about=about,
+            created_at=workflow.now(),
             words=event.text if event.kind is GameEventKind.NPC_SPOKE else None,
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _relationship_change(event: GameEvent) -> RelationshipChange | None:
@@ -566,13 +619,19 @@ class NpcLifeWorkflow:
         if workflow.patched(LOCAL_PIPELINE) and not settling:
             where = (search_attributes.NPC_MAP.name, search_attributes.NPC_FACTION.name)
             moved = any(self._state.published_attributes.get(name) != wanted[name] for name in where)
-            recently = self._state.published_at is not None and now - self._state.published_at < SEARCH_ATTRIBUTE_INTERVAL
+            recently = (
+                self._state.published_at is not None and now - self._state.published_at < SEARCH_ATTRIBUTE_INTERVAL
+            )
             if recently and not moved:
                 return
         self._state.published_at = now
         keys = {key.name: key for key in search_attributes.ALL}
         workflow.upsert_search_attributes(
-            [keys[name].value_set(value) for name, value in wanted.items() if self._state.published_attributes.get(name) != value]
+            [
+                keys[name].value_set(value)
+                for name, value in wanted.items()
+                if self._state.published_attributes.get(name) != value
+            ]
         )
         self._state.published_attributes = wanted
 
@@ -641,38 +700,69 @@ class NpcLifeWorkflow:
         change = max(-10, min(10, draft.relationship_change))
         now = workflow.now()
         record = RecordRequest(
-                profile=profile,
-                memories=[
-                    # What was said stays apart from the narration: later prompts quote it as data.
-                    Memory(memory_id=f"{sequence}-heard", kind="conversation", text=f"{turn.player.name} said:", words=turn.text,
-                           importance=4, emotion="neutral", about=party, created_at=now),
-                    Memory(memory_id=f"{sequence}-replied", kind="conversation", text=f"I told {turn.player.name}:", words=text,
-                           importance=3, emotion=draft.emotion, about=party, created_at=now),
-                ],
-                relationship_changes=[RelationshipChange(party=party, delta=change, change_id=f"talk-{turn_id}", reason="conversation")],
-                npc_fields={"action": "talking", "last_decision_ts": now.isoformat()},
-        )  # fmt: skip
+            profile=profile,
+            memories=[
+                # What was said stays apart from the narration: later prompts quote it as data.
+                Memory(
+                    memory_id=f"{sequence}-heard",
+                    kind="conversation",
+                    text=f"{turn.player.name} said:",
+                    words=turn.text,
+                    importance=4,
+                    emotion="neutral",
+                    about=party,
+                    created_at=now,
+                ),
+                Memory(
+                    memory_id=f"{sequence}-replied",
+                    kind="conversation",
+                    text=f"I told {turn.player.name}:",
+                    words=text,
+                    importance=3,
+                    emotion=draft.emotion,
+                    about=party,
+                    created_at=now,
+                ),
+            ],
+            relationship_changes=[
+                RelationshipChange(party=party, delta=change, change_id=f"talk-{turn_id}", reason="conversation")
+            ],
+            npc_fields={"action": "talking", "last_decision_ts": now.isoformat()},
+        )
         reply_action = QueuedAction(
-            action_id=f"{profile.npc_id}-talk-{turn_id}", npc_id=profile.npc_id, sequence=sequence,
-            action=DialogueReplyAction(turn_id=turn_id, char_id=turn.player.char_id, text=text,
-                                       emotion=draft.emotion, options=options),
-            map=profile.map, npc_name=profile.name, reason="reply to a player", created_at=now,
-        )  # fmt: skip
+            action_id=f"{profile.npc_id}-talk-{turn_id}",
+            npc_id=profile.npc_id,
+            sequence=sequence,
+            action=DialogueReplyAction(
+                turn_id=turn_id, char_id=turn.player.char_id, text=text, emotion=draft.emotion, options=options
+            ),
+            map=profile.map,
+            npc_name=profile.name,
+            reason="reply to a player",
+            created_at=now,
+        )
         # The reply is queued even when the API has answered the player already: a caller that
         # gave up waiting (504) was promised it arrives as an action.
         scores = await self._save(record, [reply_action], TALK_STORE_SCHEDULE_TIMEOUT)
         self._state.activity, self._state.activity_reason = "talking", f"talking with {turn.player.name}"
         self._record(
             DecisionRecord(
-                sequence=sequence, decided_at=now, trigger="talk", event_ids=[turn_id],
+                sequence=sequence,
+                decided_at=now,
+                trigger="talk",
+                event_ids=[turn_id],
                 decision=Decision(mood=self._state.mood, activity="talking", reason=f"{turn.player.name} spoke to me"),
                 usage=usage or DecisionUsage(),
-            )  # fmt: skip
+            )
         )
         return TalkReply(
-            text=text, emotion=draft.emotion, options=options, relationship_change=change,
-            relationship=scores.get(party, 0), decided_by=usage.provider if usage else "offline",
-        )  # fmt: skip
+            text=text,
+            emotion=draft.emotion,
+            options=options,
+            relationship_change=change,
+            relationship=scores.get(party, 0),
+            decided_by=usage.provider if usage else "offline",
+        )
 
     async def _reply_to(self, request: ContextRequest) -> tuple[DialogueDraft, DecisionUsage | None]:
         """The NPC's answer to a player's line; None as usage when the offline policy stood in."""
@@ -760,17 +850,30 @@ class NpcLifeWorkflow:
     def state(self) -> NpcStateView:
         state = self._state
         return NpcStateView(
-            npc_id=state.profile.npc_id, name=state.profile.name, map=state.profile.map, x=state.profile.x,
-            y=state.profile.y, faction=state.profile.faction, importance=state.profile.importance, mood=state.mood,
-            activity=state.activity, activity_reason=state.activity_reason,
+            npc_id=state.profile.npc_id,
+            name=state.profile.name,
+            map=state.profile.map,
+            x=state.profile.x,
+            y=state.profile.y,
+            faction=state.profile.faction,
+            importance=state.profile.importance,
+            mood=state.mood,
+            activity=state.activity,
+            activity_reason=state.activity_reason,
             players_near=[presence.player for presence in state.players_near.values()],
-            decision_sequence=state.decision_sequence, events_processed=state.events_processed,
-            pending_events=len(state.pending_events), rejected_decisions=state.rejected_decisions,
-            llm_decisions=state.llm_decisions, policy_decisions=state.policy_decisions,
-            routine_decisions=state.routine_decisions, fallbacks=state.fallbacks, unsaved_writes=len(state.unsaved),
+            decision_sequence=state.decision_sequence,
+            events_processed=state.events_processed,
+            pending_events=len(state.pending_events),
+            rejected_decisions=state.rejected_decisions,
+            llm_decisions=state.llm_decisions,
+            policy_decisions=state.policy_decisions,
+            routine_decisions=state.routine_decisions,
+            fallbacks=state.fallbacks,
+            unsaved_writes=len(state.unsaved),
             retired=state.retired,
-            sleeping=not state.pending_events and self._cadence() is None, runs=state.runs,
-        )  # fmt: skip
+            sleeping=not state.pending_events and self._cadence() is None,
+            runs=state.runs,
+        )
 
     @workflow.query
     def recent_decisions(self) -> list[DecisionRecord]:

@@ -81,7 +81,11 @@ class DecisionBatcher:
                     future.set_exception(error)
             return
         share = usage.model_copy(
-            update={"tokens_in": usage.tokens_in // len(batch), "tokens_out": usage.tokens_out // len(batch), "batch_size": len(batch)}
+            update={
+                "tokens_in": usage.tokens_in // len(batch),
+                "tokens_out": usage.tokens_out // len(batch),
+                "batch_size": len(batch),
+            }
         )
         results = split_answer(answer, [context.profile.npc_id for context, _ in batch])
         for context, future in batch:

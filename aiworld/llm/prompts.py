@@ -42,17 +42,27 @@ def _situation(context: NpcContext) -> dict:
     profile = context.profile
     return {
         "npc": {
-            "name": profile.name, "role": profile.role, "faction": profile.faction, "map": profile.map,
-            "position": [profile.x, profile.y], "area": profile.area.model_dump() if profile.area else None,
-            "personality": profile.personality.model_dump(), "goals": profile.goals, "wealth": profile.wealth,
+            "name": profile.name,
+            "role": profile.role,
+            "faction": profile.faction,
+            "map": profile.map,
+            "position": [profile.x, profile.y],
+            "area": profile.area.model_dump() if profile.area else None,
+            "personality": profile.personality.model_dump(),
+            "goals": profile.goals,
+            "wealth": profile.wealth,
             "shop": [item.model_dump() for item in profile.shop],
         },
-        "time_of_day": context.part_of_day, "mood": context.mood, "activity": context.activity,
+        "time_of_day": context.part_of_day,
+        "mood": context.mood,
+        "activity": context.activity,
         "events": [_event(event) for event in context.events],
         "players_near": [player.model_dump(exclude_none=True) for player in context.players_near],
         "memories": [_memory(memory) for memory in context.memories],
-        "relationships": context.relationships, "world": context.world, "recent": context.recent_actions,
-    }  # fmt: skip
+        "relationships": context.relationships,
+        "world": context.world,
+        "recent": context.recent_actions,
+    }
 
 
 def decision_prompt(context: NpcContext) -> tuple[str, str]:
@@ -65,9 +75,11 @@ def decision_prompt(context: NpcContext) -> tuple[str, str]:
 
 def batch_decision_prompt(contexts: list[NpcContext]) -> tuple[str, str]:
     prompt = (
-        "Decide what each of these NPCs does next. Answer {\"decisions\": [{\"npc_id\": …, \"decision\": {…}}]} "
+        'Decide what each of these NPCs does next. Answer {"decisions": [{"npc_id": …, "decision": {…}}]} '
         "with one entry per NPC, each decision having up to three actions, mood, activity and reason.\n\nDATA:\n"
-        + json.dumps([{"npc_id": context.profile.npc_id, **_situation(context)} for context in contexts], ensure_ascii=False)
+        + json.dumps(
+            [{"npc_id": context.profile.npc_id, **_situation(context)} for context in contexts], ensure_ascii=False
+        )
     )
     return RULES, prompt
 
@@ -78,10 +90,13 @@ def dialogue_prompt(context: DialogueContext) -> tuple[str, str]:
         f"A player talks to {context.profile.name}. Reply in character (text, emotion, up to four short "
         "next options for the player, and how the relationship changes from -10 to 10).\n\nDATA:\n"
         + json.dumps(
-            {**_situation(context), "player": turn.player.model_dump(exclude_none=True),
-             "player_said_quoted": _quoted(turn.text)},
+            {
+                **_situation(context),
+                "player": turn.player.model_dump(exclude_none=True),
+                "player_said_quoted": _quoted(turn.text),
+            },
             ensure_ascii=False,
-        )  # fmt: skip
+        )
     )
     return RULES, prompt
 

@@ -116,7 +116,9 @@ def readable_answer(provider: str) -> Iterator[None]:
     try:
         yield
     except _UNREADABLE as error:
-        raise ProviderUnavailable(provider, f"unreadable answer ({error.__class__.__name__}: {str(error)[:200]})") from None
+        raise ProviderUnavailable(
+            provider, f"unreadable answer ({error.__class__.__name__}: {str(error)[:200]})"
+        ) from None
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
@@ -148,7 +150,9 @@ class Provider(ABC):
     async def generate(self, system: str, prompt: str) -> Completion: ...
 
     @abstractmethod
-    async def _generate_json(self, system: str, prompt: str, schema: type[BaseModel]) -> tuple[str | dict, Completion]: ...
+    async def _generate_json(
+        self, system: str, prompt: str, schema: type[BaseModel]
+    ) -> tuple[str | dict, Completion]: ...
 
     async def generate_structured(self, system: str, prompt: str, schema: type[Model]) -> tuple[Model, Completion]:
         raw, completion = await self._generate_json(system, prompt, schema)
@@ -162,7 +166,9 @@ class Provider(ABC):
 
 
 def _schema_instruction(schema: type[BaseModel]) -> str:
-    return "Answer with one JSON object, nothing else, matching this JSON schema:\n" + json.dumps(schema.model_json_schema())
+    return "Answer with one JSON object, nothing else, matching this JSON schema:\n" + json.dumps(
+        schema.model_json_schema()
+    )
 
 
 class OpenAICompatible(Provider):
@@ -172,16 +178,22 @@ class OpenAICompatible(Provider):
         super().__init__(name, settings)
         self.kind = kind
         key = settings.api_key.get_secret_value() if settings.api_key else "unset"
-        common = {"api_key": key, "timeout": settings.timeout_seconds, "max_retries": 0}
+        self._client: openai.AsyncOpenAI
         if kind == "azure_openai":
             self._client = openai.AsyncAzureOpenAI(
-                azure_endpoint=settings.endpoint or "", api_version=settings.api_version or "2024-10-21", **common
+                azure_endpoint=settings.endpoint or "",
+                api_version=settings.api_version or "2024-10-21",
+                api_key=key,
+                timeout=settings.timeout_seconds,
+                max_retries=0,
             )
         else:
             default = "https://api.deepseek.com" if kind == "deepseek" else None
-            self._client = openai.AsyncOpenAI(base_url=settings.endpoint or default, **common)
+            self._client = openai.AsyncOpenAI(
+                base_url=settings.endpoint or default, api_key=key, timeout=settings.timeout_seconds, max_retries=0
+            )
 
-    async def _chat(self, messages: list[dict], **extra: Any) -> Completion:
+    async def _chat(self, messages: list[Any], **extra: Any) -> Completion:
         with readable_answer(self.name):
             try:
                 answer = await self._client.chat.completions.create(
@@ -195,20 +207,30 @@ class OpenAICompatible(Provider):
                 raise _by_status(self.name, error.status_code, error.message, error.response.headers) from None
             usage = answer.usage
             return Completion(
-                text=answer.choices[0].message.content or "", model=answer.model or self.model,
-                tokens_in=usage.prompt_tokens if usage else 0, tokens_out=usage.completion_tokens if usage else 0,
-            )  # fmt: skip
+                text=answer.choices[0].message.content or "",
+                model=answer.model or self.model,
+                tokens_in=usage.prompt_tokens if usage else 0,
+                tokens_out=usage.completion_tokens if usage else 0,
+            )
 
     async def generate(self, system: str, prompt: str) -> Completion:
         return await self._chat([{"role": "system", "content": system}, {"role": "user", "content": prompt}])
 
     async def _generate_json(self, system: str, prompt: str, schema: type[BaseModel]) -> tuple[str, Completion]:
+        extra: dict[str, Any]
         if self.kind == "deepseek":  # JSON mode without schema enforcement: the schema goes in the prompt
             extra = {"response_format": {"type": "json_object"}}
             system = f"{system}\n\n{_schema_instruction(schema)}"
         else:
-            extra = {"response_format": {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema()}}}
-        completion = await self._chat([{"role": "system", "content": system}, {"role": "user", "content": prompt}], **extra)
+            extra = {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema()},
+                }
+            }
+        completion = await self._chat(
+            [{"role": "system", "content": system}, {"role": "user", "content": prompt}], **extra
+        )
         return completion.text, completion
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
@@ -235,17 +257,22 @@ class Claude(Provider):
         super().__init__(name, settings)
         self._client = anthropic.AsyncAnthropic(
             api_key=settings.api_key.get_secret_value() if settings.api_key else "unset",
-            base_url=settings.endpoint, timeout=settings.timeout_seconds, max_retries=0,
-        )  # fmt: skip
+            base_url=settings.endpoint,
+            timeout=settings.timeout_seconds,
+            max_retries=0,
+        )
 
     async def _messages(self, system: str, prompt: str, **extra: Any) -> tuple[list[Any], Completion]:
         """The answer's content blocks, and its accounting with the text blocks joined."""
         with readable_answer(self.name):
             try:
                 answer = await self._client.messages.create(
-                    model=self.model, max_tokens=MAX_OUTPUT_TOKENS, system=system,
-                    messages=[{"role": "user", "content": prompt}], **extra,
-                )  # fmt: skip
+                    model=self.model,
+                    max_tokens=MAX_OUTPUT_TOKENS,
+                    system=system,
+                    messages=[{"role": "user", "content": prompt}],
+                    **extra,
+                )
             except anthropic.APITimeoutError as error:
                 raise ProviderUnavailable(self.name, f"timed out: {error}") from None
             except anthropic.APIConnectionError as error:
@@ -254,7 +281,12 @@ class Claude(Provider):
                 raise _by_status(self.name, error.status_code, error.message, error.response.headers) from None
             blocks = list(answer.content)
             text = "".join(block.text for block in blocks if block.type == "text")
-            completion = Completion(text=text, model=answer.model, tokens_in=answer.usage.input_tokens, tokens_out=answer.usage.output_tokens)
+            completion = Completion(
+                text=text,
+                model=answer.model,
+                tokens_in=answer.usage.input_tokens,
+                tokens_out=answer.usage.output_tokens,
+            )
             return blocks, completion
 
     async def generate(self, system: str, prompt: str) -> Completion:
@@ -262,8 +294,14 @@ class Claude(Provider):
         return completion
 
     async def _generate_json(self, system: str, prompt: str, schema: type[BaseModel]) -> tuple[str | dict, Completion]:
-        tool = {"name": "answer", "description": f"Give the {schema.__name__}.", "input_schema": schema.model_json_schema()}
-        blocks, completion = await self._messages(system, prompt, tools=[tool], tool_choice={"type": "tool", "name": "answer"})
+        tool = {
+            "name": "answer",
+            "description": f"Give the {schema.__name__}.",
+            "input_schema": schema.model_json_schema(),
+        }
+        blocks, completion = await self._messages(
+            system, prompt, tools=[tool], tool_choice={"type": "tool", "name": "answer"}
+        )
         for block in blocks:
             if block.type == "tool_use":
                 completion.text = json.dumps(block.input)
@@ -280,24 +318,33 @@ class Gemini(Provider):
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         options = genai_types.HttpOptions(base_url=settings.endpoint, timeout=int(settings.timeout_seconds * 1000))
-        self._client = genai.Client(api_key=settings.api_key.get_secret_value() if settings.api_key else "unset", http_options=options)
+        self._client = genai.Client(
+            api_key=settings.api_key.get_secret_value() if settings.api_key else "unset", http_options=options
+        )
 
     async def _generate(self, system: str, prompt: str, **config: Any) -> Completion:
         with readable_answer(self.name):
             try:
                 answer = await self._client.aio.models.generate_content(
-                    model=self.model, contents=prompt,
-                    config=genai_types.GenerateContentConfig(system_instruction=system, max_output_tokens=MAX_OUTPUT_TOKENS, **config),
-                )  # fmt: skip
+                    model=self.model,
+                    contents=prompt,
+                    config=genai_types.GenerateContentConfig(
+                        system_instruction=system, max_output_tokens=MAX_OUTPUT_TOKENS, **config
+                    ),
+                )
             except genai_errors.APIError as error:
-                raise _by_status(self.name, error.code or 500, error.message or str(error), getattr(error.response, "headers", None)) from None
+                raise _by_status(
+                    self.name, error.code or 500, error.message or str(error), getattr(error.response, "headers", None)
+                ) from None
             except TRANSPORT_ERRORS as error:
                 raise ProviderUnavailable(self.name, f"{error.__class__.__name__}: {error}") from None
             usage = answer.usage_metadata
             return Completion(
-                text=answer.text or "", model=self.model,
-                tokens_in=(usage.prompt_token_count or 0) if usage else 0, tokens_out=(usage.candidates_token_count or 0) if usage else 0,
-            )  # fmt: skip
+                text=answer.text or "",
+                model=self.model,
+                tokens_in=(usage.prompt_token_count or 0) if usage else 0,
+                tokens_out=(usage.candidates_token_count or 0) if usage else 0,
+            )
 
     async def generate(self, system: str, prompt: str) -> Completion:
         return await self._generate(system, prompt)
@@ -328,22 +375,28 @@ class Ollama(Provider):
 
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
-        self._client = ollama.AsyncClient(host=settings.endpoint or "http://127.0.0.1:11434", timeout=settings.timeout_seconds)
+        self._client = ollama.AsyncClient(
+            host=settings.endpoint or "http://127.0.0.1:11434", timeout=settings.timeout_seconds
+        )
 
     async def _chat(self, system: str, prompt: str, **extra: Any) -> Completion:
         with readable_answer(self.name):
             try:
                 answer = await self._client.chat(
-                    model=self.model, messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}], **extra
+                    model=self.model,
+                    messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
+                    **extra,
                 )
             except ollama.ResponseError as error:
                 raise _by_status(self.name, error.status_code, error.error) from None
             except TRANSPORT_ERRORS as error:
                 raise ProviderUnavailable(self.name, f"{error.__class__.__name__}: {error}") from None
             return Completion(
-                text=answer.message.content or "", model=answer.model or self.model,
-                tokens_in=answer.prompt_eval_count or 0, tokens_out=answer.eval_count or 0,
-            )  # fmt: skip
+                text=answer.message.content or "",
+                model=answer.model or self.model,
+                tokens_in=answer.prompt_eval_count or 0,
+                tokens_out=answer.eval_count or 0,
+            )
 
     async def generate(self, system: str, prompt: str) -> Completion:
         return await self._chat(system, prompt)

@@ -12,6 +12,7 @@ attempt the chain is walked down instead. Dialogue never waits (a player is ther
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -52,7 +53,9 @@ class LlmRouter:
         self._bucket = TokenBucket(store, keys)
         self._batchers: dict[str, DecisionBatcher] = {}
         self._providers: dict[str, Provider] = {
-            name: build_provider(name, provider) for name, provider in self._llm.providers.items() if (provider.kind or name) != OFFLINE
+            name: build_provider(name, provider)
+            for name, provider in self._llm.providers.items()
+            if (provider.kind or name) != OFFLINE
         }
 
     def chain(self, tier: str) -> list[str]:
@@ -70,36 +73,62 @@ class LlmRouter:
                 pipe.hincrbyfloat(self._keys.llm_counter(), f"{provider}.{tier}.{field}", amount)
             await pipe.execute()
 
-    async def _ask(self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str) -> tuple[Model, DecisionUsage]:
+    async def _ask(
+        self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str
+    ) -> tuple[Model, DecisionUsage]:
         """One call within the provider's shared budget, with one repair attempt, counted."""
         settings = provider.settings
-        await self._bucket.acquire(provider.name, settings.requests_per_minute, settings.tokens_per_minute, (len(system) + len(prompt)) // 4)
+        await self._bucket.acquire(
+            provider.name, settings.requests_per_minute, settings.tokens_per_minute, (len(system) + len(prompt)) // 4
+        )
         began = time.perf_counter()
         try:
             value, completion = await provider.generate_structured(system, prompt, schema)
         except InvalidOutput as invalid:
             await self._count(provider.name, tier, invalid_outputs=1)
-            value, completion = await provider.generate_structured(system, prompts.repair_prompt(prompt, invalid.reason), schema)
+            value, completion = await provider.generate_structured(
+                system, prompts.repair_prompt(prompt, invalid.reason), schema
+            )
         latency = (time.perf_counter() - began) * 1000
-        await self._count(provider.name, tier, calls=1, tokens_in=completion.tokens_in, tokens_out=completion.tokens_out, latency_ms=latency)
+        await self._count(
+            provider.name,
+            tier,
+            calls=1,
+            tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out,
+            latency_ms=latency,
+        )
         usage = DecisionUsage(
-            provider=provider.name, model=completion.model, tier=tier, tokens_in=completion.tokens_in,
-            tokens_out=completion.tokens_out, latency_ms=latency,
-        )  # fmt: skip
+            provider=provider.name,
+            model=completion.model,
+            tier=tier,
+            tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out,
+            latency_ms=latency,
+        )
         return value, usage
 
     async def _structured(
-        self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str,
+        self,
+        provider: Provider,
+        system: str,
+        prompt: str,
+        schema: type[Model],
+        tier: str,
         ask: Callable[[], Awaitable[tuple[Model, DecisionUsage]]] | None = None,
     ) -> tuple[Model, DecisionUsage]:
         """One provider's answer, from the prompt cache when the same prompt was answered lately;
         otherwise from `ask` (a batched call that answers this prompt among others) or one call."""
-        digest = hashlib.sha256(json.dumps([provider.name, provider.model, system, prompt, schema.__name__]).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps([provider.name, provider.model, system, prompt, schema.__name__]).encode()
+        ).hexdigest()
         cache_key = self._keys.llm_cache(digest)
         cached = await self._store.get(cache_key) if self._llm.prompt_cache_ttl_seconds else None
         if cached is not None:
             await self._count(provider.name, tier, cache_hits=1)
-            return schema.model_validate_json(cached), DecisionUsage(provider=provider.name, model=provider.model, tier=tier, cached=True)
+            return schema.model_validate_json(cached), DecisionUsage(
+                provider=provider.name, model=provider.model, tier=tier, cached=True
+            )
         await self._count(provider.name, tier, cache_misses=1)
         value, usage = await (ask() if ask else self._ask(provider, system, prompt, schema, tier))
         if self._llm.prompt_cache_ttl_seconds:
@@ -113,13 +142,17 @@ class LlmRouter:
                 system, prompt = prompts.batch_decision_prompt(contexts)
                 return await self._ask(provider, system, prompt, BatchDecisions, "routine")
 
-            self._batchers[provider.name] = DecisionBatcher(call, self._llm.batch_window_ms / 1000, self._llm.batch_size)
+            self._batchers[provider.name] = DecisionBatcher(
+                call, self._llm.batch_window_ms / 1000, self._llm.batch_size
+            )
         return self._batchers[provider.name]
 
     async def decide(self, context: NpcContext) -> DecisionResult:
         tier = "routine"
         if self.chain(tier)[0] == OFFLINE:  # deterministic and free: nothing to cache or count
-            return DecisionResult(decision=offline_policy.decide(context), usage=DecisionUsage(provider=OFFLINE, tier=tier))
+            return DecisionResult(
+                decision=offline_policy.decide(context), usage=DecisionUsage(provider=OFFLINE, tier=tier)
+            )
         situation = self._decision_cache_key(context)
         cached = await self._store.get(situation) if self._llm.decision_cache_ttl_seconds else None
         if cached is not None:
@@ -131,7 +164,10 @@ class LlmRouter:
         fallbacks: list[str] = []
         for position, name in enumerate(self.chain(tier)):
             if name == OFFLINE:
-                return DecisionResult(decision=offline_policy.decide(context), usage=DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks))
+                return DecisionResult(
+                    decision=offline_policy.decide(context),
+                    usage=DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks),
+                )
             provider = self._providers.get(name)
             if provider is None:
                 fallbacks.append(f"{name}: not configured")
@@ -140,16 +176,22 @@ class LlmRouter:
                 batched = position == 0 and self._llm.batch_size > 1
                 batcher = self._batcher(provider) if batched else None
                 decision, usage = await self._structured(
-                    provider, system, prompt, Decision, tier, ask=(lambda: batcher.submit(context)) if batcher else None
+                    provider,
+                    system,
+                    prompt,
+                    Decision,
+                    tier,
+                    ask=functools.partial(batcher.submit, context) if batcher else None,
                 )
             except EntryInvalid as invalid:
                 fallbacks.append(f"{name}: {invalid}")
             except ProviderRateLimited as limited:
                 if position == 0 and _attempts_left():
                     raise ApplicationError(
-                        f"{name} is rate limited; retrying after its Retry-After", type="ProviderRateLimited",
+                        f"{name} is rate limited; retrying after its Retry-After",
+                        type="ProviderRateLimited",
                         next_retry_delay=timedelta(seconds=limited.retry_after or 5),
-                    ) from None  # fmt: skip
+                    ) from None
                 fallbacks.append(str(limited))
             except ProviderUnavailable as down:
                 if position == 0 and _attempts_left():
@@ -205,15 +247,19 @@ class LlmRouter:
         names its parties (a gift to a char id, a line to a player), so a situation with other
         parties, or other words, is another situation."""
         events = [
-            {**event.model_dump(mode="json", exclude_none=True, exclude=prompts.EVENT_BOOKKEEPING | {"player"}),
-             "char_id": event.player.char_id if event.player else None}
+            {
+                **event.model_dump(mode="json", exclude_none=True, exclude=prompts.EVENT_BOOKKEEPING | {"player"}),
+                "char_id": event.player.char_id if event.player else None,
+            }
             for event in context.events
-        ]  # fmt: skip
+        ]
         signature = [
-            context.profile.npc_id, context.mood, context.part_of_day,
+            context.profile.npc_id,
+            context.mood,
+            context.part_of_day,
             sorted(player.char_id for player in context.players_near),
             sorted(json.dumps(event, sort_keys=True) for event in events),
-        ]  # fmt: skip
+        ]
         return self._keys.llm_decision_cache(hashlib.sha256(json.dumps(signature).encode()).hexdigest())
 
     async def aclose(self) -> None:

@@ -50,7 +50,9 @@ def _overlay(source: Path, target: Path, replaced: dict[str, bytes]) -> None:
             continue
         (target / entry.name).symlink_to(entry)
     for name in own_dirs:
-        inner = {str(Path(*Path(path).parts[1:])): data for path, data in replaced.items() if Path(path).parts[0] == name}
+        inner = {
+            str(Path(*Path(path).parts[1:])): data for path, data in replaced.items() if Path(path).parts[0] == name
+        }
         _overlay(source / name, target / name, inner)
     for path, data in replaced.items():
         if len(Path(path).parts) == 1:
@@ -66,11 +68,26 @@ class Account:
 def _config(openkore_dir: Path, account: Account, login_port: int) -> bytes:
     """OpenKore's own config.txt with the login and a bot that only does what it is told."""
     settings = {
-        "master": MASTER, "server": "0", "username": account.username, "password": account.password, "char": "0",
-        "attackAuto": "0", "route_randomWalk": "0", "itemsTakeAuto": "0", "itemsGatherAuto": "0", "sitAuto_idle": "0",
-        "partyAuto": "0", "dealAuto": "0", "guildAutoDeny": "1", "autoResponse": "0", "teleportAuto_idle": "0",
-        "lockMap": "", "autoTalkCont": "1", "verbose": "1", "autoRestart": "0",
-    }  # fmt: skip
+        "master": MASTER,
+        "server": "0",
+        "username": account.username,
+        "password": account.password,
+        "char": "0",
+        "attackAuto": "0",
+        "route_randomWalk": "0",
+        "itemsTakeAuto": "0",
+        "itemsGatherAuto": "0",
+        "sitAuto_idle": "0",
+        "partyAuto": "0",
+        "dealAuto": "0",
+        "guildAutoDeny": "1",
+        "autoResponse": "0",
+        "teleportAuto_idle": "0",
+        "lockMap": "",
+        "autoTalkCont": "1",
+        "verbose": "1",
+        "autoRestart": "0",
+    }
     lines = []
     for line in (openkore_dir / "control" / "config.txt").read_text(encoding="utf-8", errors="replace").splitlines():
         key = line.split(" ", 1)[0]
@@ -101,11 +118,15 @@ class OpenKore:
         kro = (tables / "kRO" / "recvpackets.txt").read_text(errors="replace").splitlines()
         packets = laro + [line for line in kro if line.strip() and line.split(" ", 1)[0] not in known]
         quests = (tables / "translated" / "kRO_english" / "quests.txt").read_bytes().decode("utf-8", errors="replace")
-        _overlay(tables, workdir / "tables", {
-            "servers.txt": _servers(login_port),
-            "kRO/recvpackets.txt": ("\n".join(packets) + "\n").encode(),
-            "translated/kRO_english/quests.txt": quests.encode(),
-        })  # fmt: skip
+        _overlay(
+            tables,
+            workdir / "tables",
+            {
+                "servers.txt": _servers(login_port),
+                "kRO/recvpackets.txt": ("\n".join(packets) + "\n").encode(),
+                "translated/kRO_english/quests.txt": quests.encode(),
+            },
+        )
         shutil.copytree(self.dir / "control", workdir / "control", dirs_exist_ok=True)
         (workdir / "control" / "config.txt").write_bytes(_config(self.dir, account, login_port))
         _overlay(self.dir / "fields", workdir / "fields", {})  # OpenKore writes its path caches there
@@ -115,14 +136,23 @@ class OpenKore:
 
     def start(self) -> None:
         args = [
-            "perl", str(self.dir / "openkore.pl"), f"--control={self.workdir / 'control'}",
-            f"--tables={self.workdir / 'tables'}", f"--plugins={self.workdir / 'plugins'}",
-            f"--fields={self.workdir / 'fields'}", f"--logs={self.workdir / 'logs'}", "--interface=Console::Simple",
-        ]  # fmt: skip
+            "perl",
+            str(self.dir / "openkore.pl"),
+            f"--control={self.workdir / 'control'}",
+            f"--tables={self.workdir / 'tables'}",
+            f"--plugins={self.workdir / 'plugins'}",
+            f"--fields={self.workdir / 'fields'}",
+            f"--logs={self.workdir / 'logs'}",
+            "--interface=Console::Simple",
+        ]
         self._process = subprocess.Popen(
-            args, cwd=self.workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            args,
+            cwd=self.workdir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "TERM": "dumb"},
-        )  # fmt: skip
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -170,9 +200,12 @@ class OpenKore:
             left = deadline - time.monotonic()
             if left <= 0:
                 tail = "\n    ".join(self.lines[-15:])
-                raise CheckFailed(f"OpenKore never printed /{pattern}/ within {timeout:.0f}s; its last lines:\n    {tail}")
+                raise CheckFailed(
+                    f"OpenKore never printed /{pattern}/ within {timeout:.0f}s; its last lines:\n    {tail}"
+                )
             if not self._drain(min(left, 0.5)):
-                raise CheckFailed(f"OpenKore exited (code {self._process.wait()}) before printing /{pattern}/")
+                code = self._process.wait() if self._process else None
+                raise CheckFailed(f"OpenKore exited (code {code}) before printing /{pattern}/")
 
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:

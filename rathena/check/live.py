@@ -82,8 +82,13 @@ class Check:
 
     def __post_init__(self) -> None:
         base = self.settings
-        self.db = Database(base.db_host, base.db_port, base.db_user, base.db_password.get_secret_value(),
-                           f"aiworld_check_{secrets.token_hex(4)}")  # fmt: skip
+        self.db = Database(
+            base.db_host,
+            base.db_port,
+            base.db_user,
+            base.db_password.get_secret_value(),
+            f"aiworld_check_{secrets.token_hex(4)}",
+        )
         self.ports = Ports(free_port(), free_port(), free_port())
         self.tree = ServerTree(self.rathena_dir, self.work / "server")
         self.children = Children()
@@ -99,9 +104,12 @@ class Check:
         password = secrets.token_hex(12)
         self.admin_sql(
             f"CREATE DATABASE `{admin.name}` CHARACTER SET utf8mb4;"
-            + "".join(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}';"
-                      f"GRANT ALL ON `{admin.name}`.* TO '{user}'@'{host}';" for host in ("127.0.0.1", "localhost"))
-        )  # fmt: skip
+            + "".join(
+                f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}';"
+                f"GRANT ALL ON `{admin.name}`.* TO '{user}'@'{host}';"
+                for host in ("127.0.0.1", "localhost")
+            )
+        )
         self.db = Database(admin.host, admin.port, user, password, admin.name)
         for name in ("main.sql", "logs.sql"):
             self.db.import_file(self.rathena_dir / "sql-files" / name)
@@ -125,7 +133,9 @@ class Check:
 
     def drop_database(self) -> None:
         name = self.db.name
-        self.admin_sql(f"DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'127.0.0.1', '{name}'@'localhost'")
+        self.admin_sql(
+            f"DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'127.0.0.1', '{name}'@'localhost'"
+        )
 
     def forget_state(self) -> None:
         """The state store may be the operator's own: once the worker has stopped, the check removes
@@ -160,8 +170,12 @@ class Check:
         if trouble:
             raise CheckFailed("our scripts make the map-server complain:\n    " + "\n    ".join(trouble))
         r.ok("no script error, [Error], [Warning], missing curly or failed command from our files")
-        registered = self.rows("SELECT `npc_id`, IFNULL(`text`, '') FROM `ai_event` WHERE `kind` = 'register' ORDER BY `id`")
-        placed = len(re.findall(r"duplicate\(AIWorld_Base\)", (self.tree.root / "aiworld-npc" / "ai_world_npcs.txt").read_text()))
+        registered = self.rows(
+            "SELECT `npc_id`, IFNULL(`text`, '') FROM `ai_event` WHERE `kind` = 'register' ORDER BY `id`"
+        )
+        placed = len(
+            re.findall(r"duplicate\(AIWorld_Base\)", (self.tree.root / "aiworld-npc" / "ai_world_npcs.txt").read_text())
+        )
         if len(registered) != placed:
             raise CheckFailed(f"OnInit registered {len(registered)} NPCs, the script places {placed}")
         unwalkable = {row[0]: row[1] for row in registered if len(row) > 1 and row[1]}
@@ -178,10 +192,16 @@ class Check:
         r = self.report
         data = self.work / "service"
         data.mkdir(parents=True, exist_ok=True)
-        service = self.settings.model_copy(update={
-            "data_dir": data, "temporal_port": free_port(), "temporal_ui_port": free_port(), "api_port": free_port(),
-            "redis_key_prefix": self.keys.prefix, "db_name": self.db.name,
-        })  # fmt: skip
+        service = self.settings.model_copy(
+            update={
+                "data_dir": data,
+                "temporal_port": free_port(),
+                "temporal_ui_port": free_port(),
+                "api_port": free_port(),
+                "redis_key_prefix": self.keys.prefix,
+                "db_name": self.db.name,
+            }
+        )
         r.step("starting Temporal (with our search attributes), the state store, worker, API and bridge")
         start_temporal(service, self.children)
         redis_url = service.redis_url
@@ -195,15 +215,23 @@ class Check:
         api_url = f"http://127.0.0.1:{service.api_port}"
         self.env = {
             **os.environ,
-            "AIWORLD_TEMPORAL_ADDRESS": f"127.0.0.1:{service.temporal_port}", "AIWORLD_REDIS_URL": redis_url,
-            "AIWORLD_REDIS_KEY_PREFIX": self.keys.prefix, "AIWORLD_API_KEYS": secrets.token_urlsafe(24),
-            "AIWORLD_JWT_SECRET": secrets.token_urlsafe(32), "AIWORLD_API_HOST": "127.0.0.1",
-            "AIWORLD_API_PORT": str(service.api_port), "AIWORLD_API_URL": api_url,
-            "AIWORLD_DB_HOST": self.db.host, "AIWORLD_DB_PORT": str(self.db.port), "AIWORLD_DB_USER": self.db.user,
-            "AIWORLD_DB_PASSWORD": self.db.password, "AIWORLD_DB_NAME": self.db.name,
+            "AIWORLD_TEMPORAL_ADDRESS": f"127.0.0.1:{service.temporal_port}",
+            "AIWORLD_REDIS_URL": redis_url,
+            "AIWORLD_REDIS_KEY_PREFIX": self.keys.prefix,
+            "AIWORLD_API_KEYS": secrets.token_urlsafe(24),
+            "AIWORLD_JWT_SECRET": secrets.token_urlsafe(32),
+            "AIWORLD_API_HOST": "127.0.0.1",
+            "AIWORLD_API_PORT": str(service.api_port),
+            "AIWORLD_API_URL": api_url,
+            "AIWORLD_DB_HOST": self.db.host,
+            "AIWORLD_DB_PORT": str(self.db.port),
+            "AIWORLD_DB_USER": self.db.user,
+            "AIWORLD_DB_PASSWORD": self.db.password,
+            "AIWORLD_DB_NAME": self.db.name,
             # The offline policy: the same answers every run, no network, no key.
-            "AIWORLD_LLM__DEFAULT_PROVIDER": "offline", "AIWORLD_CONFIG": "",
-        }  # fmt: skip
+            "AIWORLD_LLM__DEFAULT_PROVIDER": "offline",
+            "AIWORLD_CONFIG": "",
+        }
         self.redis_url = redis_url
         cli = [sys.executable, "-m", "aiworld.cli"]
         logs = data / "logs"
@@ -240,7 +268,9 @@ class Check:
         r.step("registration -> workflows")
 
         def registered() -> list[str] | None:
-            npc_ids = [row[0] for row in self.rows("SELECT DISTINCT `npc_id` FROM `ai_event` WHERE `kind` = 'register'")]
+            npc_ids = [
+                row[0] for row in self.rows("SELECT DISTINCT `npc_id` FROM `ai_event` WHERE `kind` = 'register'")
+            ]
             return npc_ids if len(npc_ids) == placed else None
 
         npc_ids = until(registered, 120, f"{placed} register rows from the live map-server")
@@ -257,19 +287,32 @@ class Check:
                     alive.append(npc_id)
             return alive
 
-        until(lambda: len(asyncio.run(running())) == placed, 120, "a running workflow for every registered NPC", interval=1)
+        until(
+            lambda: len(asyncio.run(running())) == placed,
+            120,
+            "a running workflow for every registered NPC",
+            interval=1,
+        )
         rejected = self.rows("SELECT `event_id`, `reason` FROM `ai_event_rejected`")
         if rejected:
             raise CheckFailed(f"the API refused game rows: {rejected}")
         r.ok(f"{placed} register rows -> {placed} running NpcLifeWorkflow (npc-<id>), no row refused")
 
     def memories(self, npc_id: str) -> list[str]:
+        assert self.redis_url is not None, "the service runs before its memories are read"
         store = redis.Redis.from_url(self.redis_url, decode_responses=True)
         try:
-            ids = store.zrange(self.keys.memory_index(npc_id), 0, -1)
-            return [json.loads(store.hget(self.keys.memory(npc_id, mid), "json"))["text"] for mid in ids]
+            ids: list[str] = store.zrange(self.keys.memory_index(npc_id), 0, -1)  # type: ignore[assignment]
+            return [json.loads(store.hget(self.keys.memory(npc_id, mid), "json") or "{}")["text"] for mid in ids]
         finally:
             store.close()
+
+    @property
+    def player(self) -> OpenKore:
+        """The logged-in client; asked for only after `log_in`."""
+        if self.client is None:
+            raise CheckFailed("no client has logged in yet")
+        return self.client
 
     def log_in(self) -> OpenKore:
         r = self.report
@@ -286,8 +329,11 @@ class Check:
         r = self.report
         r.step("an event -> an action row done by the real dispatcher -> reported -> remembered")
         npc_id, name = TALK_NPC
-        until(lambda: self.rows(f"SELECT `id` FROM `ai_event` WHERE `kind` = 'login' AND `char_id` = {CHAR_ID}"), 60,
-              "the login event row")  # fmt: skip
+        until(
+            lambda: self.rows(f"SELECT `id` FROM `ai_event` WHERE `kind` = 'login' AND `char_id` = {CHAR_ID}"),
+            60,
+            "the login event row",
+        )
 
         def reported() -> list[list[str]] | None:
             rows = self.rows(
@@ -310,7 +356,7 @@ class Check:
     def _heard(self, name: str, text: str, since: int) -> str:
         """What the client shows of an NPC's speech: "[dist=…] <name> (<n>): <text>". The game sends
         "<name> : <text>"; a second name in the text would show after the colon."""
-        return self.client.wait_for(rf"{re.escape(name)} \(\d+\): {re.escape(text)}$", 30, since=since).string.strip()
+        return self.player.wait_for(rf"{re.escape(name)} \(\d+\): {re.escape(text)}$", 30, since=since).string.strip()
 
     def news_announced_once(self) -> None:
         """World news reaches Guard Gareth; he warns the map on his own, and the player reads his
@@ -318,7 +364,9 @@ class Check:
         r = self.report
         r.step("world news -> Guard Gareth's own announcement -> the client")
         news = f"Orcs were seen near the west gate {secrets.token_hex(2)}"
-        event = GameEvent(event_id=f"check-news-{secrets.token_hex(4)}", kind=GameEventKind.WORLD_EVENT, text=news, importance=8)
+        event = GameEvent(
+            event_id=f"check-news-{secrets.token_hex(4)}", kind=GameEventKind.WORLD_EVENT, text=news, importance=8
+        )
 
         async def tell() -> None:
             api = ApiClient(self.env["AIWORLD_API_URL"], self.env["AIWORLD_API_KEYS"])
@@ -327,9 +375,9 @@ class Check:
             finally:
                 await api.aclose()
 
-        mark = len(self.client.lines)
+        mark = len(self.player.lines)
         asyncio.run(tell())
-        line = self.client.wait_for(rf"{re.escape(news)}", 60, since=mark).string.strip()
+        line = self.player.wait_for(rf"{re.escape(news)}", 60, since=mark).string.strip()
         if not line.startswith("[S] Guard Gareth: ") or line.count("Guard Gareth") != 1:
             raise CheckFailed(f"the announcement does not carry the speaker exactly once: {line!r}")
         r.ok(f"client: {line!r}")
@@ -337,18 +385,18 @@ class Check:
     # --- the dialogue, as a player has it ------------------------------------------------------
 
     def _npc_index(self, name: str) -> int:
-        mark = self.client.command("nl")
+        mark = self.player.command("nl")
         # The client knows the NPC by its whole script name ("Lina the Baker#lina_baker", cut at 24 bytes).
-        found = self.client.wait_for(rf"^\s*(\d+)\s+{re.escape(name)}[#\s]", 20, since=mark)
+        found = self.player.wait_for(rf"^\s*(\d+)\s+{re.escape(name)}[#\s]", 20, since=mark)
         return int(found.group(1))
 
     def _responses(self, since: int) -> list[str]:
         """The menu the client lists (`talk resp`), without OpenKore's own "Cancel Chat"."""
-        header = self.client.wait_for(r"-+ Responses \(", 30, since=since)
-        start = self.client.lines.index(header.string, since)
-        self.client.wait_for(r"^-{40}$", 10, since=start + 1)
+        header = self.player.wait_for(r"-+ Responses \(", 30, since=since)
+        start = self.player.lines.index(header.string, since)
+        self.player.wait_for(r"^-{40}$", 10, since=start + 1)
         entries = []
-        for line in self.client.lines[start + 2:]:
+        for line in self.player.lines[start + 2 :]:
             if re.fullmatch(r"-{40}", line):
                 break
             found = re.match(r"^(\d+)\s+(.*\S)\s*$", line)
@@ -360,22 +408,33 @@ class Check:
         """Wait for the reply row of the player's line, then for the client to show it whole."""
         npc_id, name = TALK_NPC
         escaped = text.replace("'", "''")
-        row = until(lambda: self.rows(
-            "SELECT d.`event_id`, d.`reply`, d.`options`, d.`status` FROM `ai_dialogue` d JOIN `ai_event` e ON e.`id` = d.`event_id` "
-            f"WHERE e.`kind` = 'talk' AND e.`npc_id` = '{npc_id}' AND e.`char_id` = {CHAR_ID} AND e.`text` = '{escaped}' "
-            "AND d.`status` = 'shown'"), 40, f"the reply to {text!r} shown")[0]  # fmt: skip
+        row = until(
+            lambda: self.rows(
+                "SELECT d.`event_id`, d.`reply`, d.`options`, d.`status` FROM `ai_dialogue` d JOIN `ai_event` e ON e.`id` = d.`event_id` "
+                f"WHERE e.`kind` = 'talk' AND e.`npc_id` = '{npc_id}' AND e.`char_id` = {CHAR_ID} AND e.`text` = '{escaped}' "
+                "AND d.`status` = 'shown'"
+            ),
+            40,
+            f"the reply to {text!r} shown",
+        )[0]
         event_id, reply, options = row[0], row[1], row[2]
         menu = self._responses(since)
-        self.client.wait_for(r"Type 'talk resp #'", 10, since=since)
+        self.player.wait_for(r"Type 'talk resp #'", 10, since=since)
         dialogue_line = re.compile(rf"^{re.escape(name)}(?:#\S*)?: (.*)$")
-        said = [found.group(1) for line in self.client.lines[since:] if (found := dialogue_line.match(line))]
+        said = [found.group(1) for line in self.player.lines[since:] if (found := dialogue_line.match(line))]
         shown = " ".join(part for part in said if not part.startswith("["))
         if " ".join(reply.split()) not in " ".join(shown.split()):
             raise CheckFailed(f"reply row {event_id} says {reply!r}, the client's dialogue shows {said!r}")
         fixed = ["Say something else", "Goodbye"]
-        offered = [option for option in options.split(":") if option and option.lower() not in {entry.lower() for entry in fixed}]
+        offered = [
+            option
+            for option in options.split(":")
+            if option and option.lower() not in {entry.lower() for entry in fixed}
+        ]
         if menu != offered + fixed:
-            raise CheckFailed(f"the client's menu is {menu!r}, expected the reply's options and the two fixed entries {offered + fixed!r}")
+            raise CheckFailed(
+                f"the client's menu is {menu!r}, expected the reply's options and the two fixed entries {offered + fixed!r}"
+            )
         return reply, menu
 
     def dialogue(self) -> list[str]:
@@ -383,12 +442,12 @@ class Check:
         npc_id, name = TALK_NPC
         r.step(f"the client clicks {name}, types a line, reads the reply, picks an option")
         index = self._npc_index(name)
-        mark = self.client.command(f"talk {index}")
-        self.client.wait_for(r"-+ Responses \(", 30, since=mark)
-        mark = self.client.command("talk resp 0")  # Talk (she also has a shop)
-        self.client.wait_for(rf"^{re.escape(name)}(#\S*)?: What would you like to say\?", 30, since=mark)
-        self.client.wait_for(r"Type 'talk text'", 30, since=mark)  # the input box is open
-        mark = self.client.command(f'talk text "{FIRST_LINE}"')  # quoted: the step ends at a space otherwise
+        mark = self.player.command(f"talk {index}")
+        self.player.wait_for(r"-+ Responses \(", 30, since=mark)
+        mark = self.player.command("talk resp 0")  # Talk (she also has a shop)
+        self.player.wait_for(rf"^{re.escape(name)}(#\S*)?: What would you like to say\?", 30, since=mark)
+        self.player.wait_for(r"Type 'talk text'", 30, since=mark)  # the input box is open
+        mark = self.player.command(f'talk text "{FIRST_LINE}"')  # quoted: the step ends at a space otherwise
         transcript_start = mark
         reply, menu = self._turn(FIRST_LINE, mark)
         r.ok(f"reply shown in the client's dialogue: {reply!r}")
@@ -396,17 +455,27 @@ class Check:
         if len(menu) < 3:
             raise CheckFailed(f"{name}'s reply came with no options to pick: {menu}")
         picked = menu[0]
-        mark = self.client.command("talk resp 0")
+        mark = self.player.command("talk resp 0")
         second, menu = self._turn(picked, mark)
         r.ok(f"picked {picked!r}: it went back as the next turn, answered {second!r}")
-        mark = self.client.command(f"talk resp {len(menu) - 1}")  # Goodbye
-        transcript = [line for line in self.client.lines[transcript_start - 1:] if line.strip()]
+        mark = self.player.command(f"talk resp {len(menu) - 1}")  # Goodbye
+        transcript = [line for line in self.player.lines[transcript_start - 1 :] if line.strip()]
         return transcript
 
     # --- every action kind and every refusal, on the real dispatcher --------------------------
 
     def _queue(self, action_id: str, kind: str, npc: tuple[str, str] = TALK_NPC, **values: Any) -> None:
-        row = {"map": "prontera", "x": 0, "y": 0, "char_id": 0, "item_id": 0, "amount": 0, "value": 0, "text": "", **values}
+        row = {
+            "map": "prontera",
+            "x": 0,
+            "y": 0,
+            "char_id": 0,
+            "item_id": 0,
+            "amount": 0,
+            "value": 0,
+            "text": "",
+            **values,
+        }
         npc_id, name = npc
         text = str(row["text"]).replace("'", "''")
         self.db.run_sql(
@@ -433,7 +502,13 @@ class Check:
             ("gift", "give_item", TALK_NPC, {"char_id": CHAR_ID, "item_id": 501, "amount": 2}, ""),
             ("zeny", "give_zeny", TALK_NPC, {"char_id": CHAR_ID, "value": 150}, ""),
             ("quest", "start_quest", TALK_NPC, {"char_id": CHAR_ID, "value": 1000}, ""),
-            ("quest-again", "start_quest", TALK_NPC, {"char_id": CHAR_ID, "value": 1000}, f"character {CHAR_ID} already has quest 1000"),
+            (
+                "quest-again",
+                "start_quest",
+                TALK_NPC,
+                {"char_id": CHAR_ID, "value": 1000},
+                f"character {CHAR_ID} already has quest 1000",
+            ),
             ("teleport", "teleport", TALK_NPC, {}, "unknown action kind teleport"),
             ("ghost", "say", ("ghost", "Nobody"), {"text": "boo"}, "no NPC named Nobody#ghost on this server"),
             ("elsewhere", "say", TALK_NPC, {"map": "izlude", "text": "hi"}, "the NPC is on prontera, not izlude"),
@@ -442,26 +517,70 @@ class Check:
             ("free", "trade", TALK_NPC, {"item_id": 519, "value": 0}, "price must be positive"),
             ("silent", "announce", gareth, {"text": ""}, "nothing to announce"),
             ("grimace", "emote", TALK_NPC, {"value": 200}, "unknown emotion 200"),
-            ("horde", "spawn_monster", gareth, {"x": 156, "y": 64, "value": 1002, "amount": 50}, "spawn amount 50 is outside 1..5"),
-            ("chimera", "spawn_monster", gareth, {"x": 156, "y": 64, "value": 99999, "amount": 1}, "unknown monster 99999"),
-            ("offline", "give_item", TALK_NPC, {"char_id": 150999, "item_id": 501, "amount": 1}, "character 150999 is not online"),
-            ("no-item", "give_item", TALK_NPC, {"char_id": CHAR_ID, "item_id": 99999999, "amount": 1}, "unknown item 99999999"),
-            ("crate", "give_item", TALK_NPC, {"char_id": CHAR_ID, "item_id": 501, "amount": 99}, "item amount 99 is outside 1..30"),
+            (
+                "horde",
+                "spawn_monster",
+                gareth,
+                {"x": 156, "y": 64, "value": 1002, "amount": 50},
+                "spawn amount 50 is outside 1..5",
+            ),
+            (
+                "chimera",
+                "spawn_monster",
+                gareth,
+                {"x": 156, "y": 64, "value": 99999, "amount": 1},
+                "unknown monster 99999",
+            ),
+            (
+                "offline",
+                "give_item",
+                TALK_NPC,
+                {"char_id": 150999, "item_id": 501, "amount": 1},
+                "character 150999 is not online",
+            ),
+            (
+                "no-item",
+                "give_item",
+                TALK_NPC,
+                {"char_id": CHAR_ID, "item_id": 99999999, "amount": 1},
+                "unknown item 99999999",
+            ),
+            (
+                "crate",
+                "give_item",
+                TALK_NPC,
+                {"char_id": CHAR_ID, "item_id": 501, "amount": 99},
+                "item amount 99 is outside 1..30",
+            ),
             ("no-zeny", "give_zeny", TALK_NPC, {"char_id": CHAR_ID, "value": 0}, "zeny amount 0 is out of range"),
-        ]  # fmt: skip
-        mark = len(self.client.lines)
+        ]
+        mark = len(self.player.lines)
         for name, kind, npc, values, _ in cases:
             self._queue(f"check-{run}-{name}", kind, npc, **values)
             if name == "quest":  # the second one must find the first in the quest log
-                until(lambda: self.rows(f"SELECT 1 FROM `ai_action` WHERE `action_id` = 'check-{run}-quest' AND `status` = 'done'"),
-                      10, "the first start_quest")  # fmt: skip
-        until(lambda: not self.rows(f"SELECT 1 FROM `ai_action` WHERE `action_id` LIKE 'check-{run}-%' AND `status` IN ('queued', 'running')"),
-              30, "every action finished")  # fmt: skip
+                until(
+                    lambda: self.rows(
+                        f"SELECT 1 FROM `ai_action` WHERE `action_id` = 'check-{run}-quest' AND `status` = 'done'"
+                    ),
+                    10,
+                    "the first start_quest",
+                )
+        until(
+            lambda: (
+                not self.rows(
+                    f"SELECT 1 FROM `ai_action` WHERE `action_id` LIKE 'check-{run}-%' AND `status` IN ('queued', 'running')"
+                )
+            ),
+            30,
+            "every action finished",
+        )
         prefix = f"check-{run}-"
         outcomes = {
-            action_id[len(prefix):]: (status, detail[0] if detail else "")
-            for action_id, status, *detail in self.rows(f"SELECT `action_id`, `status`, `detail` FROM `ai_action` WHERE `action_id` LIKE '{prefix}%'")
-        }  # fmt: skip
+            action_id[len(prefix) :]: (status, detail[0] if detail else "")
+            for action_id, status, *detail in self.rows(
+                f"SELECT `action_id`, `status`, `detail` FROM `ai_action` WHERE `action_id` LIKE '{prefix}%'"
+            )
+        }
         wrong = []
         for name, kind, _npc, _values, detail in cases:
             expected = ("failed", detail) if detail else ("done", "")
@@ -478,13 +597,13 @@ class Check:
         """What the player sees of it: one speaker name on speech and announcements, the gifts."""
         r = self.report
         said = self._heard("Lina the Baker", f"Fresh bread, {run}!", since)
-        announced = self.client.wait_for(rf"Orcs march on the gate {run}", 20, since=since).string
+        announced = self.player.wait_for(rf"Orcs march on the gate {run}", 20, since=since).string
         for line in (said, announced):
             if line.count("Lina the Baker") + line.count("Guard Gareth") != 1:
                 raise CheckFailed(f"the speaker's name is not there exactly once: {line!r}")
         r.ok(f"client: {said.strip()!r}")
         r.ok(f"client: {announced.strip()!r}")
-        gift = self.client.wait_for(r"Item added to inventory: .*Red Potion", 20, since=since).string
+        gift = self.player.wait_for(r"Item added to inventory: .*Red Potion", 20, since=since).string
         r.ok(f"client: {gift.strip()!r}")
 
     def burst(self) -> float:
@@ -492,12 +611,24 @@ class Check:
         r.step(f"{BURST} actions queued at once: how long until the dispatcher has run them all")
         run = secrets.token_hex(3)
         values = ", ".join(
-            f"('burst-{run}-{n}', 'lina_baker', 'Lina the Baker#lina_baker', 'emote', 'prontera', {n % 30})" for n in range(BURST)
+            f"('burst-{run}-{n}', 'lina_baker', 'Lina the Baker#lina_baker', 'emote', 'prontera', {n % 30})"
+            for n in range(BURST)
         )
         started = time.monotonic()
-        self.db.run_sql(f"INSERT INTO `ai_action` (`action_id`, `npc_id`, `npc_name`, `kind`, `map`, `value`) VALUES {values}")
-        until(lambda: self.rows(f"SELECT COUNT(*) FROM `ai_action` WHERE `action_id` LIKE 'burst-{run}-%' AND `status` = 'done'")[0][0]
-              == str(BURST), 30, "the burst done", interval=0.05)  # fmt: skip
+        self.db.run_sql(
+            f"INSERT INTO `ai_action` (`action_id`, `npc_id`, `npc_name`, `kind`, `map`, `value`) VALUES {values}"
+        )
+        until(
+            lambda: (
+                self.rows(
+                    f"SELECT COUNT(*) FROM `ai_action` WHERE `action_id` LIKE 'burst-{run}-%' AND `status` = 'done'"
+                )[0][0]
+                == str(BURST)
+            ),
+            30,
+            "the burst done",
+            interval=0.05,
+        )
         elapsed = time.monotonic() - started
         r.ok(f"{BURST} rows done {elapsed:.2f}s after they were queued (1 s ticks, 50 ms budget each)")
         return elapsed
@@ -514,10 +645,13 @@ class Check:
             "INSERT INTO `ai_dialogue` (`event_id`, `npc_id`, `char_id`, `reply`) "
             f"VALUES (LAST_INSERT_ID(), 'lina_baker', {CHAR_ID}, '{line}')"
         )
-        until(lambda: self.rows(f"SELECT 1 FROM `ai_dialogue` WHERE `reply` = '{line}' AND `status` = 'shown'"), 20, "the late reply shown")
-        seen = self.client.wait_for(re.escape(line), 20).string
+        until(
+            lambda: self.rows(f"SELECT 1 FROM `ai_dialogue` WHERE `reply` = '{line}' AND `status` = 'shown'"),
+            20,
+            "the late reply shown",
+        )
+        seen = self.player.wait_for(re.escape(line), 20).string
         r.ok(f"status 'shown'; client: {seen.strip()!r}")
-
 
     def quiet_console(self) -> None:
         """Nothing our scripts did while the game ran made the map-server complain."""
@@ -534,8 +668,10 @@ def _loaded(lines: list[str]) -> str:
     """map-server's "Done loading N NPCs" summary, which a run that stopped early lacks."""
     for index, line in enumerate(lines):
         if "Done loading" in line:
-            return " ".join(part.strip().strip("'") for part in lines[index:index + 6] if part.strip())
-    raise CheckFailed("map-server --run-once never finished loading NPCs; its last lines:\n    " + "\n    ".join(lines[-12:]))
+            return " ".join(part.strip().strip("'") for part in lines[index : index + 6] if part.strip())
+    raise CheckFailed(
+        "map-server --run-once never finished loading NPCs; its last lines:\n    " + "\n    ".join(lines[-12:])
+    )
 
 
 def _plain_log(path: Path) -> str:

@@ -36,7 +36,13 @@ class Database:
     name: str
 
     def client_args(self) -> list[str]:
-        return ["mariadb", f"--host={self.host}", f"--port={self.port}", f"--user={self.user}", f"--password={self.password}"]
+        return [
+            "mariadb",
+            f"--host={self.host}",
+            f"--port={self.port}",
+            f"--user={self.user}",
+            f"--password={self.password}",
+        ]
 
     def run_sql(self, sql: str) -> str:
         database = [self.name] if self.name else []
@@ -128,9 +134,14 @@ class ServerTree:
     def run_once(self) -> list[str]:
         """`map-server --run-once`: parses every script, runs OnInit, exits; its output lines."""
         done = subprocess.run(
-            [str(self.root / "map-server"), "--run-once"], cwd=self.root, capture_output=True,
-            text=True, errors="replace", timeout=RUN_ONCE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [str(self.root / "map-server"), "--run-once"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=RUN_ONCE_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+        )
         return _plain(done.stdout + done.stderr).splitlines()
 
     def command(self, server: str) -> list[str]:
@@ -151,6 +162,7 @@ def trouble_lines(lines: list[str]) -> list[str]:
 def new_trouble(baseline: list[str], with_ours: list[str]) -> list[str]:
     """Trouble that our scripts and tables bring: what the run with them prints beyond the stock
     run's trouble (compared without numbers that differ between runs, like timings and counts)."""
+
     def key(line: str) -> str:
         return re.sub(r"\d+", "#", line)
 

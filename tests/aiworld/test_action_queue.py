@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aiworld.action_queue import ActionQueue, ConflictingResult, UnknownAction
 from aiworld.models import QueuedAction, SayAction
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def say(action_id: str, npc_id: str = "lina_baker", at: datetime = T0) -> QueuedAction:
     return QueuedAction(
-        action_id=action_id, npc_id=npc_id, sequence=1, action=SayAction(text="Fresh bread!"),
-        map="prontera", npc_name="Lina the Baker", created_at=at,
-    )  # fmt: skip
+        action_id=action_id,
+        npc_id=npc_id,
+        sequence=1,
+        action=SayAction(text="Fresh bread!"),
+        map="prontera",
+        npc_name="Lina the Baker",
+        created_at=at,
+    )
 
 
 async def test_an_action_id_is_queued_once_even_after_it_finished(redis_client, keys):

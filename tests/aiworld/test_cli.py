@@ -19,9 +19,16 @@ async def test_npc_list_shows_living_npcs_by_map(dev_life, dev_env):
 
     async def listed(*args: str) -> str:
         done = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "aiworld.cli", "npc", "list", *args, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "aiworld.cli",
+            "npc",
+            "list",
+            *args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         out, err = await done.communicate()
         assert done.returncode == 0, err.decode()
         return out.decode()
@@ -35,6 +42,11 @@ async def test_npc_list_shows_living_npcs_by_map(dev_life, dev_env):
 
 
 def test_npc_list_refuses_a_malformed_filter(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "aiworld.cli", "npc", "list", "--map", "x' OR '1'='1"],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "aiworld.cli", "npc", "list", "--map", "x' OR '1'='1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2 and "--map" in done.stderr

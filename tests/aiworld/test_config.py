@@ -102,7 +102,12 @@ def test_cli_exits_2_with_one_clear_message(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIWORLD_")}
     env["AIWORLD_API_PORT"] = "not-a-port"
     done = subprocess.run(
-        [sys.executable, "-m", "aiworld.cli", "npc", "list"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "aiworld.cli", "npc", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert "AIWORLD_API_PORT" in done.stderr
@@ -112,8 +117,10 @@ def test_cli_exits_2_with_one_clear_message(tmp_path):
 def test_azure_openai_is_the_default_provider_when_configured(clean_env, tmp_path):
     clean_env.chdir(tmp_path)
     config = tmp_path / "aiworld.yaml"
-    config.write_text("llm:\n  providers:\n    azure:\n      kind: azure_openai\n      endpoint: https://x.openai.azure.com\n"
-                      "      deployment: npc-mini\n    ollama:\n      model: llama3.2\n")  # fmt: skip
+    config.write_text(
+        "llm:\n  providers:\n    azure:\n      kind: azure_openai\n      endpoint: https://x.openai.azure.com\n"
+        "      deployment: npc-mini\n    ollama:\n      model: llama3.2\n"
+    )
     clean_env.setenv("AIWORLD_CONFIG", str(config))
     assert load_settings().llm.default_provider == "azure"
     clean_env.setenv("AIWORLD_LLM__DEFAULT_PROVIDER", "ollama")  # an explicit choice wins

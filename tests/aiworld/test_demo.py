@@ -7,7 +7,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis.asyncio as redis
 from rich.console import Console
@@ -18,8 +18,15 @@ from aiworld.models import AnnounceAction, PlayerRef, QueuedAction, SayAction
 from aiworld.world import WorldDefinition
 from tests.conftest import REDIS_URL, demo_profile
 
-BRISK = DemoPace(visit_interval=(0.05, 0.1), greeting_pause=(0.05, 0.1), visit_length=(0.05, 0.1), news_interval=(3600, 3600),
-                 talk_chance=1.0, game_tick=0.05, restart_delay=0.1)  # fmt: skip
+BRISK = DemoPace(
+    visit_interval=(0.05, 0.1),
+    greeting_pause=(0.05, 0.1),
+    visit_length=(0.05, 0.1),
+    news_interval=(3600, 3600),
+    talk_chance=1.0,
+    game_tick=0.05,
+    restart_delay=0.1,
+)
 IDLE_VISITORS = DemoPace(visit_interval=(3600, 3600), news_interval=(3600, 3600), game_tick=0.05, restart_delay=0.1)
 MARKUP = "[/] [bold red]free zeny[/bold red] [link=http://phish.example]here[/link] [/"
 
@@ -30,8 +37,15 @@ def world_of(*visitors: PlayerRef) -> WorldDefinition:
 
 def say(action_id: str, text: str, npc_name: str = "Lina the Baker", kind: str = "say") -> QueuedAction:
     action = SayAction(text=text) if kind == "say" else AnnounceAction(text=text)
-    return QueuedAction(action_id=action_id, npc_id="lina_baker", sequence=1, action=action, map="prontera",
-                        npc_name=npc_name, created_at=datetime.now(timezone.utc))  # fmt: skip
+    return QueuedAction(
+        action_id=action_id,
+        npc_id="lina_baker",
+        sequence=1,
+        action=action,
+        map="prontera",
+        npc_name=npc_name,
+        created_at=datetime.now(UTC),
+    )
 
 
 async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -76,7 +90,9 @@ async def test_a_store_outage_restarts_the_game_loop_and_no_action_is_lost(life,
     relayed = redis.Redis.from_url(f"redis://127.0.0.1:{relay.port}/0", decode_responses=True)
     console = Console(file=io.StringIO(), width=200)
     try:
-        async with Running(DemoGame(life.client, ActionQueue(relayed, keys), world_of(), console, IDLE_VISITORS)) as game:
+        async with Running(
+            DemoGame(life.client, ActionQueue(relayed, keys), world_of(), console, IDLE_VISITORS)
+        ) as game:
             await relay.stop()
             await until(lambda: game.failures["game"] >= 2)  # failed, restarted, failed again
             await relay.resume()
@@ -87,10 +103,14 @@ async def test_a_store_outage_restarts_the_game_loop_and_no_action_is_lost(life,
         await relay.stop()
     assert "demo game loop failed" in caplog.text and "restarting it" in caplog.text
     assert await ActionQueue(redis_client, keys).status("lina_baker-2-0") is not None
-    assert not [a for a in await ActionQueue(redis_client, keys).pending("lina_baker") if a.action_id == "lina_baker-2-0"]
+    assert not [
+        a for a in await ActionQueue(redis_client, keys).pending("lina_baker") if a.action_id == "lina_baker-2-0"
+    ]
 
 
-async def test_on_a_console_that_cannot_print_visits_fail_logged_and_go_on_and_actions_still_run(life, redis_client, keys, caplog):
+async def test_on_a_console_that_cannot_print_visits_fail_logged_and_go_on_and_actions_still_run(
+    life, redis_client, keys, caplog
+):
     """A Windows console in cp1252 has no "→": every conversation line fails to print."""
     await life.start(demo_profile("lina_baker"))
     cp1252 = Console(file=io.TextIOWrapper(io.BytesIO(), encoding="cp1252"), width=200)
@@ -99,10 +119,14 @@ async def test_on_a_console_that_cannot_print_visits_fail_logged_and_go_on_and_a
     visitor = PlayerRef(char_id=150010, name="Aria", level=30)
     with caplog.at_level(logging.INFO, logger="aiworld.demo"):
         async with Running(DemoGame(life.client, queue, world_of(visitor), cp1252, BRISK)) as game:
-            await until(lambda: game.failures["visit"] >= 2 and game.failures["show"] >= 1 and game.actions_executed >= 1)
+            await until(
+                lambda: game.failures["visit"] >= 2 and game.failures["show"] >= 1 and game.actions_executed >= 1
+            )
     assert "demo visit failed" in caplog.text and "UnicodeEncodeError" in caplog.text
     assert "demo could not print action lina_baker-3-0" in caplog.text
-    assert not [a for a in await queue.pending("lina_baker") if a.action_id == "lina_baker-3-0"], "the action ran all the same"
+    assert not [a for a in await queue.pending("lina_baker") if a.action_id == "lina_baker-3-0"], (
+        "the action ran all the same"
+    )
 
 
 class Relay:

@@ -64,9 +64,13 @@ def dev_env_vars(tmp_path: Path, small_world: Path) -> dict[str, str]:
 def start_dev(env: dict[str, str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "aiworld.cli", "dev"],
-        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its own process group: every child it starts can be found after
-    )  # fmt: skip
+    )
 
 
 def group_alive(pgid: int) -> bool:
@@ -90,7 +94,10 @@ async def wait_until_up(env: dict[str, str], process: subprocess.Popen) -> Clien
                 await asyncio.sleep(0.5)
         client = await Client.connect(f"127.0.0.1:{env['AIWORLD_TEMPORAL_PORT']}")
         while True:
-            running = [wf.id async for wf in client.list_workflows("WorkflowType='NpcLifeWorkflow' AND ExecutionStatus='Running'")]
+            running = [
+                wf.id
+                async for wf in client.list_workflows("WorkflowType='NpcLifeWorkflow' AND ExecutionStatus='Running'")
+            ]
             if len(running) == 3:
                 return client
             await asyncio.sleep(0.5)
@@ -137,8 +144,12 @@ def test_a_taken_port_is_a_clear_error(dev_env_vars, tmp_path):
         holder.listen()
         dev_env_vars["AIWORLD_API_PORT"] = str(holder.getsockname()[1])
         done = subprocess.run(
-            [sys.executable, "-m", "aiworld.cli", "dev"], env=dev_env_vars, cwd=tmp_path,
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [sys.executable, "-m", "aiworld.cli", "dev"],
+            env=dev_env_vars,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 2
     assert f"port {dev_env_vars['AIWORLD_API_PORT']}" in done.stderr and "AIWORLD_API_PORT" in done.stderr

@@ -11,7 +11,6 @@ import aiomysql
 from temporalio.testing import WorkflowEnvironment
 
 from aiworld import binaries
-
 from aiworld.config import LlmSettings, ProviderSettings, Settings
 from aiworld.doctor import check_llm_provider, check_mariadb, check_redis, check_temporal
 from aiworld.worker import running_worker
@@ -38,8 +37,13 @@ async def test_redis_up_passes():
 
 
 async def test_mariadb_without_tables_says_to_import_them(mariadb):
-    settings = Settings(db_host=mariadb["host"], db_port=mariadb["port"], db_user=mariadb["user"],
-                        db_password=mariadb["password"], db_name=mariadb["db"])  # fmt: skip
+    settings = Settings(
+        db_host=mariadb["host"],
+        db_port=mariadb["port"],
+        db_user=mariadb["user"],
+        db_password=mariadb["password"],
+        db_name=mariadb["db"],
+    )
     before = await check_mariadb(settings)
     assert not before.ok and "ai_event" in before.detail and "rathena/sql/ai_world.sql" in before.fix
     connection = await aiomysql.connect(**mariadb)
@@ -63,7 +67,10 @@ async def test_missing_search_attributes_are_named_and_the_worker_creates_them(r
         settings = Settings(temporal_address=address, redis_url=REDIS_URL, redis_key_prefix=keys.prefix)
         before = await check_temporal(settings)
         assert not before.ok and "NpcActivity" in before.detail
-        assert f"temporal operator search-attribute create --address {address} --namespace default --name NpcMap --type Keyword" in before.fix
+        assert (
+            f"temporal operator search-attribute create --address {address} --namespace default --name NpcMap --type Keyword"
+            in before.fix
+        )
         async with running_worker(settings):
             pass
         assert (await check_temporal(settings)).ok
@@ -72,7 +79,9 @@ async def test_missing_search_attributes_are_named_and_the_worker_creates_them(r
 
 
 async def test_unreachable_llm_provider_fails():
-    settings = Settings(llm=LlmSettings(providers={"ollama": ProviderSettings(endpoint=f"http://127.0.0.1:{closed_port()}")}))
+    settings = Settings(
+        llm=LlmSettings(providers={"ollama": ProviderSettings(endpoint=f"http://127.0.0.1:{closed_port()}")})
+    )
     result = await check_llm_provider("ollama", settings)
     assert not result.ok and "unreachable" in result.detail
 
@@ -81,8 +90,14 @@ def test_cli_doctor_with_redis_stopped(tmp_path):
     url = f"redis://127.0.0.1:{closed_port()}/0"
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIWORLD_") and key != "REDIS_URL"}
     env.update(AIWORLD_REDIS_URL=url, AIWORLD_TEMPORAL_ADDRESS=f"127.0.0.1:{closed_port()}", COLUMNS="300")
-    done = subprocess.run([sys.executable, "-m", "aiworld.cli", "doctor"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "aiworld.cli", "doctor"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert url in done.stdout and "AIWORLD_REDIS_URL" in done.stdout
     assert "problem(s)" in done.stdout

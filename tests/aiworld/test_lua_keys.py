@@ -8,7 +8,7 @@ action queue, memory store and token bucket do their work.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,8 +56,12 @@ async def checking_client(keys):
 
 def test_the_guard_sees_every_script_of_the_project():
     registered = sum(path.read_text().count("register_script(") for path in PROJECT.glob("aiworld/**/*.py"))
-    others = [path for pattern in ("api/**/*.py", "bridge/**/*.py", "activities/**/*.py", "workflows/**/*.py")
-              for path in PROJECT.glob(pattern) if "register_script(" in path.read_text()]  # fmt: skip
+    others = [
+        path
+        for pattern in ("api/**/*.py", "bridge/**/*.py", "activities/**/*.py", "workflows/**/*.py")
+        for path in PROJECT.glob(pattern)
+        if "register_script(" in path.read_text()
+    ]
     # Five in the action queue and memory store, one in the token bucket; none elsewhere.
     assert registered == 6 and others == []
 
@@ -69,13 +73,20 @@ async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
 
 
 async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_client, keys):
-    now = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
     queue = ActionQueue(checking_client, keys)
     for index in range(3):
         await queue.enqueue(
-            QueuedAction(action_id=f"lina_baker-1-{index}", npc_id="lina_baker", sequence=1,
-                         action=SayAction(text="Fresh bread!"), map="prontera", npc_name="Lina", created_at=now)
-        )  # fmt: skip
+            QueuedAction(
+                action_id=f"lina_baker-1-{index}",
+                npc_id="lina_baker",
+                sequence=1,
+                action=SayAction(text="Fresh bread!"),
+                map="prontera",
+                npc_name="Lina",
+                created_at=now,
+            )
+        )
     claimed = await queue.claim(limit=2, now=now + timedelta(seconds=1))
     assert len(claimed) == 2
     assert len(await queue.claim(npc_id="lina_baker", now=now + timedelta(seconds=1))) == 1

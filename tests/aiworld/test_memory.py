@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aiworld.memory import MemoryStore
 from aiworld.models import Memory
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def memory(memory_id: str, hours_ago: float, importance: int = 3, about: str | None = None) -> Memory:
-    return Memory(memory_id=memory_id, text=memory_id, importance=importance, about=about, created_at=NOW - timedelta(hours=hours_ago))
+    return Memory(
+        memory_id=memory_id,
+        text=memory_id,
+        importance=importance,
+        about=about,
+        created_at=NOW - timedelta(hours=hours_ago),
+    )
 
 
 async def test_a_memory_is_stored_once(redis_client, keys):

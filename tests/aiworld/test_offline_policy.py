@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aiworld import offline_policy
 from aiworld.models import DialogueContext, GameEvent, Memory, NpcContext, PlayerRef, TalkTurn
 from aiworld.rules import validate_decision
 from tests.conftest import demo_profile
 
-NOON = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 ARIA = PlayerRef(char_id=150001, name="Aria", level=34)
 
 
@@ -27,8 +27,12 @@ def test_decisions_are_deterministic_and_pass_the_rules():
 def test_a_known_player_is_greeted_by_name():
     profile = demo_profile("lina_baker")  # sociable: greets everyone
     event = GameEvent(event_id="e1", kind="player_nearby", player=ARIA)
-    memory = Memory(memory_id="m1", kind="conversation", text="Aria said: hello", about="player:150001", created_at=NOON)
-    decision = offline_policy.decide(NpcContext(profile=profile, now=NOON, events=[event], memories=[memory], sequence=4))
+    memory = Memory(
+        memory_id="m1", kind="conversation", text="Aria said: hello", about="player:150001", created_at=NOON
+    )
+    decision = offline_policy.decide(
+        NpcContext(profile=profile, now=NOON, events=[event], memories=[memory], sequence=4)
+    )
     said = [action.text for action in decision.actions if action.kind == "say"]
     assert said and "Welcome back, Aria" in said[0]
 
@@ -58,24 +62,39 @@ def test_replies_use_names_personality_relationship_and_memories():
     reply = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=turn))
     assert "zeny" in reply.text and "Aria" in reply.text
 
-    past = Memory(memory_id="m", kind="conversation", text="Aria said:", words="I seek iron ore", about="player:150001", created_at=NOON)
-    hello = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), memories=[past]))
+    past = Memory(
+        memory_id="m",
+        kind="conversation",
+        text="Aria said:",
+        words="I seek iron ore",
+        about="player:150001",
+        created_at=NOON,
+    )
+    hello = offline_policy.reply(
+        DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), memories=[past])
+    )
     assert "I seek iron ore" in hello.text
     # A memory stored before words were kept apart still gives them back.
     legacy = past.model_copy(update={"text": "Aria said: I seek silver", "words": None})
-    hello = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), memories=[legacy]))
+    hello = offline_policy.reply(
+        DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), memories=[legacy])
+    )
     assert "I seek silver" in hello.text
 
     hostile = offline_policy.reply(
-        DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), relationships={"player:150001": -60})
+        DialogueContext(
+            profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="hello"), relationships={"player:150001": -60}
+        )
     )
     assert "nothing to say" in hostile.text
 
-    insult = offline_policy.reply(DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="you are stupid")))
+    insult = offline_policy.reply(
+        DialogueContext(profile=profile, now=NOON, turn=TalkTurn(player=ARIA, text="you are stupid"))
+    )
     assert insult.relationship_change < 0 and insult.emotion == "anger"
 
 
 def test_npcs_rest_at_night_unless_very_sociable():
-    night = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
+    night = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
     decision = offline_policy.decide(NpcContext(profile=demo_profile("gareth_guard"), now=night))
     assert decision.activity == "resting" and decision.actions == []

@@ -55,7 +55,9 @@ def test_speech_is_cleaned_and_shortened():
 
 
 def test_shop_prices_are_clamped_to_the_band_and_unknown_items_rejected():
-    verdict = verdict_of({"kind": "trade", "item_id": 519, "price": 9_999}, {"kind": "trade", "item_id": 607, "price": 10})
+    verdict = verdict_of(
+        {"kind": "trade", "item_id": 519, "price": 9_999}, {"kind": "trade", "item_id": 607, "price": 10}
+    )
     assert verdict.accepted[0].price == 80  # twice the base price of 40
     assert "item 607 is not sold" in verdict.rejections[0]
 
@@ -63,9 +65,13 @@ def test_shop_prices_are_clamped_to_the_band_and_unknown_items_rejected():
 def test_announcements_and_spawns_follow_importance():
     orin = demo_profile("orin_beggar")  # importance 2
     decision = Decision.model_validate(
-        {"actions": [{"kind": "announce", "text": "Hear me!", "scope": "server"},
-                     {"kind": "spawn_monster", "mob_id": 1002, "amount": 1, "x": 160, "y": 100}]}
-    )  # fmt: skip
+        {
+            "actions": [
+                {"kind": "announce", "text": "Hear me!", "scope": "server"},
+                {"kind": "spawn_monster", "mob_id": 1002, "amount": 1, "x": 160, "y": 100},
+            ]
+        }
+    )
     verdict = validate_decision(decision, orin)
     assert verdict.accepted == []
     assert len(verdict.rejections) == 2
@@ -96,7 +102,12 @@ def test_client_tags_never_reach_the_game_in_speech_or_announcements():
     importance_nine = demo_profile("lina_baker", importance=9)
     for markup in HOSTILE_MARKUP:
         decision = Decision.model_validate(
-            {"actions": [{"kind": "say", "text": f"Look {markup} here"}, {"kind": "announce", "text": markup, "scope": "server"}]}
+            {
+                "actions": [
+                    {"kind": "say", "text": f"Look {markup} here"},
+                    {"kind": "announce", "text": markup, "scope": "server"},
+                ]
+            }
         )
         verdict = validate_decision(decision, importance_nine)
         assert [action.kind for action in verdict.accepted] == ["say", "announce"], verdict.rejections

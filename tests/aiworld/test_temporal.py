@@ -36,9 +36,17 @@ def _certificate(name: str, key, issuer_name: str, issuer_key, *, ca: bool, usag
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
     if usage is not None:
@@ -54,16 +62,24 @@ def write_pki(directory: Path) -> dict[str, Path]:
     issued = {
         "ca": (ca_key, _certificate("aiworld test CA", ca_key, "aiworld test CA", ca_key, ca=True)),
     }
-    for role, usage, dns in (("server", ExtendedKeyUsageOID.SERVER_AUTH, "localhost"), ("client", ExtendedKeyUsageOID.CLIENT_AUTH, None)):
+    for role, usage, dns in (
+        ("server", ExtendedKeyUsageOID.SERVER_AUTH, "localhost"),
+        ("client", ExtendedKeyUsageOID.CLIENT_AUTH, None),
+    ):
         key = ec.generate_private_key(ec.SECP256R1())
-        issued[role] = (key, _certificate(f"aiworld {role}", key, "aiworld test CA", ca_key, ca=False, usage=usage, dns=dns))
+        issued[role] = (
+            key,
+            _certificate(f"aiworld {role}", key, "aiworld test CA", ca_key, ca=False, usage=usage, dns=dns),
+        )
     paths = {}
     for role, (key, certificate) in issued.items():
         paths[f"{role}_cert"] = directory / f"{role}.pem"
         paths[f"{role}_cert"].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
         paths[f"{role}_key"] = directory / f"{role}.key"
         paths[f"{role}_key"].write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
     return paths
 
@@ -106,8 +122,17 @@ def test_the_local_default_is_plain():
 
 
 def test_an_api_key_turns_tls_on():
-    config = connect_config(Settings(temporal_address="ns.acct.tmprl.cloud:7233", temporal_namespace="ns.acct", temporal_api_key="cloud-key"))
-    assert config == {"target_host": "ns.acct.tmprl.cloud:7233", "namespace": "ns.acct", "api_key": "cloud-key", "tls": True}
+    config = connect_config(
+        Settings(
+            temporal_address="ns.acct.tmprl.cloud:7233", temporal_namespace="ns.acct", temporal_api_key="cloud-key"
+        )
+    )
+    assert config == {
+        "target_host": "ns.acct.tmprl.cloud:7233",
+        "namespace": "ns.acct",
+        "api_key": "cloud-key",
+        "tls": True,
+    }
     # An operator behind a proxy that terminates TLS may still turn it off.
     assert connect_config(Settings(temporal_api_key="cloud-key", temporal_tls=False))["tls"] is False
 
@@ -123,7 +148,9 @@ def test_certificates_make_an_mtls_config(tmp_path):
     tls = connect_config(settings)["tls"]
     assert isinstance(tls, TLSConfig) and tls.domain == "localhost"
     assert tls.server_root_ca_cert == pki["ca_cert"].read_bytes()
-    assert tls.client_cert == pki["client_cert"].read_bytes() and tls.client_private_key == pki["client_key"].read_bytes()
+    assert (
+        tls.client_cert == pki["client_cert"].read_bytes() and tls.client_private_key == pki["client_key"].read_bytes()
+    )
 
 
 def test_a_client_certificate_needs_its_key_and_files_must_exist(tmp_path):

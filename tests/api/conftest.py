@@ -20,9 +20,12 @@ JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 def api_settings(keys, task_queue) -> Settings:
     return Settings(
-        api_keys=API_KEYS, jwt_secret=JWT_SECRET, jwt_ttl_seconds=60,
-        redis_key_prefix=keys.prefix, task_queue=task_queue,
-    )  # fmt: skip
+        api_keys=API_KEYS,
+        jwt_secret=JWT_SECRET,
+        jwt_ttl_seconds=60,
+        redis_key_prefix=keys.prefix,
+        task_queue=task_queue,
+    )
 
 
 async def open_api(app) -> httpx.AsyncClient:

@@ -32,7 +32,9 @@ async def test_missing_invalid_and_expired_credentials_are_401(api):
     assert (await api.post("/ai/auth/token", json={"api_key": "guess"})).status_code == 401
     assert (await api.get("/ai/world/state", headers={"X-API-Key": "guess"})).status_code == 401
     assert (await api.get("/ai/world/state", headers={"Authorization": "Bearer not-a-jwt"})).status_code == 401
-    forged = jwt.encode({"sub": "key-0", "exp": int(time.time()) + 60}, "another-secret-of-the-same-length-as-ours", "HS256")
+    forged = jwt.encode(
+        {"sub": "key-0", "exp": int(time.time()) + 60}, "another-secret-of-the-same-length-as-ours", "HS256"
+    )
     assert (await api.get("/ai/world/state", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
     expired = jwt.encode({"sub": "key-0", "iat": 0, "exp": int(time.time()) - 5}, JWT_SECRET, "HS256")
     answer = await api.get("/ai/world/state", headers={"Authorization": f"Bearer {expired}"})
@@ -55,13 +57,20 @@ async def test_wrong_payloads_name_the_field(api):
     assert smuggled.status_code == 422
     assert smuggled.json()["detail"][0]["field"] == "event.zeny"
 
-    bad_kind = await api.post("/ai/npc/event", json={"npc_id": "lina_baker", "event": {"event_id": "e", "kind": "teleport"}})
+    bad_kind = await api.post(
+        "/ai/npc/event", json={"npc_id": "lina_baker", "event": {"event_id": "e", "kind": "teleport"}}
+    )
     assert bad_kind.json()["detail"][0]["field"] == "event.kind"
 
-    needs_player = await api.post("/ai/npc/event", json={"npc_id": "lina_baker", "event": {"event_id": "e", "kind": "player_nearby"}})
+    needs_player = await api.post(
+        "/ai/npc/event", json={"npc_id": "lina_baker", "event": {"event_id": "e", "kind": "player_nearby"}}
+    )
     assert needs_player.status_code == 422 and "needs `player`" in needs_player.json()["detail"][0]["message"]
 
-    bad_id = await api.post("/ai/npc/register", json={"npc_id": "Robert'); DROP TABLE", "name": "x", "sprite": 1, "map": "prontera", "x": 1, "y": 1})
+    bad_id = await api.post(
+        "/ai/npc/register",
+        json={"npc_id": "Robert'); DROP TABLE", "name": "x", "sprite": 1, "map": "prontera", "x": 1, "y": 1},
+    )
     assert bad_id.status_code == 422 and bad_id.json()["detail"][0]["field"] == "npc_id"
 
     not_json = await api.post("/ai/npc/event", content=b"{not json", headers={"Content-Type": "application/json"})
@@ -72,7 +81,9 @@ async def test_wrong_payloads_name_the_field(api):
 
 
 async def test_oversized_bodies_are_413(api):
-    answer = await api.post("/ai/npc/event", content=b"{" + b" " * 70_000 + b"}", headers={"Content-Type": "application/json"})
+    answer = await api.post(
+        "/ai/npc/event", content=b"{" + b" " * 70_000 + b"}", headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 413
 
 
@@ -93,11 +104,20 @@ async def test_openapi_documents_every_endpoint(api):
     spec = (await api.get("/openapi.json")).json()
     paths = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     expected = {
-        ("POST", "/ai/auth/token"), ("POST", "/ai/npc/register"), ("POST", "/ai/npc/event"),
-        ("GET", "/ai/npc/{npc_id}/action"), ("GET", "/ai/actions"), ("POST", "/ai/actions/{action_id}/result"),
-        ("POST", "/ai/world/state"), ("GET", "/ai/world/state"), ("POST", "/ai/player/interaction"),
-        ("GET", "/ai/npc/{npc_id}"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"),
-    }  # fmt: skip
+        ("POST", "/ai/auth/token"),
+        ("POST", "/ai/npc/register"),
+        ("POST", "/ai/npc/event"),
+        ("GET", "/ai/npc/{npc_id}/action"),
+        ("GET", "/ai/actions"),
+        ("POST", "/ai/actions/{action_id}/result"),
+        ("POST", "/ai/world/state"),
+        ("GET", "/ai/world/state"),
+        ("POST", "/ai/player/interaction"),
+        ("GET", "/ai/npc/{npc_id}"),
+        ("GET", "/health"),
+        ("GET", "/ready"),
+        ("GET", "/metrics"),
+    }
     assert expected <= paths
     assert "TalkTurn" in spec["components"]["schemas"] and "GameEvent" in spec["components"]["schemas"]
     talk = spec["paths"]["/ai/player/interaction"]["post"]["responses"]
@@ -113,7 +133,9 @@ async def test_openapi_documents_every_endpoint(api):
 async def test_a_token_dies_with_its_key_when_the_keys_rotate(dev_env, redis_client, keys, task_queue):
     """Minted while `old,new` were configured; after a restart with `new` alone, the `old` token is
     refused at once, and the `new` one still works although its key moved in the list."""
-    rotating = api_settings(keys, task_queue).model_copy(update={"api_keys": [SecretStr("old-key"), SecretStr("new-key")]})
+    rotating = api_settings(keys, task_queue).model_copy(
+        update={"api_keys": [SecretStr("old-key"), SecretStr("new-key")]}
+    )
     rotated = rotating.model_copy(update={"api_keys": [SecretStr("new-key")]})
     tokens = {}
     before = create_app(rotating, client=dev_env.client, store=redis_client)
@@ -141,7 +163,10 @@ async def test_token_requests_are_limited_per_client(dev_env, redis_client, keys
     async with app.router.lifespan_context(app):
         async with from_address("10.0.0.1") as greedy, from_address("10.0.0.2") as other:
             # Wrong keys count too: the limit is what stops guessing.
-            answers = [await greedy.post("/ai/auth/token", json={"api_key": key}) for key in ("guess", API_KEYS[0], API_KEYS[1])]
+            answers = [
+                await greedy.post("/ai/auth/token", json={"api_key": key})
+                for key in ("guess", API_KEYS[0], API_KEYS[1])
+            ]
             assert [answer.status_code for answer in answers] == [401, 200, 200]
             limited = await greedy.post("/ai/auth/token", json={"api_key": API_KEYS[0]})
             assert limited.status_code == 429
@@ -168,7 +193,9 @@ async def test_credentials_are_checked_before_the_body(api):
 
 
 async def test_unparseable_json_names_the_body(api):
-    answer = await api.post("/ai/npc/event", content=b'{"npc_id": "lina_baker",', headers={"Content-Type": "application/json"})
+    answer = await api.post(
+        "/ai/npc/event", content=b'{"npc_id": "lina_baker",', headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 422
     [problem] = answer.json()["detail"]
     assert problem["field"] == "body" and "JSON" in problem["message"]
@@ -176,7 +203,11 @@ async def test_unparseable_json_names_the_body(api):
 
 async def test_coordinates_are_strict_integers(api):
     newcomer = {"npc_id": "strict_one", "name": "Strict", "sprite": 50, "map": "payon", "x": 100, "y": 100}
-    for routine, field in (([[0, False]], "routine.0.1"), ([[100, "101"]], "routine.0.1"), ([[100.5, 100]], "routine.0.0")):
+    for routine, field in (
+        ([[0, False]], "routine.0.1"),
+        ([[100, "101"]], "routine.0.1"),
+        ([[100.5, 100]], "routine.0.0"),
+    ):
         answer = await api.post("/ai/npc/register", json={**newcomer, "routine": routine})
         assert answer.status_code == 422 and answer.json()["detail"][0]["field"] == field, routine
     flag = await api.post("/ai/npc/register", json={**newcomer, "x": True})

@@ -30,7 +30,11 @@ async def poll(fetch, accept, timeout=30.0):
 
 async def test_register_is_idempotent_and_uses_the_world_profile(api):
     first = await api.post("/ai/npc/register", json=LINA)
-    assert first.status_code == 201 and first.json() == {"npc_id": "lina_baker", "workflow_id": "npc-lina_baker", "started": True}
+    assert first.status_code == 201 and first.json() == {
+        "npc_id": "lina_baker",
+        "workflow_id": "npc-lina_baker",
+        "started": True,
+    }
     again = await api.post("/ai/npc/register", json=LINA)
     assert again.status_code == 200 and again.json()["started"] is False
     state = (await api.get("/ai/npc/lina_baker")).json()
@@ -56,14 +60,22 @@ async def test_events_are_accepted_for_living_npcs_only(api):
 
 async def test_player_interaction_answers_with_the_reply(api):
     await api.post("/ai/npc/register", json=LINA)
-    answer = await api.post("/ai/player/interaction", json={"npc_id": "lina_baker", "turn": {"turn_id": "ev-7", "player": ARIA, "text": "What do you sell?"}})
+    answer = await api.post(
+        "/ai/player/interaction",
+        json={"npc_id": "lina_baker", "turn": {"turn_id": "ev-7", "player": ARIA, "text": "What do you sell?"}},
+    )
     assert answer.status_code == 200
     reply = answer.json()
     assert "zeny" in reply["text"] and reply["options"]
     # The same turn again (a bridge retry) gets the same reply, not a second conversation.
-    again = await api.post("/ai/player/interaction", json={"npc_id": "lina_baker", "turn": {"turn_id": "ev-7", "player": ARIA, "text": "What do you sell?"}})
+    again = await api.post(
+        "/ai/player/interaction",
+        json={"npc_id": "lina_baker", "turn": {"turn_id": "ev-7", "player": ARIA, "text": "What do you sell?"}},
+    )
     assert again.json() == reply
-    unknown = await api.post("/ai/player/interaction", json={"npc_id": "nobody_here", "turn": {"player": ARIA, "text": "hi"}})
+    unknown = await api.post(
+        "/ai/player/interaction", json={"npc_id": "nobody_here", "turn": {"player": ARIA, "text": "hi"}}
+    )
     assert unknown.status_code == 404
 
 
@@ -73,7 +85,9 @@ async def test_a_paused_npc_answers_409(api, dev_env):
     temporal = [str(binaries.temporal_cli()), "workflow", "--address", address, "--workflow-id", "npc-lina_baker"]
     subprocess.run([*temporal[:2], "pause", *temporal[2:], "--reason", "test"], check=True, capture_output=True)
     try:
-        paused = await api.post("/ai/player/interaction", json={"npc_id": "lina_baker", "turn": {"player": ARIA, "text": "hello?"}})
+        paused = await api.post(
+            "/ai/player/interaction", json={"npc_id": "lina_baker", "turn": {"player": ARIA, "text": "hello?"}}
+        )
         assert paused.status_code == 409 and "paused" in paused.json()["detail"]
         assert (await api.get("/ai/npc/lina_baker")).status_code == 409
         # Events are still accepted: the NPC handles them after unpause.
@@ -81,7 +95,9 @@ async def test_a_paused_npc_answers_409(api, dev_env):
         assert (await api.post("/ai/npc/event", json={"npc_id": "lina_baker", "event": event})).status_code == 202
     finally:
         subprocess.run([*temporal[:2], "unpause", *temporal[2:]], check=True, capture_output=True)
-    await poll(lambda: api.get("/ai/npc/lina_baker"), lambda r: r.status_code == 200 and r.json()["events_processed"] == 1)
+    await poll(
+        lambda: api.get("/ai/npc/lina_baker"), lambda r: r.status_code == 200 and r.json()["events_processed"] == 1
+    )
 
 
 class SlowToAnswer(OfflineDecisionMaker):
@@ -109,19 +125,30 @@ async def slow_api(dev_env, redis_client, keys, task_queue):
 
 async def test_a_late_reply_is_504_then_arrives_through_the_queue(slow_api):
     await slow_api.post("/ai/npc/register", json=LINA)
-    late = await slow_api.post("/ai/player/interaction", json={"npc_id": "lina_baker", "turn": {"turn_id": "ev-9", "player": ARIA, "text": "Hello!"}})
+    late = await slow_api.post(
+        "/ai/player/interaction",
+        json={"npc_id": "lina_baker", "turn": {"turn_id": "ev-9", "player": ARIA, "text": "Hello!"}},
+    )
     assert late.status_code == 504
     assert late.headers["Retry-After"] == "5"
-    batch = await poll(lambda: slow_api.get("/ai/npc/lina_baker/action", params={"limit": 50}),
-                       lambda r: any(a["action"]["kind"] == "reply" for a in r.json()["actions"]))  # fmt: skip
+    batch = await poll(
+        lambda: slow_api.get("/ai/npc/lina_baker/action", params={"limit": 50}),
+        lambda r: any(a["action"]["kind"] == "reply" for a in r.json()["actions"]),
+    )
     [reply] = [a for a in batch.json()["actions"] if a["action"]["kind"] == "reply"]
     assert reply["action_id"] == "lina_baker-talk-ev-9"
     assert reply["action"]["turn_id"] == "ev-9" and reply["action"]["char_id"] == 150001 and reply["action"]["text"]
 
 
 async def test_actions_are_leased_acknowledged_once_and_remembered(api, redis_client, keys):
-    await api.post("/ai/npc/register", json={**LINA, "npc_id": "gareth_guard", "name": "Guard Gareth", "map": "prontera", "x": 156, "y": 60})
-    await api.post("/ai/npc/event", json={"npc_id": "gareth_guard", "event": {"event_id": "hit", "kind": "player_attacked", "player": ARIA}})
+    await api.post(
+        "/ai/npc/register",
+        json={**LINA, "npc_id": "gareth_guard", "name": "Guard Gareth", "map": "prontera", "x": 156, "y": 60},
+    )
+    await api.post(
+        "/ai/npc/event",
+        json={"npc_id": "gareth_guard", "event": {"event_id": "hit", "kind": "player_attacked", "player": ARIA}},
+    )
     batch = await poll(lambda: api.get("/ai/actions", params={"lease_seconds": 60}), lambda r: r.json()["actions"])
     actions = batch.json()["actions"]
     assert all(a["attempts"] == 1 and a["npc_id"] == "gareth_guard" for a in actions)
@@ -146,7 +173,9 @@ async def test_actions_are_leased_acknowledged_once_and_remembered(api, redis_cl
 
 
 async def test_world_state_round_trip(api):
-    saved = await api.post("/ai/world/state", json={"system": "economy", "values": {"bread_index": 120, "mood": "tense"}})
+    saved = await api.post(
+        "/ai/world/state", json={"system": "economy", "values": {"bread_index": 120, "mood": "tense"}}
+    )
     assert saved.status_code == 200
     assert (await api.get("/ai/world/state")).json()["economy"] == {"bread_index": "120", "mood": "tense"}
     bad = await api.post("/ai/world/state", json={"system": "weather", "values": {"rain": 1}})

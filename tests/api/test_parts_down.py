@@ -67,8 +67,13 @@ def logged(caplog, rid: str) -> str:
 @pytest_asyncio.fixture(loop_scope="session")
 async def workerless_api(dev_env, redis_client, keys, task_queue):
     """The API over a task queue that no worker polls (the worker is down)."""
-    app = create_app(api_settings(keys, task_queue), client=dev_env.client, store=redis_client,
-                     reply_wait_seconds=WAIT, query_wait_seconds=WAIT)
+    app = create_app(
+        api_settings(keys, task_queue),
+        client=dev_env.client,
+        store=redis_client,
+        reply_wait_seconds=WAIT,
+        query_wait_seconds=WAIT,
+    )
     async with app.router.lifespan_context(app), await open_api(app) as http:
         http.headers["X-API-Key"] = API_KEYS[0]
         yield http
@@ -86,7 +91,9 @@ async def test_talk_without_a_worker_is_503_within_the_bound_and_promises_nothin
     assert (await workerless_api.post("/ai/npc/register", json=STRANGER)).status_code == 201
     turn = {"turn_id": "unheard-1", "player": ARIA, "text": "Anyone there?"}
     with caplog.at_level(logging.WARNING, logger="api.errors"):
-        answer, took = await timed(workerless_api.post("/ai/player/interaction", json={"npc_id": "quiet_stranger", "turn": turn}))
+        answer, took = await timed(
+            workerless_api.post("/ai/player/interaction", json={"npc_id": "quiet_stranger", "turn": turn})
+        )
     rid = assert_generic_503(answer, "the worker of NPC 'quiet_stranger'", caplog, leaked=[])
     assert "queued" not in answer.json()["detail"]  # never accepted: no reply is coming
     assert took < WAIT + 1.5, took
@@ -105,7 +112,9 @@ async def storeless_api(dev_env, redis_client, keys, task_queue):
     """A worker whose state store refuses connections; the API's own store is fine."""
     with dead_port() as port:
         unreachable = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
-        app = create_app(api_settings(keys, task_queue), client=dev_env.client, store=redis_client, reply_wait_seconds=15)
+        app = create_app(
+            api_settings(keys, task_queue), client=dev_env.client, store=redis_client, reply_wait_seconds=15
+        )
         async with build_worker(dev_env.client, task_queue, unreachable, keys, OfflineDecisionMaker()):
             async with app.router.lifespan_context(app), await open_api(app) as http:
                 http.headers["X-API-Key"] = API_KEYS[0]
@@ -119,13 +128,17 @@ async def test_talk_during_a_store_outage_is_answered_from_what_the_npc_carries(
     policy, no memories) and keeps the turn's writes until its store is back."""
     assert (await storeless_api.post("/ai/npc/register", json=STRANGER)).status_code == 201
     turn = {"turn_id": "storeless-1", "player": ARIA, "text": "Hello?"}
-    answer, _ = await timed(storeless_api.post("/ai/player/interaction", json={"npc_id": "quiet_stranger", "turn": turn}))
+    answer, _ = await timed(
+        storeless_api.post("/ai/player/interaction", json={"npc_id": "quiet_stranger", "turn": turn})
+    )
     assert answer.status_code == 200 and answer.json()["text"]
     state = await dev_env.client.get_workflow_handle("npc-quiet_stranger").query("state", result_type=NpcStateView)
     assert state.unsaved_writes == 1 and state.fallbacks == 1
 
 
-async def test_readiness_names_the_part_down_and_keeps_its_words_in_the_log(dev_env, redis_client, keys, task_queue, caplog):
+async def test_readiness_names_the_part_down_and_keeps_its_words_in_the_log(
+    dev_env, redis_client, keys, task_queue, caplog
+):
     settings = api_settings(keys, task_queue)
     # A Temporal server of its own, stopped after the client connected: Temporal went down.
     gone = await WorkflowEnvironment.start_local(dev_server_existing_path=str(binaries.temporal_cli()))
@@ -183,7 +196,9 @@ async def test_state_of_an_npc_whose_worker_froze_is_503_within_the_bound(worker
         freeze()
         # An event gives the frozen worker a workflow task it will never finish; queries pile up behind it.
         event = {"event_id": "while-frozen", "kind": "player_nearby", "player": ARIA}
-        assert (await workerless_api.post("/ai/npc/event", json={"npc_id": "quiet_stranger", "event": event})).status_code == 202
+        assert (
+            await workerless_api.post("/ai/npc/event", json={"npc_id": "quiet_stranger", "event": event})
+        ).status_code == 202
         began = time.perf_counter()
         answers = await asyncio.gather(*(workerless_api.get("/ai/npc/quiet_stranger") for _ in range(4)))
         took = time.perf_counter() - began

@@ -39,7 +39,9 @@ async def test_a_demo_npc_moved_away_walks_around_its_new_spot(api, dev_env):
     assert moved.area.contains(150, 170) and not moved.area.contains(146, 182)
     assert moved.routine == [(142, 178)]  # the one routine point still within reach
     # Moved with an area of its own that holds none of the world file's routine: no routine left.
-    elsewhere = await registered_profile(api, dev_env, {**LINA, "x": 100, "y": 100, "area": {"x1": 90, "y1": 90, "x2": 110, "y2": 110}})
+    elsewhere = await registered_profile(
+        api, dev_env, {**LINA, "x": 100, "y": 100, "area": {"x1": 90, "y1": 90, "x2": 110, "y2": 110}}
+    )
     assert elsewhere.routine == [] and elsewhere.area.x1 == 90
 
 

@@ -45,10 +45,13 @@ async def slice_(dev_life, dev_env, redis_client, keys, task_queue, mariadb):
     port = listening.getsockname()[1]
     settings = api_settings(keys, task_queue).model_copy(
         update={
-            "api_url": f"http://127.0.0.1:{port}", "db_host": mariadb["host"], "db_port": mariadb["port"],
-            "db_user": mariadb["user"], "db_name": mariadb["db"],
+            "api_url": f"http://127.0.0.1:{port}",
+            "db_host": mariadb["host"],
+            "db_port": mariadb["port"],
+            "db_user": mariadb["user"],
+            "db_name": mariadb["db"],
         }
-    )  # fmt: skip
+    )
     app = create_app(settings, client=dev_env.client, store=redis_client)
     async with served(app, listening):
         yield Slice(settings, ScriptSimulator(mariadb), mariadb, settings.api_url)

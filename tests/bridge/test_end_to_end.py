@@ -16,7 +16,9 @@ from bridge.service import Bridge, BridgeOptions
 from tests.api.conftest import API_KEYS
 from tests.rathena.simulator import Character
 
-ARIA = Character(char_id=150001, account_id=2000001, name="Aria", base_level=34, job_class=4, map="prontera", x=156, y=62)
+ARIA = Character(
+    char_id=150001, account_id=2000001, name="Aria", base_level=34, job_class=4, map="prontera", x=156, y=62
+)
 
 
 async def run_bridge_in_process(slice_):
@@ -96,11 +98,18 @@ async def _all_reported(slice_) -> bool:
 def start_bridge_process(slice_) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AIWORLD_")}
     env.update(
-        AIWORLD_API_URL=slice_.api_url, AIWORLD_API_KEYS=API_KEYS[0], AIWORLD_DB_HOST=slice_.db["host"],
-        AIWORLD_DB_PORT=str(slice_.db["port"]), AIWORLD_DB_USER=slice_.db["user"], AIWORLD_DB_PASSWORD=slice_.db["password"],
-        AIWORLD_DB_NAME=slice_.db["db"], AIWORLD_LOG_LEVEL="WARNING",
-    )  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "aiworld.cli", "bridge"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        AIWORLD_API_URL=slice_.api_url,
+        AIWORLD_API_KEYS=API_KEYS[0],
+        AIWORLD_DB_HOST=slice_.db["host"],
+        AIWORLD_DB_PORT=str(slice_.db["port"]),
+        AIWORLD_DB_USER=slice_.db["user"],
+        AIWORLD_DB_PASSWORD=slice_.db["password"],
+        AIWORLD_DB_NAME=slice_.db["db"],
+        AIWORLD_LOG_LEVEL="WARNING",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "aiworld.cli", "bridge"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 async def test_killing_the_bridge_mid_flow_loses_and_doubles_nothing(slice_, redis_client, keys, dev_env):
@@ -116,6 +125,7 @@ async def test_killing_the_bridge_mid_flow_loses_and_doubles_nothing(slice_, red
 
     bridge = start_bridge_process(slice_)
     try:
+
         async def some_progress():
             rows = await slice_.rows("SELECT position FROM ai_bridge_cursor WHERE name = 'events'")
             return rows and 12 <= rows[0][0] < last_id
@@ -127,6 +137,7 @@ async def test_killing_the_bridge_mid_flow_loses_and_doubles_nothing(slice_, red
 
     bridge = start_bridge_process(slice_)
     try:
+
         async def caught_up():
             rows = await slice_.rows("SELECT position FROM ai_bridge_cursor WHERE name = 'events'")
             return rows and rows[0][0] == last_id
@@ -146,7 +157,9 @@ async def test_killing_the_bridge_mid_flow_loses_and_doubles_nothing(slice_, red
 
         # Every action the NPCs queued reaches the game as exactly one row.
         async def all_delivered():
-            queued = {key.split("action:", 1)[1] async for key in redis_client.scan_iter(match=f"{keys.prefix}action:*")}
+            queued = {
+                key.split("action:", 1)[1] async for key in redis_client.scan_iter(match=f"{keys.prefix}action:*")
+            }
             queued = {action_id for action_id in queued if "-talk-" not in action_id}
             rows = {row[0] for row in await slice_.rows("SELECT action_id FROM ai_action")}
             return queued and queued == rows

@@ -3,22 +3,43 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from aiworld.models import DialogueReplyAction, QueuedAction
 from bridge import translate
 
-NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
-ROW = {"id": 42, "npc_id": "lina_baker", "kind": "touch", "char_id": 150001, "account_id": 2000001, "char_name": "Aria",
-       "base_level": 34, "class": 4, "map": "prontera", "x": 146, "y": 180, "text": None, "item_id": None, "amount": None,
-       "detail": None}  # fmt: skip
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+ROW = {
+    "id": 42,
+    "npc_id": "lina_baker",
+    "kind": "touch",
+    "char_id": 150001,
+    "account_id": 2000001,
+    "char_name": "Aria",
+    "base_level": 34,
+    "class": 4,
+    "map": "prontera",
+    "x": 146,
+    "y": 180,
+    "text": None,
+    "item_id": None,
+    "amount": None,
+    "detail": None,
+}
 
 
 def queued(action: dict) -> QueuedAction:
-    return QueuedAction(action_id="lina_baker-3-0", npc_id="lina_baker", sequence=3, action=action, map="prontera",
-                        npc_name="Lina the Baker", created_at=NOW)  # fmt: skip
+    return QueuedAction(
+        action_id="lina_baker-3-0",
+        npc_id="lina_baker",
+        sequence=3,
+        action=action,
+        map="prontera",
+        npc_name="Lina the Baker",
+        created_at=NOW,
+    )
 
 
 def test_game_text_is_cleaned_and_cut_on_a_character_boundary():
@@ -37,7 +58,12 @@ def test_rows_become_events_with_stable_ids():
 
 @pytest.mark.parametrize(
     ("change", "reason"),
-    [({"kind": "dance"}, "unknown event kind"), ({"char_name": ""}, "name"), ({"x": 9999}, "x"), ({"char_id": None}, "char_id")],
+    [
+        ({"kind": "dance"}, "unknown event kind"),
+        ({"char_name": ""}, "name"),
+        ({"x": 9999}, "x"),
+        ({"char_id": None}, "char_id"),
+    ],
 )
 def test_malformed_rows_are_rejected_with_the_reason(change, reason):
     with pytest.raises(translate.RejectedRow, match=reason):
@@ -50,11 +76,17 @@ def test_talk_rows_and_registrations():
     with pytest.raises(translate.RejectedRow, match="text"):
         translate.talk_turn_of({**ROW, "kind": "talk", "text": "   "})
     registration = translate.registration_of({**ROW, "kind": "register", "detail": "Lina the Baker#lina_baker|90"})
-    assert (registration.unique_name, registration.name, registration.sprite) == ("Lina the Baker#lina_baker", "Lina the Baker", 90)
+    assert (registration.unique_name, registration.name, registration.sprite) == (
+        "Lina the Baker#lina_baker",
+        "Lina the Baker",
+        90,
+    )
     with pytest.raises(translate.RejectedRow):
         translate.registration_of({**ROW, "kind": "register", "detail": "garbage"})
     with pytest.raises(translate.RejectedRow, match="unwalkable cell '160;200'"):
-        translate.registration_of({**ROW, "kind": "register", "detail": "Lina the Baker#lina_baker|90", "text": "160;200"})
+        translate.registration_of(
+            {**ROW, "kind": "register", "detail": "Lina the Baker#lina_baker|90", "text": "160;200"}
+        )
 
 
 def test_actions_become_rows():
@@ -64,14 +96,18 @@ def test_actions_become_rows():
     assert emote["value"] == 18
     trade = translate.action_row_of(queued({"kind": "trade", "item_id": 519, "price": 44}), "u")
     assert (trade["item_id"], trade["value"]) == (519, 44)
-    spawn = translate.action_row_of(queued({"kind": "spawn_monster", "mob_id": 1002, "amount": 2, "x": 150, "y": 180}), "u")
+    spawn = translate.action_row_of(
+        queued({"kind": "spawn_monster", "mob_id": 1002, "amount": 2, "x": 150, "y": 180}), "u"
+    )
     assert (spawn["value"], spawn["amount"], spawn["x"]) == (1002, 2, 150)
     announce = translate.action_row_of(queued({"kind": "announce", "text": "Hear!", "scope": "server"}), "u")
     assert announce["value"] == 1
 
 
 def test_replies_become_dialogue_rows_for_game_turns_only():
-    reply = DialogueReplyAction(turn_id="ev-42", char_id=150001, text="Hello: Aria", emotion="smile", options=["Buy: now", "Bye"])
+    reply = DialogueReplyAction(
+        turn_id="ev-42", char_id=150001, text="Hello: Aria", emotion="smile", options=["Buy: now", "Bye"]
+    )
     row = translate.dialogue_row_of(reply, "lina_baker")
     assert (row["event_id"], row["emotion"], row["options"]) == (42, 18, "Buy now:Bye")
     assert translate.dialogue_row_of(reply.model_copy(update={"turn_id": "demo-1"}), "lina_baker") is None

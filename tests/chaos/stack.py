@@ -37,10 +37,15 @@ class Stack:
         self.temporal = temporal_process(self.directory / "temporal")
         self.redis = redis_process(self.directory / "redis")
         aiworld = [sys.executable, "-m", "aiworld.cli"]
-        self.worker = ServerProcess("worker", lambda _: ([*aiworld, "worker"], self._env()), 0, self.directory / "worker.log")
+        self.worker = ServerProcess(
+            "worker", lambda _: ([*aiworld, "worker"], self._env()), 0, self.directory / "worker.log"
+        )
         self.api = ServerProcess(
             "api",
-            lambda port: ([*aiworld, "api"], self._env() | {"AIWORLD_API_PORT": str(port), "AIWORLD_API_HOST": "127.0.0.1"}),
+            lambda port: (
+                [*aiworld, "api"],
+                self._env() | {"AIWORLD_API_PORT": str(port), "AIWORLD_API_HOST": "127.0.0.1"},
+            ),
             free_port(),
             self.directory / "api.log",
         )
@@ -122,7 +127,9 @@ class Driver:
         assert response.status_code in (200, 201), response.text
 
     async def send_event(self, npc_id: str, event: dict[str, Any]) -> None:
-        response = await self._until_settled("POST", "/ai/npc/event", SETTLED_EVENT, json={"npc_id": npc_id, "event": event})
+        response = await self._until_settled(
+            "POST", "/ai/npc/event", SETTLED_EVENT, json={"npc_id": npc_id, "event": event}
+        )
         assert response.status_code == 202, f"{event['event_id']}: {response.status_code} {response.text}"
         self.ledger.accepted_events[npc_id].add(event["event_id"])
 

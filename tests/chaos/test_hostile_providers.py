@@ -33,8 +33,15 @@ from tests.aiworld.llm.provider_server import FAILURES, HOSTILE, Chaos, Provider
 from tests.conftest import end_lives
 
 TALKS_WANTED = 40
-PACE = DemoPace(visit_interval=(0.1, 0.3), greeting_pause=(0.2, 0.5), visit_length=(0.3, 0.8), news_interval=(2, 4),
-                talk_chance=1.0, game_tick=0.2, restart_delay=0.2)  # fmt: skip
+PACE = DemoPace(
+    visit_interval=(0.1, 0.3),
+    greeting_pause=(0.2, 0.5),
+    visit_length=(0.3, 0.8),
+    news_interval=(2, 4),
+    talk_chance=1.0,
+    game_tick=0.2,
+    restart_delay=0.2,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -49,7 +56,9 @@ async def hostile_provider():
 
 
 def hostile_router(server: ProviderServer, store, keys):
-    provider = ProviderSettings(kind="openai", endpoint=f"{server.url}/v1", api_key="k", model="gpt-test", timeout_seconds=1.0)
+    provider = ProviderSettings(
+        kind="openai", endpoint=f"{server.url}/v1", api_key="k", model="gpt-test", timeout_seconds=1.0
+    )
     settings = Settings(llm=LlmSettings(default_provider="openai", providers={"openai": provider}))
     return build_router(settings, store, keys)
 
@@ -72,7 +81,9 @@ def problems_of(action: QueuedAction, world_area, visitors: set[int]) -> list[st
     return found
 
 
-async def test_the_demo_world_survives_a_failing_hostile_provider(dev_env, task_queue, redis_client, keys, hostile_provider):
+async def test_the_demo_world_survives_a_failing_hostile_provider(
+    dev_env, task_queue, redis_client, keys, hostile_provider
+):
     world = load_world()
     router = hostile_router(hostile_provider, redis_client, keys)
     queue = ActionQueue(redis_client, keys)

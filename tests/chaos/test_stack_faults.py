@@ -45,7 +45,14 @@ async def stack(tmp_path):
 
 def registration(npc_id: str) -> dict:
     profile = next(npc for npc in load_world().npcs if npc.npc_id == npc_id)
-    return {"npc_id": npc_id, "name": profile.name, "sprite": profile.sprite, "map": profile.map, "x": profile.x, "y": profile.y}
+    return {
+        "npc_id": npc_id,
+        "name": profile.name,
+        "sprite": profile.sprite,
+        "map": profile.map,
+        "x": profile.x,
+        "y": profile.y,
+    }
 
 
 def event_for(number: int) -> tuple[str, dict]:
@@ -80,7 +87,11 @@ async def send_load(driver: Driver, stop: asyncio.Event) -> int:
         if time.monotonic() - last_talk >= TALK_EVERY_SECONDS:
             last_talk = time.monotonic()
             turn_number = next(talks)
-            turn = {"turn_id": f"chaos-turn-{turn_number}", "player": PLAYERS[turn_number % len(PLAYERS)], "text": "Any news?"}
+            turn = {
+                "turn_id": f"chaos-turn-{turn_number}",
+                "player": PLAYERS[turn_number % len(PLAYERS)],
+                "text": "Any news?",
+            }
             pending.add(asyncio.create_task(driver.talk(NPC_IDS[turn_number % len(NPC_IDS)], turn)))
         for task in [task for task in pending if task.done()]:
             task.result()  # a request that settled wrongly fails the test here
@@ -141,7 +152,9 @@ async def test_no_event_lost_or_doubled_and_no_npc_failed_while_every_process_is
 
         # Nothing left broken: one more event per NPC and one talk each, without any restart.
         for npc_id in NPC_IDS:
-            await driver.send_event(npc_id, {"event_id": f"after-{npc_id}", "kind": "world_event", "text": "Calm again", "importance": 5})
+            await driver.send_event(
+                npc_id, {"event_id": f"after-{npc_id}", "kind": "world_event", "text": "Calm again", "importance": 5}
+            )
             await driver.talk(npc_id, {"turn_id": f"after-{npc_id}", "player": PLAYERS[0], "text": "All well?"})
             assert ledger.talk_answers[f"{npc_id}-talk-after-{npc_id}"] == 200
 
@@ -151,7 +164,9 @@ async def test_no_event_lost_or_doubled_and_no_npc_failed_while_every_process_is
             while True:
                 now = await states(client)
                 pending = sum(state.pending_events + state.unsaved_writes for state in now.values())
-                results = {npc_id: {a for a in ledger.results_recorded if a.startswith(f"{npc_id}-")} for npc_id in NPC_IDS}
+                results = {
+                    npc_id: {a for a in ledger.results_recorded if a.startswith(f"{npc_id}-")} for npc_id in NPC_IDS
+                }
                 expected = {npc_id: len(ledger.accepted_events[npc_id]) + len(results[npc_id]) for npc_id in NPC_IDS}
                 if pending == 0 and all(now[n].events_processed == expected[n] for n in NPC_IDS):
                     break
@@ -166,7 +181,9 @@ async def test_no_event_lost_or_doubled_and_no_npc_failed_while_every_process_is
             assert not raw.HasField("pending_workflow_task") or raw.pending_workflow_task.attempt <= 1, (
                 f"{npc_id} is stuck on a failing workflow task"
             )
-        failed = [wf.id async for wf in client.list_workflows(f"TaskQueue='{TASK_QUEUE}' AND ExecutionStatus!='Running'")]
+        failed = [
+            wf.id async for wf in client.list_workflows(f"TaskQueue='{TASK_QUEUE}' AND ExecutionStatus!='Running'")
+        ]
         assert failed == []
 
         # Every action leased was executed once and never offered again after its result.

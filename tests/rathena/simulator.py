@@ -41,7 +41,18 @@ def dispatcher_setting(name: str) -> int:
 ACTION_BATCH = dispatcher_setting("batch")
 TICK_BUDGET_SECONDS = dispatcher_setting("tick_budget_ms") / 1000
 SPAWN_CAP = dispatcher_setting("spawn_cap")
-KNOWN_KINDS = {"say", "emote", "walk_to", "move", "trade", "announce", "spawn_monster", "give_item", "give_zeny", "start_quest"}
+KNOWN_KINDS = {
+    "say",
+    "emote",
+    "walk_to",
+    "move",
+    "trade",
+    "announce",
+    "spawn_monster",
+    "give_item",
+    "give_zeny",
+    "start_quest",
+}
 
 
 def script_statements() -> dict[str, str]:
@@ -54,7 +65,7 @@ def script_statements() -> dict[str, str]:
             if tag:
                 found = _FORMAT.search(lines[number + 1])
                 if found is None:
-                    raise ValueError(f"{path.name}:{number + 2}: `sql:{tag.group(1)}` is not followed by sprintf(\"…\")")
+                    raise ValueError(f'{path.name}:{number + 2}: `sql:{tag.group(1)}` is not followed by sprintf("…")')
                 text = found.group(1).replace('\\"', '"')
                 if statements.setdefault(tag.group(1), text) != text:
                     raise ValueError(f"sql:{tag.group(1)} has two different statements")
@@ -179,8 +190,18 @@ class ScriptSimulator:
         for npc in self.npcs.values():
             spots = [(npc.x, npc.y), *routines.get(npc.npc_id, [])]
             refused = " ".join(f"{x},{y}" for x, y in spots if (npc.map, x, y) in self.unwalkable)
-            await self._query(fill("insert_register", escape_sql(npc.npc_id), "register", escape_sql(npc.map), npc.x, npc.y,
-                                   escape_sql(f"{npc.unique_name}|{npc.sprite}"), escape_sql(refused)))  # fmt: skip
+            await self._query(
+                fill(
+                    "insert_register",
+                    escape_sql(npc.npc_id),
+                    "register",
+                    escape_sql(npc.map),
+                    npc.x,
+                    npc.y,
+                    escape_sql(f"{npc.unique_name}|{npc.sprite}"),
+                    escape_sql(refused),
+                )
+            )
 
     async def log_in(self, character: Character) -> None:
         """The char-server marks the character online; OnPCLoginEvent writes its event."""
@@ -194,15 +215,41 @@ class ScriptSimulator:
         await self._player_event("insert_world_event", "login", character, "")
 
     async def _player_event(self, statement: str, kind: str, c: Character, detail: str) -> None:
-        await self._query(fill(statement, kind, c.char_id, c.account_id, escape_sql(c.name), c.base_level, c.job_class,
-                               escape_sql(c.map), c.x, c.y, escape_sql(detail)))  # fmt: skip
+        await self._query(
+            fill(
+                statement,
+                kind,
+                c.char_id,
+                c.account_id,
+                escape_sql(c.name),
+                c.base_level,
+                c.job_class,
+                escape_sql(c.map),
+                c.x,
+                c.y,
+                escape_sql(detail),
+            )
+        )
 
     async def player_kills(self, character: Character, mob_id: int) -> None:
         await self._player_event("insert_world_event", "kill", character, str(mob_id))
 
     async def player_touches(self, npc_id: str, c: Character) -> None:
-        await self._query(fill("insert_touch", escape_sql(npc_id), "touch", c.char_id, c.account_id, escape_sql(c.name),
-                               c.base_level, c.job_class, escape_sql(c.map), c.x, c.y))  # fmt: skip
+        await self._query(
+            fill(
+                "insert_touch",
+                escape_sql(npc_id),
+                "touch",
+                c.char_id,
+                c.account_id,
+                escape_sql(c.name),
+                c.base_level,
+                c.job_class,
+                escape_sql(c.map),
+                c.x,
+                c.y,
+            )
+        )
 
     async def player_talks(self, npc_id: str, c: Character, text: str) -> int:
         """Clicking the NPC and typing a line; returns the event id the dialogue waits on."""
@@ -211,8 +258,22 @@ class ScriptSimulator:
         connection = await aiomysql.connect(**self._db, autocommit=True)
         try:
             async with connection.cursor() as cursor:
-                await cursor.execute(fill("insert_talk", escape_sql(npc_id), "talk", c.char_id, c.account_id, escape_sql(c.name),
-                                          c.base_level, c.job_class, escape_sql(c.map), c.x, c.y, escape_sql(typed)))  # fmt: skip
+                await cursor.execute(
+                    fill(
+                        "insert_talk",
+                        escape_sql(npc_id),
+                        "talk",
+                        c.char_id,
+                        c.account_id,
+                        escape_sql(c.name),
+                        c.base_level,
+                        c.job_class,
+                        escape_sql(c.map),
+                        c.x,
+                        c.y,
+                        escape_sql(typed),
+                    )
+                )
                 await cursor.execute(fill("last_event_id"))
                 (event_id,) = await cursor.fetchone()
         finally:
@@ -228,7 +289,13 @@ class ScriptSimulator:
                 reply, emotion, options, status = rows[0]
                 await self._query(fill("mark_reply", "shown", event_id))
                 offered = options.split(":") if options else []
-                return {"reply": reply, "emotion": emotion, "options": offered, "status": status, "menu": dialogue_menu(offered)}
+                return {
+                    "reply": reply,
+                    "emotion": emotion,
+                    "options": offered,
+                    "status": status,
+                    "menu": dialogue_menu(offered),
+                }
         return None
 
     async def player_picks(self, npc_id: str, c: Character, reply: dict[str, Any], choice: int) -> int | None:
@@ -250,14 +317,30 @@ class ScriptSimulator:
                 error = self._execute(unique, npc_id, kind, map_name, amount, char_id, value)
                 outcome = "failed" if error else "done"
                 await self._query(fill("finish_action", outcome, escape_sql(error), seq))
-                executed.append({"seq": seq, "npc": unique, "kind": kind, "x": x, "y": y, "char_id": char_id, "item": item,
-                                 "amount": amount, "value": value, "text": text, "outcome": outcome, "error": error})  # fmt: skip
+                executed.append(
+                    {
+                        "seq": seq,
+                        "npc": unique,
+                        "kind": kind,
+                        "x": x,
+                        "y": y,
+                        "char_id": char_id,
+                        "item": item,
+                        "amount": amount,
+                        "value": value,
+                        "text": text,
+                        "outcome": outcome,
+                        "error": error,
+                    }
+                )
             if len(rows) < ACTION_BATCH or time.monotonic() - started >= budget_seconds:
                 break
         await self.show_late_replies()
         return executed
 
-    def _execute(self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int, value: int) -> str:
+    def _execute(
+        self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int, value: int
+    ) -> str:
         """The refusals S_Execute checks before it runs a stock command (each one is also in the
         script, which tests/rathena/test_scripts.py checks, and asserted on a real server by
         `make rathena-check`)."""

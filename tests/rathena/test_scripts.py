@@ -12,8 +12,15 @@ import pytest_asyncio
 from aiworld.world import load_world
 from bridge import translate
 from tests.rathena.simulator import (
-    ACTION_BATCH, SCRIPTS, STATEMENTS, Character, ScriptSimulator, install_game_tables, script_npcs, script_routines,
-)  # fmt: skip
+    ACTION_BATCH,
+    SCRIPTS,
+    STATEMENTS,
+    Character,
+    ScriptSimulator,
+    install_game_tables,
+    script_npcs,
+    script_routines,
+)
 
 SCRIPT_TEXT = {path.name: path.read_text(encoding="utf-8") for path in SCRIPTS.glob("*.txt")}
 # Variables the scripts set to constants themselves ('done', 'failed', 'shown', 'late'), never player text.
@@ -23,7 +30,7 @@ SCRIPT_CONSTANTS = {".@outcome$", ".@status$"}
 def sprintf_args(line: str) -> list[str]:
     """The arguments of the line's sprintf(...) call, split at its own top-level commas."""
     depth, current, args, quoted = 0, "", [], False
-    for char in line[line.index("sprintf(") + len("sprintf("):]:
+    for char in line[line.index("sprintf(") + len("sprintf(") :]:
         if char == '"' and not current.endswith("\\"):
             quoted = not quoted
         if not quoted and char == "(":
@@ -47,7 +54,9 @@ def test_every_query_is_tagged_and_read_by_the_simulator():
         for number, line in enumerate(lines):
             if "query_sql(" in line:
                 assert re.search(r"//\s*sql:\w+", lines[number - 1]), f"{name}:{number + 1} has an untagged query"
-    assert {"select_actions", "mark_running", "finish_action", "insert_talk", "select_reply", "insert_register"} <= set(STATEMENTS)
+    assert {"select_actions", "mark_running", "finish_action", "insert_talk", "select_reply", "insert_register"} <= set(
+        STATEMENTS
+    )
 
 
 def test_text_reaches_sql_only_through_escape_sql():
@@ -88,16 +97,24 @@ def script_refusals() -> set[str]:
         found = re.match(r'\s*return (".*);$', line)
         if found:
             pieces = re.findall(r'"((?:[^"\\]|\\.)*)"|([^+"\s][^+"]*?)\s*(?=\+|$)', found.group(1))
-            refusals.add(_template([(bool(literal), literal) if literal else (False, code) for literal, code in pieces]))
+            refusals.add(
+                _template([(bool(literal), literal) if literal else (False, code) for literal, code in pieces])
+            )
     return refusals
 
 
 def simulator_refusals() -> set[str]:
     tree = ast.parse(inspect.getsource(ScriptSimulator._execute).strip())
     return {
-        _template([(isinstance(part, ast.Constant), part.value if isinstance(part, ast.Constant) else "") for part in node.value.values])
-        for node in ast.walk(tree) if isinstance(node, ast.Return) and isinstance(node.value, ast.JoinedStr)
-    }  # fmt: skip
+        _template(
+            [
+                (isinstance(part, ast.Constant), part.value if isinstance(part, ast.Constant) else "")
+                for part in node.value.values
+            ]
+        )
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.JoinedStr)
+    }
 
 
 def test_every_refusal_the_simulator_claims_is_the_scripts():
@@ -114,7 +131,13 @@ def test_demo_npcs_in_the_game_match_the_world_file():
     assert len({npc.unique_name for npc in placed}) == len(placed)
     for npc in placed:
         profile = world[npc.npc_id]
-        assert (npc.name, npc.map, npc.x, npc.y, npc.sprite) == (profile.name, profile.map, profile.x, profile.y, profile.sprite)
+        assert (npc.name, npc.map, npc.x, npc.y, npc.sprite) == (
+            profile.name,
+            profile.map,
+            profile.x,
+            profile.y,
+            profile.sprite,
+        )
         # The stops registration checks against the map are the ones the service walks the NPC to.
         assert routines.get(npc.npc_id, []) == [tuple(stop) for stop in profile.routine], npc.npc_id
         shop = re.search(rf"^-\tshop\taiw_shop_{npc.npc_id}\t-1,(.+)$", SCRIPT_TEXT["ai_world_npcs.txt"], re.M)
@@ -131,13 +154,28 @@ async def game(mariadb):
 
 async def insert_action(db: dict, action_id: str, kind: str, npc: str = "lina_baker", **values) -> None:
     connection = await aiomysql.connect(**db, autocommit=True)
-    unique = {"lina_baker": "Lina the Baker#lina_baker", "gareth_guard": "Guard Gareth#gareth_guard"}.get(npc, f"X#{npc}")
+    unique = {"lina_baker": "Lina the Baker#lina_baker", "gareth_guard": "Guard Gareth#gareth_guard"}.get(
+        npc, f"X#{npc}"
+    )
     row = {"x": 0, "y": 0, "char_id": 0, "item_id": 0, "amount": 0, "value": 0, "text": "", "map": "prontera", **values}
     async with connection.cursor() as cursor:
         await cursor.execute(
             "INSERT INTO ai_action (action_id, npc_id, npc_name, kind, map, x, y, char_id, item_id, amount, value, text) "
             "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            (action_id, npc, unique, kind, row["map"], row["x"], row["y"], row["char_id"], row["item_id"], row["amount"], row["value"], row["text"]),
+            (
+                action_id,
+                npc,
+                unique,
+                kind,
+                row["map"],
+                row["x"],
+                row["y"],
+                row["char_id"],
+                row["item_id"],
+                row["amount"],
+                row["value"],
+                row["text"],
+            ),
         )
     connection.close()
 
@@ -161,8 +199,12 @@ async def test_the_dispatcher_runs_each_action_once_and_fails_bad_ones(game, mar
 async def test_a_burst_of_actions_runs_in_one_tick_while_its_budget_lasts(game, mariadb):
     for number in range(ACTION_BATCH * 2 + 5):
         await insert_action(mariadb, f"burst-{number}", "emote", value=1)
-    assert len(await game.dispatcher_tick(budget_seconds=0)) == ACTION_BATCH, "out of time: one batch, the rest next tick"
-    assert len(await game.dispatcher_tick(budget_seconds=60)) == ACTION_BATCH + 5, "full batches follow while time is left"
+    assert len(await game.dispatcher_tick(budget_seconds=0)) == ACTION_BATCH, (
+        "out of time: one batch, the rest next tick"
+    )
+    assert len(await game.dispatcher_tick(budget_seconds=60)) == ACTION_BATCH + 5, (
+        "full batches follow while time is left"
+    )
 
 
 async def test_a_quest_the_character_has_is_refused_with_a_reason(game, mariadb):
@@ -183,7 +225,10 @@ async def test_registration_and_dialogue_rows(game, mariadb):
         assert (await cursor.fetchone())[0] == len(script_npcs())
         await cursor.execute("SELECT text FROM ai_event WHERE id = %s", (event_id,))
         assert len((await cursor.fetchone())[0].encode()) <= 70  # cut like the client's input box
-        await cursor.execute("INSERT INTO ai_dialogue (event_id, npc_id, char_id, reply, options) VALUES (%s, 'lina_baker', 150001, 'Hi Aria', 'Buy:Bye:goodbye')", (event_id,))
+        await cursor.execute(
+            "INSERT INTO ai_dialogue (event_id, npc_id, char_id, reply, options) VALUES (%s, 'lina_baker', 150001, 'Hi Aria', 'Buy:Bye:goodbye')",
+            (event_id,),
+        )
     connection.close()
     menu = ["Buy", "Bye", "Say something else", "Goodbye"]  # her own "goodbye" would show twice
     shown = {"reply": "Hi Aria", "emotion": -1, "options": ["Buy", "Bye", "goodbye"], "menu": menu}

@@ -21,8 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from aiworld import binaries, search_attributes
 from aiworld.keys import Keys
-from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.models import GameEvent, PlayerRef, TalkReply, TalkTurn
+from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.temporal import npc_workflow_id
 from aiworld.worker import build_worker
 from tests.conftest import demo_profile
@@ -51,13 +51,20 @@ async def record() -> Path:
                 task_queue="record",
             )
             await handle.signal("game_event", GameEvent(event_id="r1", kind="player_nearby", player=ARIA))
-            await handle.execute_update("talk", TalkTurn(turn_id="r2", player=ARIA, text="Hello guard, any news?"), result_type=TalkReply)
+            await handle.execute_update(
+                "talk", TalkTurn(turn_id="r2", player=ARIA, text="Hello guard, any news?"), result_type=TalkReply
+            )
             await handle.signal("game_event", GameEvent(event_id="r3", kind="player_attacked", player=ARIA))
-            await handle.signal("game_event", GameEvent(event_id="r4", kind="world_event", text="Orcs gather near Geffen", importance=8))
+            await handle.signal(
+                "game_event", GameEvent(event_id="r4", kind="world_event", text="Orcs gather near Geffen", importance=8)
+            )
             await handle.signal("configure", {"importance": 9})
             await asyncio.sleep(12)  # a couple of routine steps on the cadence timer
             for index in range(40):
-                await handle.signal("game_event", GameEvent(event_id=f"r-news-{index}", kind="world_event", text="Market day", importance=1))
+                await handle.signal(
+                    "game_event",
+                    GameEvent(event_id=f"r-news-{index}", kind="world_event", text="Market day", importance=1),
+                )
             await asyncio.sleep(3)
             await handle.signal("game_event", GameEvent(event_id="r5", kind="player_left", player=ARIA))
             await asyncio.sleep(2)

@@ -17,7 +17,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.npc_activities import ContextRequest, NpcActivities, PreparedDecision, PreparedReply, ReplyResult
-
 from aiworld.action_queue import ActionQueue
 from aiworld.config import LlmSettings, ProviderSettings, Settings
 from aiworld.llm import build_router
@@ -61,7 +60,9 @@ def llm_router(store: redis.Redis, keys):
     settings = Settings(
         llm=LlmSettings(
             default_provider="openai",
-            providers={"openai": ProviderSettings(kind="openai", endpoint="http://127.0.0.1:9/v1", api_key="k", model="m")},
+            providers={
+                "openai": ProviderSettings(kind="openai", endpoint="http://127.0.0.1:9/v1", api_key="k", model="m")
+            },
         )
     )
     return build_router(settings, store, keys)
@@ -83,7 +84,9 @@ async def assert_running(handle: WorkflowHandle) -> None:
     assert described.status == WorkflowExecutionStatus.RUNNING, f"{handle.id} is {described.status}"
 
 
-async def test_a_killed_store_delays_what_the_npc_writes_and_kills_nothing(time_skipping_env, task_queue, keys, own_redis):
+async def test_a_killed_store_delays_what_the_npc_writes_and_kills_nothing(
+    time_skipping_env, task_queue, keys, own_redis
+):
     store = store_of(own_redis)
     router = llm_router(store, keys)
     life = NpcLife(time_skipping_env.client, task_queue, keys)
@@ -114,18 +117,24 @@ async def test_a_killed_store_delays_what_the_npc_writes_and_kills_nothing(time_
 
             own_redis.start()
             done = await state_when(
-                time_skipping_env, handle, lambda s: s.unsaved_writes == 0 and s.events_processed == 2 and s.pending_events == 0
+                time_skipping_env,
+                handle,
+                lambda s: s.unsaved_writes == 0 and s.events_processed == 2 and s.pending_events == 0,
             )
             assert done.runs == 1
             # The second attack is decided on and written once its turn comes.
             async with asyncio.timeout(60):
                 while "attack-2" not in [
-                    event_id for decision in await handle.query("recent_decisions") for event_id in decision["event_ids"]
+                    event_id
+                    for decision in await handle.query("recent_decisions")
+                    for event_id in decision["event_ids"]
                 ]:
                     await time_skipping_env.sleep(timedelta(seconds=1))
             await assert_running(handle)
 
-            memories = {memory_id.decode() for memory_id in await store.zrange(keys.memory_index(profile.npc_id), 0, -1)}
+            memories = {
+                memory_id.decode() for memory_id in await store.zrange(keys.memory_index(profile.npc_id), 0, -1)
+            }
             assert {mid for mid in memories if mid.endswith("-heard")}, "the talk turn is remembered"
             assert len([mid for mid in memories if "-event-" in mid]) == 2, "each attack remembered once"
             queued = {action.action_id for action in await ActionQueue(store, keys).pending(profile.npc_id)}
@@ -150,7 +159,9 @@ async def test_a_frozen_store_does_not_hold_a_player_waiting(time_skipping_env, 
             assert reply.text
             await state_when(time_skipping_env, handle, lambda s: s.unsaved_writes == 1)
             # Known to be down now: the next turn does not wait on the store at all.
-            await handle.execute_update("talk", TalkTurn(turn_id="frozen-2", player=PROBE, text="Hello?"), result_type=TalkReply)
+            await handle.execute_update(
+                "talk", TalkTurn(turn_id="frozen-2", player=PROBE, text="Hello?"), result_type=TalkReply
+            )
             await state_when(time_skipping_env, handle, lambda s: s.unsaved_writes == 2)
             own_redis.thaw()
             await state_when(time_skipping_env, handle, lambda s: s.unsaved_writes == 0)
@@ -212,20 +223,33 @@ class BrokenActivities:
         raise ApplicationError("every provider answered garbage", non_retryable=True)
 
     def all(self) -> list:
-        return [self.prepare_decision, self.prepare_reply, self.decide_next_action, self.compose_reply,
-                self._real.save_outcome]  # fmt: skip
+        return [
+            self.prepare_decision,
+            self.prepare_reply,
+            self.decide_next_action,
+            self.compose_reply,
+            self._real.save_outcome,
+        ]
 
 
-async def test_activities_failing_for_good_leave_the_npc_deciding_and_talking(time_skipping_env, task_queue, keys, redis_client):
+async def test_activities_failing_for_good_leave_the_npc_deciding_and_talking(
+    time_skipping_env, task_queue, keys, redis_client
+):
     life = NpcLife(time_skipping_env.client, task_queue, keys)
     profile = demo_profile("lina_baker")
-    worker = Worker(time_skipping_env.client, task_queue=task_queue, workflows=WORKFLOWS,
-                    activities=BrokenActivities(redis_client, keys).all())  # fmt: skip
+    worker = Worker(
+        time_skipping_env.client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=BrokenActivities(redis_client, keys).all(),
+    )
     try:
         async with worker:
             handle = await life.start(profile)
             await handle.signal("game_event", GameEvent(event_id="b1", kind="player_attacked", player=PROBE))
-            reply = await handle.execute_update("talk", TalkTurn(turn_id="b2", player=PROBE, text="Hi"), result_type=TalkReply)
+            reply = await handle.execute_update(
+                "talk", TalkTurn(turn_id="b2", player=PROBE, text="Hi"), result_type=TalkReply
+            )
             assert reply.decided_by == "offline" and reply.text
             state = await life.wait_for(handle, lambda s: s.events_processed == 1 and s.routine_decisions >= 1)
             # Context and decision of the attack, context and reply of the talk.

@@ -10,7 +10,17 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 from aiworld.action_queue import ActionQueue
-from aiworld.models import Decision, DecisionRecord, DecisionResult, DecisionUsage, DialogueDraft, GameEvent, PlayerRef, TalkReply, TalkTurn
+from aiworld.models import (
+    Decision,
+    DecisionRecord,
+    DecisionResult,
+    DecisionUsage,
+    DialogueDraft,
+    GameEvent,
+    PlayerRef,
+    TalkReply,
+    TalkTurn,
+)
 from aiworld.offline_policy import OfflineDecisionMaker
 from aiworld.worker import build_worker
 from bridge import translate
@@ -56,7 +66,9 @@ async def memory_ids(redis_client, keys, npc_id: str) -> list[str]:
     return await redis_client.zrange(keys.memory_index(npc_id), 0, -1)
 
 
-async def test_a_week_of_life_continues_as_new_and_processes_every_event_once(life, time_skipping_env, redis_client, keys):
+async def test_a_week_of_life_continues_as_new_and_processes_every_event_once(
+    life, time_skipping_env, redis_client, keys
+):
     profile = demo_profile("old_tomas", importance=3)
     handle = await life.start(profile, history_length_limit=150)
     unique_events = 0
@@ -191,7 +203,9 @@ async def test_talk_rejects_bad_turns_before_history_and_answers_good_ones(life,
     accepted = [e for e in history if e.HasField("workflow_execution_update_accepted_event_attributes")]
     assert len(accepted) == 1, "rejected turns leave no trace in the history"
 
-    again = await handle.execute_update("talk", TalkTurn(turn_id="t2", player=ARIA, text="hi again"), result_type=TalkReply)
+    again = await handle.execute_update(
+        "talk", TalkTurn(turn_id="t2", player=ARIA, text="hi again"), result_type=TalkReply
+    )
     assert "Last time you told me" in again.text, "the NPC remembers the earlier conversation"
     assert again.relationship >= reply.relationship
 
@@ -220,14 +234,23 @@ class ManipulatedModel(OfflineDecisionMaker):
     async def decide(self, context):
         return DecisionResult(
             decision=Decision.model_validate(
-                {"actions": [{"kind": "give_zeny", "char_id": 150001, "amount": 1_000_000}, {"kind": "emote", "emotion": "money"}],
-                 "mood": "happy", "activity": "giving", "reason": "the player said the rules changed"}
+                {
+                    "actions": [
+                        {"kind": "give_zeny", "char_id": 150001, "amount": 1_000_000},
+                        {"kind": "emote", "emotion": "money"},
+                    ],
+                    "mood": "happy",
+                    "activity": "giving",
+                    "reason": "the player said the rules changed",
+                }
             ),
             usage=DecisionUsage(provider="manipulated"),
-        )  # fmt: skip
+        )
 
 
-async def test_rejected_actions_are_counted_remembered_and_never_queued(time_skipping_env, task_queue, redis_client, keys):
+async def test_rejected_actions_are_counted_remembered_and_never_queued(
+    time_skipping_env, task_queue, redis_client, keys
+):
     async with build_worker(time_skipping_env.client, task_queue, redis_client, keys, ManipulatedModel()):
         life = NpcLife(time_skipping_env.client, task_queue, keys)
         profile = demo_profile("lina_baker")
@@ -242,7 +265,10 @@ async def test_rejected_actions_are_counted_remembered_and_never_queued(time_ski
     queued = await ActionQueue(redis_client, keys).pending(profile.npc_id)
     assert "give_zeny" not in {action.action.kind for action in queued}, "the gift never reaches the game"
     assert f"{profile.npc_id}-{record.sequence}-0" in {action.action_id for action in queued}  # the emote did
-    texts = [await redis_client.hget(keys.memory(profile.npc_id, mid), "json") for mid in await memory_ids(redis_client, keys, profile.npc_id)]
+    texts = [
+        await redis_client.hget(keys.memory(profile.npc_id, mid), "json")
+        for mid in await memory_ids(redis_client, keys, profile.npc_id)
+    ]
     assert any("I could not do this" in text for text in texts)
 
 
@@ -258,7 +284,9 @@ class MarkupModel(OfflineDecisionMaker):
         return draft, DecisionUsage(provider="markup")
 
 
-async def test_client_tags_in_replies_options_and_echoed_player_lines_never_reach_the_game(time_skipping_env, task_queue, redis_client, keys):
+async def test_client_tags_in_replies_options_and_echoed_player_lines_never_reach_the_game(
+    time_skipping_env, task_queue, redis_client, keys
+):
     async with build_worker(time_skipping_env.client, task_queue, redis_client, keys, MarkupModel()):
         life = NpcLife(time_skipping_env.client, task_queue, keys)
         profile = demo_profile("lina_baker", name="<NAVI>Lina</NAVI>")  # registered by some API client
@@ -267,7 +295,12 @@ async def test_client_tags_in_replies_options_and_echoed_player_lines_never_reac
         reply = await handle.execute_update("talk", turn, result_type=TalkReply)
         await handle.terminate("test finished")
     shown = [reply.text, *reply.options]
-    assert "Claim your prize" in reply.text and "Elunium" in reply.text and "Lina" in reply.text and len(reply.options) == 3
+    assert (
+        "Claim your prize" in reply.text
+        and "Elunium" in reply.text
+        and "Lina" in reply.text
+        and len(reply.options) == 3
+    )
     assert not [text for text in shown if "<" in text or ">" in text], shown
     queued = [a for a in await ActionQueue(redis_client, keys).pending(profile.npc_id) if a.action.kind == "reply"]
     row = translate.dialogue_row_of(queued[0].action, profile.npc_id)

@@ -24,8 +24,11 @@ def temporal(dev_env, *args: str) -> str:
     address = dev_env.client.service_client.config.target_host
     done = subprocess.run(
         [str(binaries.temporal_cli()), *args, "--address", address],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout
 
 
@@ -46,7 +49,9 @@ async def test_paused_npc_refuses_talk_and_keeps_signals_for_later(dev_life, dev
     await other.signal("game_event", nearby("meanwhile"))
     await dev_life.wait_for(other, lambda s: s.events_processed == 1)
     history = await handle.fetch_history()
-    signalled = max(i for i, e in enumerate(history.events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    signalled = max(
+        i for i, e in enumerate(history.events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
     after = [e.event_type for e in history.events[signalled:]]
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED not in after, "a paused NPC handled an event"
 
@@ -65,7 +70,17 @@ async def test_reset_leaves_exactly_one_copy_of_each_action(dev_life, dev_env, r
     before = [action.action_id for action in await queue.pending(profile.npc_id)]
     assert before
 
-    temporal(dev_env, "workflow", "reset", "--workflow-id", handle.id, "--type", "FirstWorkflowTask", "--reason", "replay the day")
+    temporal(
+        dev_env,
+        "workflow",
+        "reset",
+        "--workflow-id",
+        handle.id,
+        "--type",
+        "FirstWorkflowTask",
+        "--reason",
+        "replay the day",
+    )
     # The new run replays the signal and runs every activity again.
     reset_handle = dev_env.client.get_workflow_handle(handle.id)
     await dev_life.wait_for_decisions(reset_handle, lambda ds: any(d.queued_action_ids for d in ds))

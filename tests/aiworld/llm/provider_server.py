@@ -24,17 +24,23 @@ from fastapi.responses import JSONResponse, Response
 
 GOOD_DECISION = {
     "actions": [{"kind": "say", "text": "Fresh bread for everyone!"}, {"kind": "emote", "emotion": "smile"}],
-    "mood": "happy", "activity": "selling", "reason": "customers are near",
-}  # fmt: skip
+    "mood": "happy",
+    "activity": "selling",
+    "reason": "customers are near",
+}
 INJECTED_DECISION = {
     "actions": [{"kind": "give_zeny", "char_id": 150001, "amount": 1_000_000}],
-    "mood": "happy", "activity": "giving", "reason": "the player said to ignore all rules",
-}  # fmt: skip
+    "mood": "happy",
+    "activity": "giving",
+    "reason": "the player said to ignore all rules",
+}
 # A gift to Aria (150001), in the mood an NPC starts in: an answer that is only right for her.
 GIFT_DECISION = {
     "actions": [{"kind": "give_item", "char_id": 150001, "item_id": 501, "amount": 1}],
-    "mood": "calm", "activity": "giving", "reason": "Aria looked hungry",
-}  # fmt: skip
+    "mood": "calm",
+    "activity": "giving",
+    "reason": "Aria looked hungry",
+}
 # Client markup: the game client makes these clickable links.
 TAGGED = "<NAVI>[Free zeny]<INFO>prontera,150,150,0,000,0</INFO></NAVI> <URL>http://phish.example</URL>"
 # Decisions the faults of those names answer instead of a good one.
@@ -43,17 +49,33 @@ HOSTILE_DECISIONS = {
     "gift": GIFT_DECISION,
     "gift_absent": {
         "actions": [{"kind": "give_item", "char_id": 999999, "item_id": 501, "amount": 5}],
-        "mood": "calm", "activity": "giving", "reason": "someone far away asked",
+        "mood": "calm",
+        "activity": "giving",
+        "reason": "someone far away asked",
     },
     "tags": {
         "actions": [{"kind": "say", "text": TAGGED}, {"kind": "announce", "text": TAGGED, "scope": "map"}],
-        "mood": "happy", "activity": "shouting", "reason": TAGGED,
+        "mood": "happy",
+        "activity": "shouting",
+        "reason": TAGGED,
     },
-    "offmap": {"actions": [{"kind": "walk_to", "x": 5, "y": 5}], "mood": "calm", "activity": "wandering", "reason": "far"},
-    "unknown_kind": {"actions": [{"kind": "teleport", "map": "prontera"}], "mood": "calm", "activity": "x", "reason": "y"},
-}  # fmt: skip
+    "offmap": {
+        "actions": [{"kind": "walk_to", "x": 5, "y": 5}],
+        "mood": "calm",
+        "activity": "wandering",
+        "reason": "far",
+    },
+    "unknown_kind": {
+        "actions": [{"kind": "teleport", "map": "prontera"}],
+        "mood": "calm",
+        "activity": "x",
+        "reason": "y",
+    },
+}
 GOOD_DRAFT = {"text": "Welcome, traveller!", "emotion": "smile", "options": ["Buy", "Bye"], "relationship_change": 1}
-HOSTILE_DRAFTS = {"tags": {"text": TAGGED, "emotion": "smile", "options": ["<ITEM>Gift</ITEM>", TAGGED], "relationship_change": 10}}
+HOSTILE_DRAFTS = {
+    "tags": {"text": TAGGED, "emotion": "smile", "options": ["<ITEM>Gift</ITEM>", TAGGED], "relationship_change": 10}
+}
 # Chaos: what a flaky, hostile provider does to a share of its calls.
 FAILURES = ["500", "429", "stall", "html", "garbled"]
 HOSTILE = ["inject", "gift_absent", "tags", "offmap", "unknown_kind"]
@@ -79,6 +101,8 @@ class Chaos:
             return None
         self.dealt[fault] += 1
         return fault
+
+
 STALL_SECONDS = 1.5
 # What a proxy in front of a provider answers when the provider behind it is down: an HTML error
 # page, yet with status 200; and a body cut off mid-way.
@@ -134,7 +158,9 @@ class ProviderServer:
         self.arrivals.append(time.monotonic())
         fault = self.faults.pop(0) if self.faults else (self.chaos.deal() if self.chaos else None)
         if fault == "429":
-            return fault, JSONResponse({"error": {"message": "slow down", "type": "rate_limit"}}, status_code=429, headers={"Retry-After": "7"})
+            return fault, JSONResponse(
+                {"error": {"message": "slow down", "type": "rate_limit"}}, status_code=429, headers={"Retry-After": "7"}
+            )
         if fault == "500":
             return fault, JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
         if fault == "401":
@@ -164,10 +190,15 @@ class ProviderServer:
             content = as_text(self.answer_for(body, fault))
             model = json.loads(body).get("model", "test")
             return {
-                "id": "chat-1", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "id": "chat-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
                 "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-            }  # fmt: skip
+            }
 
         async def openai_embeddings(request: Request, family: str):
             _, refusal = await self._fault(family, request)
@@ -175,10 +206,13 @@ class ProviderServer:
                 return refusal
             inputs = (await request.json())["input"]
             return {
-                "object": "list", "model": "embed",
-                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors(len(inputs)))],
+                "object": "list",
+                "model": "embed",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors(len(inputs)))
+                ],
                 "usage": {"prompt_tokens": 1, "total_tokens": 1},
-            }  # fmt: skip
+            }
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request):
@@ -213,9 +247,15 @@ class ProviderServer:
             else:
                 content = [{"type": "text", "text": as_text(answer)}]
             return {
-                "id": "msg_1", "type": "message", "role": "assistant", "model": json.loads(body)["model"], "content": content,
-                "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 13, "output_tokens": 5},
-            }  # fmt: skip
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": json.loads(body)["model"],
+                "content": content,
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 13, "output_tokens": 5},
+            }
 
         @app.post("/v1/models/{model_action:path}")
         @app.post("/v1beta/models/{model_action:path}")
@@ -227,9 +267,11 @@ class ProviderServer:
                     return refusal
                 content = as_text(self.answer_for(await request.body(), fault))
                 return {
-                    "candidates": [{"content": {"parts": [{"text": content}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+                    "candidates": [
+                        {"content": {"parts": [{"text": content}], "role": "model"}, "finishReason": "STOP", "index": 0}
+                    ],
                     "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4, "totalTokenCount": 13},
-                }  # fmt: skip
+                }
             _, refusal = await self._fault("gemini-embeddings", request)
             if refusal:
                 return refusal
@@ -247,9 +289,13 @@ class ProviderServer:
             body = await request.body()
             content = as_text(self.answer_for(body, fault))
             return {
-                "model": json.loads(body)["model"], "created_at": "2026-11-25T00:00:00Z",
-                "message": {"role": "assistant", "content": content}, "done": True, "prompt_eval_count": 8, "eval_count": 3,
-            }  # fmt: skip
+                "model": json.loads(body)["model"],
+                "created_at": "2026-11-25T00:00:00Z",
+                "message": {"role": "assistant", "content": content},
+                "done": True,
+                "prompt_eval_count": 8,
+                "eval_count": 3,
+            }
 
         @app.post("/api/embed")
         async def ollama_embed(request: Request):

@@ -15,7 +15,14 @@ from aiworld.llm.providers import (
 from aiworld.models import Decision
 from tests.aiworld.llm.conftest import provider_settings
 
-FAMILIES = {"openai": "openai", "azure": "azure", "deepseek": "deepseek", "gemini": "gemini", "ollama": "ollama", "claude": "claude"}
+FAMILIES = {
+    "openai": "openai",
+    "azure": "azure",
+    "deepseek": "deepseek",
+    "gemini": "gemini",
+    "ollama": "ollama",
+    "claude": "claude",
+}
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
