@@ -61,7 +61,8 @@ def _situation(context: NpcContext) -> dict:
         "memories": [_memory(memory) for memory in context.memories],
         "relationships": context.relationships,
         "world": context.world,
-        "recent": context.recent_actions,
+        # What the NPC did and why: the reasons are a model's words and may echo a player's.
+        "recent_quoted": [_quoted(action) for action in context.recent_actions],
     }
 
 

@@ -97,6 +97,9 @@ async def test_what_players_said_is_quoted_data_in_every_later_prompt(
         handle = await life.start(demo_profile("lina_baker"))
         await handle.execute_update("talk", TalkTurn(turn_id="t1", player=PROBE, text=INJECTION), result_type=TalkReply)
         first_talk = len(provider_server.bodies)
+        # The gossip's decision gives a reason that repeats the injection; later prompts show
+        # it among what the NPC did lately, quoted.
+        provider_server.faults[:] = ["echo"]
         await handle.signal(
             "game_event",
             GameEvent(
@@ -120,6 +123,7 @@ async def test_what_players_said_is_quoted_data_in_every_later_prompt(
     assert [json.loads(m["words_quoted"]) for m in gossip] == [f"Probe told me: {INJECTION}"]
     assert json.loads(second_talk["player_said_quoted"]) == "hello again"
     assert INJECTION in [json.loads(m.get("words_quoted", "null")) for m in second_talk["memories"]]
+    assert any(INJECTION in json.loads(action) for action in last_decision["recent_quoted"])
 
 
 async def test_memories_an_older_version_stored_are_quoted_too(
