@@ -21,8 +21,9 @@ test: $(BIN)/.installed
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
 
+# The short variant (100 NPCs, a few minutes); `make bench BENCH_ARGS=--full` runs 1,000 NPCs.
 bench: $(BIN)/.installed
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .aiworld .pytest_cache

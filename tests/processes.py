@@ -85,12 +85,13 @@ class ServerProcess:
             self.process.wait()
 
 
-def redis_process(directory: Path) -> ServerProcess:
-    """A Redis of the test's own, as `aiworld dev` runs one, with every write synced to its
-    append-only file so that kill -9 loses no acknowledged write."""
+def redis_process(directory: Path, sync_every_write: bool = True) -> ServerProcess:
+    """A Redis of the test's own, as `aiworld dev` runs one. With `sync_every_write` each write is
+    synced to its append-only file, so that kill -9 loses no acknowledged write; without it
+    (benchmarks), it syncs once a second as `aiworld dev` does."""
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    args = redis_server_args(directory, port) + ["--appendfsync", "always"]
+    args = redis_server_args(directory, port) + (["--appendfsync", "always"] if sync_every_write else [])
     return ServerProcess("redis", args, port, directory / "redis.log")
 
 
