@@ -63,10 +63,10 @@ class ProcessUse:
     rss_mib: float
 
 
-def process_use(pid: int) -> ProcessUse:
+def process_use(pid: int, descendants: bool = True) -> ProcessUse:
     """Zero for a process that is gone: it uses nothing any more."""
     cpu = rss_pages = 0.0
-    for member in _process_tree(pid):
+    for member in _process_tree(pid) if descendants else [pid]:
         if fields := _stat_fields(member):
             # Fields 14 (utime), 15 (stime) and 24 (rss) of proc(5), counted from 3 after the name.
             cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS

@@ -112,7 +112,9 @@ class PipelineStack:
         return [f"{p.name} (exit {p.process.returncode}, log {p.log_path})" for p in self.processes if p.process and p.process.poll() is not None]
 
     def use(self) -> dict[str, ProcessUse]:
-        return {process.name: process_use(process.process.pid) for process in self.processes if process.process}
+        """Each process of the stack, and the load generator itself: it shares the same cores."""
+        use = {process.name: process_use(process.process.pid) for process in self.processes if process.process}
+        return use | {"load-generator": process_use(os.getpid(), descendants=False)}  # the stack is its children
 
 
 @dataclass

@@ -43,7 +43,7 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
     assert step["event_to_action_leasable"]["count"] + step["events_whose_decision_queued_no_action"] == 6
     assert step["actions_not_leased"] == 0
     assert step["talk"]["sent"] == 3 and step["talk"]["answered"] == 3
-    assert set(step["cpu_ms_per_decision"]) == {"temporal", "redis", "worker-0", "worker-1", "api-0", "api-1"}
+    assert set(step["cpu_ms_per_decision"]) == {"temporal", "redis", "worker-0", "worker-1", "api-0", "api-1", "load-generator"}
     assert step["cpu_ms_per_decision"]["temporal"] > 0
     assert pipeline["history"]["history_events_per_decision"] > 0
     assert pipeline["dead_processes"] == [] and step["query_failures"] == 0
@@ -106,7 +106,15 @@ def test_a_process_that_is_gone_uses_nothing() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert process_use(gone.pid) == ProcessUse(cpu_seconds=0, rss_mib=0)
-    assert process_use(os.getpid()).rss_mib > 0
+
+
+def test_a_process_counts_with_its_children_unless_asked_alone() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        alone, with_children = process_use(os.getpid(), descendants=False), process_use(os.getpid())
+        assert 0 < alone.rss_mib < with_children.rss_mib
+    finally:
+        child.communicate(b"")
 
 
 def test_percentiles_are_nearest_rank() -> None:
