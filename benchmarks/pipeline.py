@@ -329,13 +329,16 @@ class Driver:
 
     # --- what the NPCs decided --------------------------------------------------------------
 
-    async def read_decisions(self, npc_ids: list[str]) -> None:
-        """Query the NPCs' recent decisions; match events to the decision that handled them."""
+    async def read_decisions(self, npc_ids: list[str], deadline: float | None = None) -> None:
+        """Query the NPCs' recent decisions; match events to the decision that handled them.
+        Past `deadline` (monotonic) no further query starts: a busy worker answers slowly."""
         client = await self.temporal()
         gate = asyncio.Semaphore(QUERY_CONCURRENCY)
 
         async def read(npc_id: str) -> None:
             async with gate:
+                if deadline is not None and time.monotonic() > deadline:
+                    return
                 try:
                     records = await client.get_workflow_handle(npc_workflow_id(npc_id)).query(
                         "recent_decisions", result_type=list[dict], rpc_timeout=timedelta(seconds=30)
@@ -343,8 +346,8 @@ class Driver:
                 except Exception:  # noqa: BLE001 - a query that fails is counted and retried next round
                     self.ledger.query_failures += 1
                     return
+            self.ledger.decisions[npc_id] = max([self.ledger.decisions.get(npc_id, 0), *(r["sequence"] for r in records)])
             for record in records:
-                self.ledger.decisions[npc_id] = max(self.ledger.decisions.get(npc_id, 0), record["sequence"])
                 decided_at = datetime.fromisoformat(record["decided_at"]).timestamp()
                 for event_id in record["event_ids"]:
                     sent = self.ledger.events.get(event_id)
@@ -363,7 +366,7 @@ class Driver:
         while unmatched := self.unmatched(step):
             if time.monotonic() - began > seconds:
                 break
-            await self.read_decisions(sorted({event.npc_id for event in unmatched}))
+            await self.read_decisions(sorted({event.npc_id for event in unmatched}), deadline=began + seconds)
             if self.unmatched(step):
                 await asyncio.sleep(STEP_DRAIN_POLL)
         return time.monotonic() - began

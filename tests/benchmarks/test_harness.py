@@ -64,6 +64,10 @@ async def test_answers_the_api_does_not_give_are_counted_not_hidden(tmp_path: Pa
         await driver.wait_until_npcs_answer()
         await driver.read_decisions(["bench_nobody"])  # no such NPC: its query fails
         assert driver.ledger.query_failures == 1
+        await driver.read_decisions(driver.npc_ids, deadline=time.monotonic() - 1)  # too late: nothing asked
+        assert driver.ledger.decisions == {}
+        await driver.read_decisions(driver.npc_ids)
+        assert set(driver.ledger.decisions) == {"bench_0"}
 
         api = stack.api_processes[0]
         api.freeze()
