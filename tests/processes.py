@@ -80,6 +80,11 @@ class ServerProcess:
             self._started_as = (args, env)
             return
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was never started"
+        return self.process.pid
+
     def kill(self) -> None:
         """kill -9: no chance to flush or say goodbye."""
         assert self.process is not None
@@ -106,13 +111,15 @@ class ServerProcess:
             self.process.wait()
 
 
-def redis_process(directory: Path) -> ServerProcess:
-    """A Redis of the test's own, as `aiworld dev` runs one, with every write synced to its
-    append-only file so that kill -9 loses no acknowledged write."""
+def redis_process(directory: Path, sync_every_write: bool = True) -> ServerProcess:
+    """A Redis of the test's own, as `aiworld dev` runs one. With `sync_every_write` each write is
+    synced to its append-only file, so that kill -9 loses no acknowledged write; without it
+    (benchmarks), it syncs once a second as `aiworld dev` does."""
     directory.mkdir(parents=True, exist_ok=True)
+    sync = ["--appendfsync", "always"] if sync_every_write else []
 
     def launch(port: int) -> tuple[list[str], dict[str, str]]:
-        return redis_server_args(directory, port) + ["--appendfsync", "always"], dict(os.environ)
+        return redis_server_args(directory, port) + sync, dict(os.environ)
 
     return ServerProcess("redis", launch, free_port(), directory / "redis.log")
 

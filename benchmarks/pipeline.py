@@ -1,0 +1,519 @@
+"""The pipeline under load: the embedded stack as processes, driven through the HTTP API the way
+rAthena's bridge drives it.
+
+Temporal's dev server (SQLite file, WAL, as `aiworld dev` runs it), Redis, N `aiworld worker`
+and M `aiworld api` processes run with the offline policy. The load generator registers NPCs
+over five maps, offers game events at a fixed rate for a bounded time while players talk to
+random NPCs, and plays the bridge: it polls `GET /ai/actions`, notes when each action was first
+leasable, and reports each result.
+
+How an event is matched to its action: every decision an NPC makes is kept in its
+`recent_decisions` query as a DecisionRecord naming the events it was made from (`event_ids`),
+when it was made (`decided_at`, the workflow task's time) and the actions it queued. After the
+offer window the driver queries the NPCs whose events are not yet matched until each event is
+found in a decision (or the drain time is up). So an event is *processed* at its decision's
+`decided_at`, and its action is *leasable* when the bridge stand-in first leased one of that
+decision's actions. Every generated event is significant (a new player arriving, an attack, a
+gift, world news of importance 5), so each one leads to a decision of its own or shared with
+events that arrived meanwhile; none is matched to a routine decision by coincidence of timing.
+An NPC keeps its last 20 decisions: an event whose decision already fell out of that window is
+counted as unmatched, not guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from aiworld.temporal import npc_workflow_id
+from benchmarks.measure import ProcessUse, describe_load, latency_summary, machine_load, process_use
+from tests.processes import ServerProcess, free_port, redis_process, temporal_process
+
+API_KEY = "bench-key"
+TASK_QUEUE = "bench"
+MAPS = ("prontera", "geffen", "payon", "morocc", "alberta")
+# The event mix of issue 10: new players arriving, attacks, gifts, world news.
+EVENT_MIX = (("arrival", 0.30), ("attack", 0.20), ("gift", 0.25), ("news", 0.25))
+REQUEST_TIMEOUT = 30.0  # a talk that has no answer by then counts as a timeout
+EVENTS_IN_FLIGHT = 500  # the generator waits for a free slot beyond this; the actual rate is reported
+QUERY_CONCURRENCY = 8
+STEP_DRAIN_POLL = 1.0
+
+
+@dataclass
+class PipelineStack:
+    directory: Path
+    workers: int = 1
+    apis: int = 1
+    temporal: ServerProcess = field(init=False)
+    redis: ServerProcess = field(init=False)
+    worker_processes: list[ServerProcess] = field(init=False)
+    api_processes: list[ServerProcess] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.temporal = temporal_process(self.directory / "temporal")
+        self.redis = redis_process(self.directory / "redis", sync_every_write=False)
+        aiworld = [sys.executable, "-m", "aiworld.cli"]
+        self.worker_processes = [
+            ServerProcess(
+                f"worker-{index}",
+                lambda _: ([*aiworld, "worker"], self._env()),
+                0,
+                self.directory / f"worker-{index}.log",
+            )
+            for index in range(self.workers)
+        ]
+        self.api_processes = [
+            ServerProcess(
+                f"api-{index}",
+                lambda port: (
+                    [*aiworld, "api"],
+                    self._env() | {"AIWORLD_API_HOST": "127.0.0.1", "AIWORLD_API_PORT": str(port)},
+                ),
+                free_port(),
+                self.directory / f"api-{index}.log",
+            )
+            for index in range(self.apis)
+        ]
+
+    def _env(self) -> dict[str, str]:
+        """The service's settings, pointing at this stack's Temporal and Redis (started first)."""
+        return {
+            **os.environ,
+            "AIWORLD_TEMPORAL_ADDRESS": self.temporal_address,
+            "AIWORLD_REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0",
+            "AIWORLD_TASK_QUEUE": TASK_QUEUE,
+            "AIWORLD_API_KEYS": API_KEY,
+            "AIWORLD_JWT_SECRET": "bench-secret-that-is-long-enough-for-hs256",
+            "AIWORLD_LOG_LEVEL": "WARNING",
+            "AIWORLD_LLM__DEFAULT_PROVIDER": "offline",
+        }
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.temporal.port}"
+
+    @property
+    def api_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{api.port}" for api in self.api_processes]
+
+    @property
+    def processes(self) -> list[ServerProcess]:
+        return [self.temporal, self.redis, *self.worker_processes, *self.api_processes]
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+    def dead(self) -> list[str]:
+        return [
+            f"{p.name} (exit {p.process.returncode}, log {p.log_path})"
+            for p in self.processes
+            if p.process and p.process.poll() is not None
+        ]
+
+    def use(self) -> dict[str, ProcessUse]:
+        """Each process of the stack, and the load generator itself: it shares the same cores."""
+        use = {process.name: process_use(process.process.pid) for process in self.processes if process.process}
+        return use | {"load-generator": process_use(os.getpid(), descendants=False)}  # the stack is its children
+
+
+@dataclass
+class SentEvent:
+    npc_id: str
+    step: str
+    sent_at: float  # wall clock, comparable with the workflow's decided_at on this machine
+    status: int | str = "pending"  # the API's last answer, "connection" when it gave none
+    accepted_after: float | None = None
+    processed_at: float | None = None
+    action_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Talk:
+    step: str
+    status: int | str
+    seconds: float
+
+
+@dataclass
+class Ledger:
+    events: dict[str, SentEvent] = field(default_factory=dict)
+    leased_at: dict[str, float] = field(default_factory=dict)
+    results_reported: Counter = field(default_factory=Counter)
+    talks: list[Talk] = field(default_factory=list)
+    # npc -> its highest decision sequence seen (decisions it made since it started)
+    decisions: dict[str, int] = field(default_factory=dict)
+    query_failures: int = 0
+    bridge_errors: int = 0  # polls of GET /ai/actions that got no answer
+
+
+class Driver:
+    """The game and the bridge: registers NPCs, sends events and talk, leases actions."""
+
+    def __init__(self, stack: PipelineStack, npcs: int, seed: int = 10, timeout: float = REQUEST_TIMEOUT) -> None:
+        self.stack = stack
+        self.npc_ids = [f"bench_{index}" for index in range(npcs)]
+        self.ledger = Ledger()
+        self._random = random.Random(seed)
+        self._apis = [
+            httpx.AsyncClient(
+                base_url=url,
+                headers={"X-API-Key": API_KEY},
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=EVENTS_IN_FLIGHT, max_keepalive_connections=100),
+            )
+            for url in stack.api_urls
+        ]
+        self._next_api = 0
+        self._next_player = 150_000
+        self._recent_players: list[int] = []
+        self._temporal: Client | None = None
+        self._reporting = asyncio.Semaphore(16)
+
+    async def aclose(self) -> None:
+        for client in self._apis:
+            await client.aclose()
+
+    def _api(self) -> httpx.AsyncClient:
+        """Round-robin over the API processes, as a load balancer in front of them would."""
+        self._next_api = (self._next_api + 1) % len(self._apis)
+        return self._apis[self._next_api]
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> int | str:
+        """One attempt; its answer is counted as it is (a 503 is a figure, not something to hide
+        behind a retry). "connection" when the API gave no answer."""
+        try:
+            return (await self._api().request(method, path, **kwargs)).status_code
+        except httpx.HTTPError:
+            return "connection"
+
+    async def temporal(self) -> Client:
+        if self._temporal is None:
+            self._temporal = await Client.connect(self.stack.temporal_address, data_converter=pydantic_data_converter)
+        return self._temporal
+
+    # --- NPCs -------------------------------------------------------------------------------
+
+    def _registration(self, index: int) -> dict[str, Any]:
+        return {
+            "npc_id": self.npc_ids[index],
+            "name": f"Bench {index}",
+            "sprite": 86,
+            "map": MAPS[index % len(MAPS)],
+            "x": 100 + index % 50,
+            "y": 100 + (index // 50) % 50,
+            "importance": 3,
+        }
+
+    async def register_all(self) -> dict[str, Any]:
+        statuses: Counter = Counter()
+        pending: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(len(self.npc_ids)):
+            pending.put_nowait(index)
+
+        async def registrar() -> None:
+            while not pending.empty():
+                index = pending.get_nowait()
+                statuses[await self._request("POST", "/ai/npc/register", json=self._registration(index))] += 1
+
+        began = time.monotonic()
+        await asyncio.gather(*(registrar() for _ in range(16)))
+        seconds = time.monotonic() - began
+        if statuses[201] + statuses[200] != len(self.npc_ids):
+            raise RuntimeError(f"registration answers: {dict(statuses)}")
+        return {
+            "npcs": len(self.npc_ids),
+            "seconds": round(seconds, 1),
+            "per_second": round(len(self.npc_ids) / seconds, 1),
+        }
+
+    async def wait_until_npcs_answer(self, timeout: float = 120) -> None:
+        """The workers poll: the first registered NPC answers its state through the API."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if dead := self.stack.dead():
+                raise RuntimeError(f"exited: {dead}")
+            try:
+                if (await self._apis[0].get(f"/ai/npc/{self.npc_ids[0]}")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"no worker answered within {timeout} s")
+
+    # --- events and talk --------------------------------------------------------------------
+
+    def _player(self, new: bool) -> dict[str, Any]:
+        if new or not self._recent_players:
+            self._next_player += 1
+            self._recent_players.append(self._next_player)
+            del self._recent_players[:-500]
+            char_id = self._next_player
+        else:
+            char_id = self._random.choice(self._recent_players)
+        return {"char_id": char_id, "name": f"Player{char_id}", "level": 30}
+
+    def _event(self, event_id: str) -> dict[str, Any]:
+        kind = self._random.choices([k for k, _ in EVENT_MIX], weights=[w for _, w in EVENT_MIX])[0]
+        if kind == "arrival":
+            return {"event_id": event_id, "kind": "player_nearby", "player": self._player(new=True)}
+        if kind == "attack":
+            return {"event_id": event_id, "kind": "player_attacked", "player": self._player(new=False)}
+        if kind == "gift":
+            return {
+                "event_id": event_id,
+                "kind": "item_received",
+                "player": self._player(new=False),
+                "item_id": 501,
+                "amount": 1,
+            }
+        return {
+            "event_id": event_id,
+            "kind": "world_event",
+            "text": "Merchants report a caravan on the road",
+            "importance": 5,
+        }
+
+    async def _send_event(self, event_id: str, npc_id: str, step: str) -> None:
+        sent = SentEvent(npc_id=npc_id, step=step, sent_at=time.time())
+        self.ledger.events[event_id] = sent
+        began = time.monotonic()
+        sent.status = await self._request(
+            "POST", "/ai/npc/event", json={"npc_id": npc_id, "event": self._event(event_id)}
+        )
+        if sent.status == 202:
+            sent.accepted_after = time.monotonic() - began
+
+    async def _talk(self, turn_id: str, step: str) -> None:
+        npc_id = self._random.choice(self.npc_ids)
+        turn = {"turn_id": turn_id, "player": self._player(new=False), "text": "Hello, any rumours today?"}
+        began = time.monotonic()
+        try:
+            response = await self._api().post("/ai/player/interaction", json={"npc_id": npc_id, "turn": turn})
+            status: int | str = response.status_code
+        except httpx.TimeoutException:
+            status = "no answer"
+        except httpx.HTTPError:
+            status = "connection"
+        self.ledger.talks.append(Talk(step=step, status=status, seconds=time.monotonic() - began))
+
+    async def offer(self, step: str, rate: float, seconds: float, talk_rate: float) -> dict[str, float]:
+        """Events at `rate` and talk at `talk_rate` for `seconds`, each request on its own schedule."""
+        in_flight: set[asyncio.Task] = set()
+
+        async def paced(count: int, per_second: float, make: Any) -> float:
+            began = time.monotonic()
+            for index in range(count):
+                delay = began + index / per_second - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                while len(in_flight) >= EVENTS_IN_FLIGHT:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                task = asyncio.create_task(make(index))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            return time.monotonic() - began
+
+        event_count = round(rate * seconds)
+        talk_count = round(talk_rate * seconds)
+        offered_seconds, _ = await asyncio.gather(
+            paced(
+                event_count, rate, lambda i: self._send_event(f"{step}-e{i}", self._random.choice(self.npc_ids), step)
+            ),
+            paced(talk_count, talk_rate, lambda i: self._talk(f"{step}-t{i}", step))
+            if talk_count
+            else asyncio.sleep(0, 0.0),
+        )
+        await asyncio.gather(*in_flight)
+        return {"events": event_count, "offered_seconds": offered_seconds}
+
+    # --- the bridge: actions ----------------------------------------------------------------
+
+    async def play_the_bridge(self, stop: asyncio.Event) -> None:
+        """Lease every action as soon as it is leasable, report each result (as the bridge does)."""
+        reports: set[asyncio.Task] = set()
+        while not stop.is_set():
+            try:
+                response = await self._apis[0].get("/ai/actions", params={"limit": 500, "lease_seconds": 600})
+            except httpx.HTTPError:
+                self.ledger.bridge_errors += 1
+                await asyncio.sleep(0.2)
+                continue
+            now = time.time()
+            actions = response.json()["actions"] if response.status_code == 200 else []
+            for action in actions:
+                self.ledger.leased_at.setdefault(action["action_id"], now)
+                task = asyncio.create_task(self._report(action["action_id"]))
+                reports.add(task)
+                task.add_done_callback(reports.discard)
+            if not actions:
+                await asyncio.sleep(0.05)
+        await asyncio.gather(*reports)
+
+    async def _report(self, action_id: str) -> None:
+        async with self._reporting:
+            status = await self._request(
+                "POST", f"/ai/actions/{action_id}/result", json={"outcome": "done", "detail": "bench"}
+            )
+        self.ledger.results_reported[status] += 1
+
+    # --- what the NPCs decided --------------------------------------------------------------
+
+    async def read_decisions(self, npc_ids: list[str], deadline: float | None = None) -> None:
+        """Query the NPCs' recent decisions; match events to the decision that handled them.
+        Past `deadline` (monotonic) no further query starts: a busy worker answers slowly."""
+        client = await self.temporal()
+        gate = asyncio.Semaphore(QUERY_CONCURRENCY)
+
+        async def read(npc_id: str) -> None:
+            async with gate:
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                try:
+                    records = await client.get_workflow_handle(npc_workflow_id(npc_id)).query(
+                        "recent_decisions", result_type=list[dict], rpc_timeout=timedelta(seconds=30)
+                    )
+                except Exception:  # noqa: BLE001 - a query that fails is counted and retried next round
+                    self.ledger.query_failures += 1
+                    return
+            self.ledger.decisions[npc_id] = max(
+                [self.ledger.decisions.get(npc_id, 0), *(r["sequence"] for r in records)]
+            )
+            for record in records:
+                decided_at = datetime.fromisoformat(record["decided_at"]).timestamp()
+                for event_id in record["event_ids"]:
+                    sent = self.ledger.events.get(event_id)
+                    if sent is not None and sent.processed_at is None:
+                        sent.processed_at = decided_at
+                        sent.action_ids = list(record["queued_action_ids"])
+
+        await asyncio.gather(*(read(npc_id) for npc_id in npc_ids))
+
+    def unmatched(self, step: str) -> list[SentEvent]:
+        return [e for e in self.ledger.events.values() if e.step == step and e.status == 202 and e.processed_at is None]
+
+    async def drain(self, step: str, seconds: float) -> float:
+        """Until every accepted event of the step is found in a decision, or `seconds` pass."""
+        began = time.monotonic()
+        while unmatched := self.unmatched(step):
+            if time.monotonic() - began > seconds:
+                break
+            await self.read_decisions(sorted({event.npc_id for event in unmatched}), deadline=began + seconds)
+            if self.unmatched(step):
+                await asyncio.sleep(STEP_DRAIN_POLL)
+        return time.monotonic() - began
+
+    async def history_per_decision(self, sample: int) -> dict[str, Any]:
+        """History events (every run, continue-as-new included) per decision, on a sample of NPCs."""
+        client = await self.temporal()
+        chosen = self.npc_ids[:: max(1, len(self.npc_ids) // sample)][:sample]
+        await self.read_decisions(chosen)
+        lengths, decisions = [], []
+        for npc_id in chosen:
+            events = 0
+            async for run in client.list_workflows(f"WorkflowId = '{npc_workflow_id(npc_id)}'"):
+                history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+                events += len(history.events)
+            lengths.append(events)
+            decisions.append(self.ledger.decisions.get(npc_id, 0))
+        return {
+            "npcs_sampled": len(chosen),
+            "history_events": sum(lengths),
+            "decisions": sum(decisions),
+            "history_events_per_decision": round(sum(lengths) / max(1, sum(decisions)), 1),
+            "history_events_per_npc_p50": sorted(lengths)[len(lengths) // 2],
+        }
+
+    # --- a step: offer, drain, measure ------------------------------------------------------
+
+    async def step(
+        self, name: str, rate: float, seconds: float, talk_rate: float, drain_seconds: float
+    ) -> dict[str, Any]:
+        load_before = machine_load()
+        use_before = self.stack.use()
+        decisions_before = sum(self.ledger.decisions.values())
+        window_start = time.time()
+        offered = await self.offer(name, rate, seconds, talk_rate)
+        window_end = window_start + offered["offered_seconds"]
+        drain_seconds_taken = await self.drain(name, drain_seconds)
+        use_after = self.stack.use()
+        load_after = machine_load()
+        await self.read_decisions(self.npc_ids)  # every NPC: the decisions made meanwhile, routine ones too
+        decisions = sum(self.ledger.decisions.values()) - decisions_before
+
+        events = [e for e in self.ledger.events.values() if e.step == name]
+        accepted = [e for e in events if e.status == 202]
+        processed = [e for e in accepted if e.processed_at is not None]
+        in_window = [e for e in processed if e.processed_at is not None and e.processed_at <= window_end]
+        with_action = [e for e in processed if e.action_ids]
+        leased = [
+            min(self.ledger.leased_at[a] for a in e.action_ids if a in self.ledger.leased_at) - e.sent_at
+            for e in with_action
+            if any(a in self.ledger.leased_at for a in e.action_ids)
+        ]
+        talks = [t for t in self.ledger.talks if t.step == name]
+        offered_rate = len(events) / offered["offered_seconds"]
+        processed_rate = len(in_window) / offered["offered_seconds"]
+        event_decisions = {(e.npc_id, tuple(e.action_ids), e.processed_at) for e in processed}
+        return {
+            "offered_per_second_target": rate,
+            "offered_per_second": round(offered_rate, 1),
+            "window_seconds": round(offered["offered_seconds"], 1),
+            "events_sent": len(events),
+            "event_answers": dict(Counter(str(e.status) for e in events)),
+            "event_accept": latency_summary([e.accepted_after for e in accepted if e.accepted_after is not None]),
+            "processed_in_window_per_second": round(processed_rate, 1),
+            "processed_total": len(processed),
+            "unprocessed_after_drain": len(accepted) - len(processed),
+            "drain_seconds": round(drain_seconds_taken, 1),
+            "sustained": processed_rate >= 0.9 * offered_rate and len(processed) == len(accepted),
+            "event_to_decision": latency_summary(
+                [e.processed_at - e.sent_at for e in processed if e.processed_at is not None]
+            ),
+            "event_to_action_leasable": latency_summary(leased),
+            "events_whose_decision_queued_no_action": len(processed) - len(with_action),
+            "actions_not_leased": len(with_action) - len(leased),
+            "decisions": decisions,
+            "decisions_on_these_events": len(event_decisions),
+            "talk": {
+                "sent": len(talks),
+                "answered": sum(1 for t in talks if t.status == 200),
+                "answers": dict(Counter(str(t.status) for t in talks)),
+                "answered_latency": latency_summary([t.seconds for t in talks if t.status == 200]),
+                "all_latency": latency_summary([t.seconds for t in talks]),
+            },
+            "cpu_ms_per_decision": {
+                name: round((use_after[name].cpu_seconds - use_before[name].cpu_seconds) * 1000 / max(1, decisions), 1)
+                for name in use_after
+            },
+            "cpu_percent_of_one_core": {
+                name: round(
+                    (use_after[name].cpu_seconds - use_before[name].cpu_seconds)
+                    * 100
+                    / (offered["offered_seconds"] + drain_seconds_taken)
+                )
+                for name in use_after
+            },
+            "rss_mib": {name: round(use.rss_mib) for name, use in use_after.items()},
+            "load_before": describe_load(load_before),
+            "load_after": describe_load(load_after),
+            "query_failures": self.ledger.query_failures,
+            "dead_processes": self.stack.dead(),
+        }

@@ -1,0 +1,43 @@
+"""The raw baseline's workflow and its worker process (imports nothing but the SDK, so the
+workflow sandbox loads it as it is):
+
+    python -m benchmarks.raw_worker ADDRESS TASK_QUEUE
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+
+@workflow.defn(name="RawSignalCounter")
+class RawSignalCounter:
+    """An entity that waits until it has counted its share of `bump` signals: no activities,
+    no timers, no search attributes."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    @workflow.signal
+    def bump(self) -> None:
+        self._count += 1
+
+    @workflow.run
+    async def run(self, expected: int) -> int:
+        await workflow.wait_condition(lambda: self._count >= expected)
+        return self._count
+
+
+async def serve(address: str, task_queue: str) -> None:
+    """The SDK's default worker settings, as `aiworld worker` runs with its own."""
+    client = await Client.connect(address)
+    async with Worker(client, task_queue=task_queue, workflows=[RawSignalCounter]):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(sys.argv[1], sys.argv[2]))
