@@ -241,7 +241,7 @@ class NpcLifeWorkflow:
         significant = [event for event in events if self._is_significant(event)]
         for event in events:
             self._track_presence(event)
-        if events:
+        if any(self._is_news(event) for event in events):
             self._state.quiet_steps = 0
         if significant:
             await self._decide_and_act(events, trigger="events")
@@ -249,6 +249,12 @@ class NpcLifeWorkflow:
             await self._remember_quietly(events)
         elif woke_by_timer:
             await self._follow_routine()
+
+    @staticmethod
+    def _is_news(event: GameEvent) -> bool:
+        """Anything but word that the NPC's own action went as planned: that is no reason to
+        decide more often again."""
+        return event.kind is not GameEventKind.ACTION_RESULT or event.outcome != "done"
 
     def _is_significant(self, event: GameEvent) -> bool:
         if event.kind in _SIGNIFICANT:

@@ -139,8 +139,16 @@ async def test_a_player_standing_idle_near_costs_a_handful_of_decisions_not_a_hu
     # 5+10+20+40+80+80+... s: about ten steps in nine minutes, where a fixed cadence makes 108.
     assert 5 <= quiet.routine_decisions <= 14, quiet.routine_decisions
 
-    await handle.signal("game_event", news("wake-up", importance=1))  # news: not significant
+    # Word that its own walk went as planned is no news: the stretched cadence stays.
+    done = GameEvent(event_id="walked", kind="action_result", action_id="gareth_guard-1-0", outcome="done")
+    await handle.signal("game_event", done)
     await life.wait_for(handle, lambda s: s.events_processed == 2)
+    before = (await life.state(handle)).routine_decisions
+    await time_skipping_env.sleep(timedelta(seconds=16))
+    assert (await life.state(handle)).routine_decisions - before <= 1
+
+    await handle.signal("game_event", news("wake-up", importance=1))  # news: not significant
+    await life.wait_for(handle, lambda s: s.events_processed == 3)
     before = (await life.state(handle)).routine_decisions
     await time_skipping_env.sleep(timedelta(seconds=16))
     after = await life.state(handle)
