@@ -124,7 +124,9 @@ async def test_answers_the_api_does_not_give_are_counted_not_hidden(tmp_path: Pa
 
 
 async def test_waiting_ends_when_a_process_it_depends_on_exits(tmp_path: Path) -> None:
-    exits = ServerProcess("exits", lambda _: ([sys.executable, "-c", "raise SystemExit(3)"], {}), 0, tmp_path / "exits.log")
+    exits = ServerProcess(
+        "exits", lambda _: ([sys.executable, "-c", "raise SystemExit(3)"], {}), 0, tmp_path / "exits.log"
+    )
     exits.start()
     with pytest.raises(RuntimeError, match=r"exits \(exit 3"):
         await until_done(asyncio.Event().wait(), [exits])
