@@ -259,3 +259,40 @@ async def test_activities_failing_for_good_leave_the_npc_deciding_and_talking(
             await assert_running(handle)
     finally:
         await life_end(life)
+
+
+async def test_a_long_store_outage_continues_as_new_with_the_unfinished_work(
+    time_skipping_env, task_queue, keys, own_redis
+):
+    """While the store is down, events pile up and the history grows; the NPC continues as new
+    anyway, carrying its unsaved writes and pending events, and finishes them when the store is back."""
+    store = store_of(own_redis)
+    life = NpcLife(time_skipping_env.client, task_queue, keys)
+    profile = demo_profile("gareth_guard", importance=4)
+    try:
+        async with build_worker(time_skipping_env.client, task_queue, store, keys, OfflineDecisionMaker()):
+            handle = await life.start(profile, history_length_limit=100)
+            own_redis.kill()
+            await handle.signal("game_event", GameEvent(event_id="down-0", kind="player_attacked", player=PROBE))
+            await state_when(time_skipping_env, handle, lambda s: s.unsaved_writes >= 1)
+            for index in range(1, 120):
+                await handle.signal(
+                    "game_event", GameEvent(event_id=f"down-{index}", kind="world_event", text="Storm", importance=1)
+                )
+            carried = await state_when(time_skipping_env, handle, lambda s: s.runs >= 2)
+            assert carried.unsaved_writes >= 1 and carried.pending_events > 0, (
+                "the next run carries the unfinished work"
+            )
+            own_redis.start()
+            done = await state_when(
+                time_skipping_env,
+                handle,
+                lambda s: s.unsaved_writes == 0 and s.pending_events == 0 and s.events_processed == 120,
+            )
+            assert done.runs >= 2
+            memories = await store.zrange(keys.memory_index(profile.npc_id), 0, -1)
+            assert len([m for m in memories if b"-event-" in m]) == 120, "every event remembered once"
+            await assert_running(handle)
+    finally:
+        await life_end(life)
+        await store.aclose()
