@@ -10,11 +10,13 @@ import subprocess
 import sys
 
 import aiomysql
+from temporalio.service import RPCError
 
 from bridge.api_client import ApiClient
 from bridge.service import Bridge, BridgeOptions
 from tests.api.conftest import API_KEYS
-from tests.rathena.simulator import Character
+from tests.rathena.simulator import Character, script_routines
+from workflows.npc_state import NpcLifeInput
 
 ARIA = Character(
     char_id=150001, account_id=2000001, name="Aria", base_level=34, job_class=4, map="prontera", x=156, y=62
@@ -173,3 +175,29 @@ async def test_killing_the_bridge_mid_flow_loses_and_doubles_nothing(slice_, red
         except subprocess.TimeoutExpired:
             bridge.kill()
             bridge.wait()
+
+
+async def test_a_routine_stop_the_map_refuses_leaves_the_npcs_routine(slice_, dev_env):
+    """checkcell in the game -> register row -> bridge -> API -> the NPC lives without that stop."""
+    game = slice_.game
+    tomas = game.npcs["old_tomas"]
+    refused = script_routines()["old_tomas"][1]
+    game.unwalkable = {(tomas.map, *refused)}
+    shutdown = await run_bridge_in_process(slice_)
+    try:
+        await game.register_all()
+        handle = dev_env.client.get_workflow_handle("npc-old_tomas")
+
+        async def started_with():
+            try:
+                history = await handle.fetch_history()
+            except RPCError:
+                return None
+            [payload] = history.events[0].workflow_execution_started_event_attributes.input.payloads
+            return NpcLifeInput.model_validate_json(payload.data).profile
+
+        profile = await slice_.until(started_with)
+    finally:
+        await shutdown()
+    assert refused not in profile.routine
+    assert profile.routine and all(stop in script_routines()["old_tomas"] for stop in profile.routine)
