@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import aiomysql
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from bridge.api_client import ApiClient
@@ -77,8 +78,10 @@ async def test_the_slice_from_click_to_reply_and_from_decision_to_remembered_out
 
         # The results flow back; the NPC remembers what happened to its actions, once each.
         async def remembered():
+            # Each result is an event of its own: wait until every one of them is remembered.
             texts = await npc_memories(redis_client, keys, "gareth_guard")
-            return [t for t in texts if "was done" in t]
+            done = [t for t in texts if "was done" in t]
+            return done if len(done) >= len(rows) else None
 
         await slice_.until(lambda: _all_reported(slice_))
         outcomes = await slice_.until(remembered)
@@ -189,10 +192,14 @@ async def test_a_routine_stop_the_map_refuses_leaves_the_npcs_routine(slice_, de
         handle = dev_env.client.get_workflow_handle("npc-old_tomas")
 
         async def started_with():
+            # The life this registration started (an earlier test's NPC of the same id has ended).
             try:
-                history = await handle.fetch_history()
+                described = await handle.describe()
             except RPCError:
                 return None
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                return None
+            history = await dev_env.client.get_workflow_handle(handle.id, run_id=described.run_id).fetch_history()
             [payload] = history.events[0].workflow_execution_started_event_attributes.input.payloads
             return NpcLifeInput.model_validate_json(payload.data).profile
 
