@@ -409,15 +409,24 @@ class Driver:
     def unmatched(self, step: str) -> list[SentEvent]:
         return [e for e in self.ledger.events.values() if e.step == step and e.status == 202 and e.processed_at is None]
 
+    def unleased(self, step: str) -> list[SentEvent]:
+        """Processed events whose decision queued actions the bridge stand-in has not leased yet."""
+        return [
+            e
+            for e in self.ledger.events.values()
+            if e.step == step and e.action_ids and not any(a in self.ledger.leased_at for a in e.action_ids)
+        ]
+
     async def drain(self, step: str, seconds: float) -> float:
-        """Until every accepted event of the step is found in a decision, or `seconds` pass."""
+        """Until every accepted event of the step is found in a decision and its actions were
+        leased (the stand-in polls on its own), or `seconds` pass."""
         began = time.monotonic()
-        while unmatched := self.unmatched(step):
+        while (unmatched := self.unmatched(step)) or self.unleased(step):
             if time.monotonic() - began > seconds:
                 break
-            await self.read_decisions(sorted({event.npc_id for event in unmatched}), deadline=began + seconds)
-            if self.unmatched(step):
-                await asyncio.sleep(STEP_DRAIN_POLL)
+            if unmatched:
+                await self.read_decisions(sorted({event.npc_id for event in unmatched}), deadline=began + seconds)
+            await asyncio.sleep(STEP_DRAIN_POLL)
         return time.monotonic() - began
 
     async def history_per_decision(self, sample: int) -> dict[str, Any]:
