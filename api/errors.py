@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -73,7 +74,7 @@ def unavailable_response(request: Request, part: str, reason: str = "", cause: o
     )
 
 
-class _HttpMiddleware:
+class _HttpMiddleware(ABC):
     """A pure ASGI middleware (it sees the body as it streams in) of HTTP requests only."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -85,8 +86,9 @@ class _HttpMiddleware:
         else:
             await self.app(scope, receive, send)
 
+    @abstractmethod
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotImplementedError
+        """The middleware's work on one HTTP request."""
 
 
 class RequestId(_HttpMiddleware):

@@ -39,7 +39,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from aiworld.temporal import npc_workflow_id
 from benchmarks.measure import ProcessUse, describe_load, latency_summary, machine_load, process_use
-from tests.processes import ServerProcess, free_port, redis_process, temporal_process
+from tests.processes import ServerProcess, free_port, redis_process, service_env, temporal_process
 
 API_KEY = "bench-key"
 TASK_QUEUE = "bench"
@@ -90,16 +90,7 @@ class PipelineStack:
 
     def _env(self) -> dict[str, str]:
         """The service's settings, pointing at this stack's Temporal and Redis (started first)."""
-        return {
-            **os.environ,
-            "AIWORLD_TEMPORAL_ADDRESS": self.temporal_address,
-            "AIWORLD_REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0",
-            "AIWORLD_TASK_QUEUE": TASK_QUEUE,
-            "AIWORLD_API_KEYS": API_KEY,
-            "AIWORLD_JWT_SECRET": "bench-secret-that-is-long-enough-for-hs256",
-            "AIWORLD_LOG_LEVEL": "WARNING",
-            "AIWORLD_LLM__DEFAULT_PROVIDER": "offline",
-        }
+        return service_env(self.temporal, self.redis, TASK_QUEUE, API_KEY)
 
     @property
     def temporal_address(self) -> str:

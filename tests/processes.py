@@ -142,3 +142,18 @@ def redis_answers(port: int) -> bool:
         return False
     finally:
         client.close()
+
+
+def service_env(temporal: ServerProcess, redis: ServerProcess, task_queue: str, api_key: str) -> dict[str, str]:
+    """`aiworld worker` and `aiworld api` settings pointing at a Temporal and a Redis of our own
+    (read when the service starts, after them: a first start may have moved their ports)."""
+    return {
+        **os.environ,
+        "AIWORLD_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal.port}",
+        "AIWORLD_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+        "AIWORLD_TASK_QUEUE": task_queue,
+        "AIWORLD_API_KEYS": api_key,
+        "AIWORLD_JWT_SECRET": "a-secret-of-the-test-stack-long-enough-for-hs256",
+        "AIWORLD_LOG_LEVEL": "WARNING",
+        "AIWORLD_LLM__DEFAULT_PROVIDER": "offline",
+    }

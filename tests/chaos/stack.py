@@ -10,7 +10,6 @@ way the dispatcher script and the bridge do.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tests.processes import ServerProcess, free_port, redis_process, temporal_process
+from tests.processes import ServerProcess, free_port, redis_process, service_env, temporal_process
 
 API_KEY = "chaos-key"
 TASK_QUEUE = "chaos"
@@ -52,15 +51,7 @@ class Stack:
 
     def _env(self) -> dict[str, str]:
         """The service's settings, pointing at this stack's Temporal and Redis (started first)."""
-        return {
-            **os.environ,
-            "AIWORLD_TEMPORAL_ADDRESS": self.temporal_address,
-            "AIWORLD_REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0",
-            "AIWORLD_TASK_QUEUE": TASK_QUEUE,
-            "AIWORLD_API_KEYS": API_KEY,
-            "AIWORLD_JWT_SECRET": "chaos-secret-that-is-long-enough-for-hs256",
-            "AIWORLD_LOG_LEVEL": "WARNING",
-        }
+        return service_env(self.temporal, self.redis, TASK_QUEUE, API_KEY)
 
     @property
     def api_url(self) -> str:
