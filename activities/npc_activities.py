@@ -15,8 +15,7 @@ from redis.exceptions import RedisError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from aiworld.action_queue import ActionQueue
-from aiworld.memory import MemoryStore
+from aiworld.memory.store import MemoryStore
 from aiworld.models import (
     DecisionResult,
     DecisionUsage,
@@ -30,6 +29,7 @@ from aiworld.models import (
     QueuedAction,
     TalkTurn,
 )
+from aiworld.store.action_queue import ActionQueue
 
 
 class DecisionMaker(Protocol):

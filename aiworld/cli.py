@@ -57,7 +57,7 @@ def main() -> None:
 @operator_errors
 def dev(world_file: Path | None) -> None:
     """Run everything embedded: Temporal, a state store if needed, worker, API and the demo world."""
-    from aiworld.dev import run_dev
+    from aiworld.ops.dev import run_dev
 
     asyncio.run(run_dev(_settings(), world_file))
 
@@ -66,7 +66,7 @@ def dev(world_file: Path | None) -> None:
 @operator_errors
 def worker() -> None:
     """Run NPC workflows and activities on the `aiworld` task queue."""
-    from aiworld.worker import run_worker
+    from aiworld.ops.worker import run_worker
 
     asyncio.run(_until_signalled(lambda stop: run_worker(_settings(), stop)))
 
@@ -100,7 +100,7 @@ def bridge() -> None:
 @operator_errors
 def doctor(checks: tuple[str, ...]) -> None:
     """Check Temporal, the state store, MariaDB and the LLM providers; say how to fix what fails."""
-    from aiworld.doctor import CHECKS, main_doctor
+    from aiworld.ops.doctor import CHECKS, main_doctor
 
     sys.exit(main_doctor(_settings(), frozenset(checks or CHECKS)))
 
@@ -120,7 +120,7 @@ def npc_list(map_name: str | None, faction: str | None) -> None:
 
 
 async def _npc_list(settings: Settings, map_name: str | None, faction: str | None) -> None:
-    from aiworld import search_attributes
+    from aiworld.npc import search_attributes
     from aiworld.temporal import NPC_WORKFLOW_TYPE, connect
 
     clauses = [f"WorkflowType='{NPC_WORKFLOW_TYPE}'", "ExecutionStatus='Running'"]

@@ -234,6 +234,8 @@ class GameEvent(StrictModel):
     detail: str | None = Field(default=None, max_length=200)
     # World events carry how much they matter (1..10); game events derive it from their kind.
     importance: int = Field(default=5, ge=1, le=10)
+    # World events' structured facts (aiworld.world.news.WorldNews.facts), for the offline policy.
+    facts: dict[str, str | int | float] | None = Field(default=None, max_length=16)
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> GameEvent:

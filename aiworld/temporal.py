@@ -9,8 +9,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, ClientConnectConfig
 from temporalio.service import RPCError, RPCStatusCode
 
-from aiworld import search_attributes
 from aiworld.config import Settings
+from aiworld.npc import search_attributes
 
 NPC_WORKFLOW_TYPE = "NpcLifeWorkflow"
 

@@ -31,13 +31,13 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from aiworld.action_queue import ActionQueue, ConflictingResult, UnknownAction
 from aiworld.config import Settings
-from aiworld.keys import Keys
 from aiworld.models import NpcProfile, NpcStateView, Personality, TalkReply
-from aiworld.npc_control import ensure_npc_started, report_action_result
+from aiworld.npc.control import ensure_npc_started, report_action_result
+from aiworld.store.action_queue import ActionQueue, ConflictingResult, UnknownAction
+from aiworld.store.keys import Keys
 from aiworld.temporal import connect, npc_workflow_id
-from aiworld.world import load_world
+from aiworld.world.definition import load_world
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics

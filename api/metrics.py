@@ -9,7 +9,7 @@ import redis.asyncio as redis
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from aiworld.keys import Keys
+from aiworld.store.keys import Keys
 
 
 class ApiMetrics:

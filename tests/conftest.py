@@ -23,14 +23,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from aiworld import binaries, search_attributes
-from aiworld.keys import Keys
 from aiworld.models import DecisionRecord, NpcProfile, NpcStateView
-from aiworld.npc_control import ensure_npc_started
-from aiworld.offline_policy import OfflineDecisionMaker
+from aiworld.npc import search_attributes
+from aiworld.npc.control import ensure_npc_started
+from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops import binaries
+from aiworld.ops.worker import WORKFLOWS, build_worker
+from aiworld.store.keys import Keys
 from aiworld.temporal import ensure_search_attributes, npc_workflow_id
-from aiworld.worker import WORKFLOWS, build_worker
-from aiworld.world import load_world
+from aiworld.world.definition import load_world
 from workflows.npc_state import NpcLifeInput
 
 REDIS_URL = os.environ.get("AIWORLD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

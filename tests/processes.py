@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from aiworld.dev import redis_server_args, temporal_server_args
+from aiworld.ops.dev import redis_server_args, temporal_server_args
 
 
 def free_port() -> int:

@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         RecordRequest,
         RelationshipChange,
     )
-    from aiworld import offline_policy, search_attributes
     from aiworld.models import (
         MAX_REPLY_CHARS,
         Decision,
@@ -52,7 +51,8 @@ with workflow.unsafe.imports_passed_through():
         clean_game_text,
         describe_invalid,
     )
-    from aiworld.rules import validate_decision
+    from aiworld.npc import offline_policy, search_attributes
+    from aiworld.npc.rules import validate_decision
     from workflows.npc_state import (
         PROCESSED_EVENT_MEMORY,
         RECENT_DECISIONS_KEPT,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import redis.asyncio as redis
 
 from aiworld.config import ConfigError, Settings
-from aiworld.keys import Keys
 from aiworld.llm.router import LlmRouter
+from aiworld.store.keys import Keys
 
 __all__ = ["LlmRouter", "build_router"]
 

@@ -12,7 +12,7 @@ import time
 
 import redis.asyncio as redis
 
-from aiworld.keys import Keys
+from aiworld.store.keys import Keys
 
 # KEYS[1] bucket; ARGV: now_ms, requests/min, tokens/min, tokens wanted.
 # Returns 0 when taken, otherwise the milliseconds to wait before asking again.

@@ -25,9 +25,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from aiworld import offline_policy
 from aiworld.config import Settings
-from aiworld.keys import Keys
 from aiworld.llm import prompts
 from aiworld.llm.batching import BatchDecisions, DecisionBatcher, EntryInvalid
 from aiworld.llm.bucket import TokenBucket
@@ -40,6 +38,8 @@ from aiworld.llm.providers import (
     build_provider,
 )
 from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueContext, DialogueDraft, NpcContext
+from aiworld.npc import offline_policy
+from aiworld.store.keys import Keys
 
 Model = TypeVar("Model", bound=BaseModel)
 OFFLINE = "offline"

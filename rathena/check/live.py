@@ -22,9 +22,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from aiworld.config import Settings
-from aiworld.dev import Children, _wait_for_http, start_redis, start_temporal
-from aiworld.keys import Keys
 from aiworld.models import GameEvent, GameEventKind
+from aiworld.ops.dev import Children, _wait_for_http, start_redis, start_temporal
+from aiworld.store.keys import Keys
 from aiworld.temporal import npc_workflow_id
 from bridge.api_client import ApiClient
 from rathena.check.client import Account, OpenKore

@@ -7,10 +7,10 @@ import subprocess
 
 import pytest_asyncio
 
-from aiworld import binaries
 from aiworld.models import DialogueContext
-from aiworld.offline_policy import OfflineDecisionMaker
-from aiworld.worker import build_worker
+from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops import binaries
+from aiworld.ops.worker import build_worker
 from api.app import create_app
 from tests.api.conftest import API_KEYS, api_settings, open_api
 from tests.conftest import end_lives

@@ -19,10 +19,10 @@ import pytest_asyncio
 import redis.asyncio as redis
 from temporalio.testing import WorkflowEnvironment
 
-from aiworld import binaries
 from aiworld.models import NpcStateView
-from aiworld.offline_policy import OfflineDecisionMaker
-from aiworld.worker import build_worker
+from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops import binaries
+from aiworld.ops.worker import build_worker
 from api.app import create_app
 from tests.api.conftest import API_KEYS, api_settings, open_api
 from tests.conftest import REDIS_URL, end_lives

@@ -19,16 +19,16 @@ import pytest_asyncio
 from rich.console import Console
 from temporalio.client import WorkflowExecutionStatus
 
-from aiworld.action_queue import ActionQueue
 from aiworld.config import LlmSettings, ProviderSettings, Settings
-from aiworld.demo import DemoGame, DemoPace
 from aiworld.llm import build_router
 from aiworld.models import QueuedAction
-from aiworld.npc_control import ensure_npc_started
-from aiworld.rules import DEFAULT_LIMITS
+from aiworld.npc.control import ensure_npc_started
+from aiworld.npc.rules import DEFAULT_LIMITS
+from aiworld.ops.demo import DemoGame, DemoPace
+from aiworld.ops.worker import build_worker
+from aiworld.store.action_queue import ActionQueue
 from aiworld.temporal import npc_workflow_id
-from aiworld.worker import build_worker
-from aiworld.world import load_world
+from aiworld.world.definition import load_world
 from tests.aiworld.llm.provider_server import FAILURES, HOSTILE, Chaos, ProviderServer, serve
 from tests.conftest import end_lives
 

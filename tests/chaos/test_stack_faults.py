@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from aiworld.config import Settings
 from aiworld.models import NpcStateView
 from aiworld.temporal import connect
-from aiworld.world import load_world
+from aiworld.world.definition import load_world
 from tests.chaos.stack import TASK_QUEUE, Driver, Ledger, Stack
 
 NPC_IDS = ["lina_baker", "gareth_guard", "old_tomas", "orin_beggar", "nessa_florist", "kafra_elin"]

@@ -9,7 +9,7 @@ import re
 import aiomysql
 import pytest_asyncio
 
-from aiworld.world import load_world
+from aiworld.world.definition import load_world
 from bridge import translate
 from tests.rathena.simulator import (
     ACTION_BATCH,

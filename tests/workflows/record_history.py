@@ -19,12 +19,13 @@ import redis.asyncio as redis
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from aiworld import binaries, search_attributes
-from aiworld.keys import Keys
 from aiworld.models import GameEvent, PlayerRef, TalkReply, TalkTurn
-from aiworld.offline_policy import OfflineDecisionMaker
+from aiworld.npc import search_attributes
+from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops import binaries
+from aiworld.ops.worker import build_worker
+from aiworld.store.keys import Keys
 from aiworld.temporal import npc_workflow_id
-from aiworld.worker import build_worker
 from tests.conftest import demo_profile
 from workflows.npc_state import NpcLifeInput
 

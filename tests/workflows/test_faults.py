@@ -17,10 +17,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.npc_activities import ContextRequest, NpcActivities, PreparedDecision, PreparedReply, ReplyResult
-from aiworld.action_queue import ActionQueue
 from aiworld.config import LlmSettings, ProviderSettings, Settings
 from aiworld.llm import build_router
-from aiworld.memory import MemoryStore
+from aiworld.memory.store import MemoryStore
 from aiworld.models import (
     DecisionResult,
     DialogueContext,
@@ -31,8 +30,9 @@ from aiworld.models import (
     TalkReply,
     TalkTurn,
 )
-from aiworld.offline_policy import OfflineDecisionMaker
-from aiworld.worker import STORE_SOCKET_TIMEOUT, WORKFLOWS, build_worker
+from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops.worker import STORE_SOCKET_TIMEOUT, WORKFLOWS, build_worker
+from aiworld.store.action_queue import ActionQueue
 from tests.conftest import NpcLife, demo_profile, end_lives
 from tests.processes import ServerProcess, redis_process
 

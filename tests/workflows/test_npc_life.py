@@ -9,7 +9,6 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
-from aiworld.action_queue import ActionQueue
 from aiworld.models import (
     Decision,
     DecisionRecord,
@@ -21,8 +20,9 @@ from aiworld.models import (
     TalkReply,
     TalkTurn,
 )
-from aiworld.offline_policy import OfflineDecisionMaker
-from aiworld.worker import build_worker
+from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops.worker import build_worker
+from aiworld.store.action_queue import ActionQueue
 from bridge import translate
 from tests.conftest import NpcLife, demo_profile
 

@@ -10,9 +10,9 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError, RPCStatusCode
 
-from aiworld import binaries
-from aiworld.action_queue import ActionQueue
 from aiworld.models import TalkReply, TalkTurn
+from aiworld.ops import binaries
+from aiworld.store.action_queue import ActionQueue
 from tests.conftest import demo_profile
 from tests.workflows.test_npc_life import ARIA, nearby, settled_history_length
 

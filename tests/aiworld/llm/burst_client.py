@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import redis.asyncio as redis
 
 from aiworld.config import LlmSettings, ProviderSettings, Settings
-from aiworld.keys import Keys
 from aiworld.llm import build_router
 from aiworld.models import NpcContext
-from aiworld.world import load_world
+from aiworld.store.keys import Keys
+from aiworld.world.definition import load_world
 
 REQUESTS_PER_MINUTE = 600  # ten a second for all processes together
 

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from aiworld.action_queue import ActionQueue
 from aiworld.config import LlmSettings, Settings
 from aiworld.llm import build_router
 from aiworld.models import GameEvent, PlayerRef, TalkReply, TalkTurn
-from aiworld.worker import build_worker
+from aiworld.ops.worker import build_worker
+from aiworld.store.action_queue import ActionQueue
 from tests.aiworld.llm.conftest import provider_settings
 from tests.conftest import NpcLife, demo_profile
 

@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from aiworld.config import LlmSettings, Settings
 from aiworld.llm import build_router
 from aiworld.models import DialogueContext, GameEvent, NpcContext, PlayerRef, TalkTurn
-from aiworld.rules import validate_decision
+from aiworld.npc.rules import validate_decision
 from tests.aiworld.llm.conftest import provider_settings
 from tests.conftest import demo_profile
 

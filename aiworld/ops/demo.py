@@ -25,11 +25,11 @@ from rich.markup import escape
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from aiworld.action_queue import ActionQueue
 from aiworld.models import GameEvent, GameEventKind, NpcProfile, PlayerRef, QueuedAction, TalkReply, TalkTurn
-from aiworld.npc_control import report_action_result
+from aiworld.npc.control import report_action_result
+from aiworld.store.action_queue import ActionQueue
 from aiworld.temporal import npc_workflow_id
-from aiworld.world import WorldDefinition
+from aiworld.world.definition import WorldDefinition
 
 log = logging.getLogger(__name__)
 

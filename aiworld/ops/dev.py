@@ -25,14 +25,15 @@ import redis.asyncio as redis
 from rich.console import Console
 from temporalio.client import Client
 
-from aiworld import binaries, search_attributes
-from aiworld.action_queue import ActionQueue
 from aiworld.config import ConfigError, Settings
-from aiworld.demo import DemoGame
-from aiworld.keys import Keys
-from aiworld.npc_control import ensure_npc_started
+from aiworld.npc import search_attributes
+from aiworld.npc.control import ensure_npc_started
+from aiworld.ops import binaries
+from aiworld.ops.demo import DemoGame
+from aiworld.store.action_queue import ActionQueue
+from aiworld.store.keys import Keys
 from aiworld.temporal import connect
-from aiworld.world import WorldDefinition, load_world
+from aiworld.world.definition import WorldDefinition, load_world
 
 console = Console(highlight=False, soft_wrap=True)
 

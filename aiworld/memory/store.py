@@ -14,8 +14,9 @@ from datetime import datetime
 import redis.asyncio as redis
 from pydantic import ValidationError
 
-from aiworld.keys import Keys, text_of
 from aiworld.models import Memory, NpcProfile, describe_invalid
+from aiworld.store.keys import Keys, text_of
+from aiworld.world.directory import NpcDirectory
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class MemoryStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
         self._keys = keys
+        self._directory = NpcDirectory(client, keys)
         self._add = client.register_script(_ADD_MEMORY)
         self._adjust = client.register_script(_ADJUST_RELATIONSHIP)
 
@@ -112,7 +114,9 @@ class MemoryStore:
         return {party: score for party, score in scores.items() if score is not None}
 
     async def publish_npc(self, profile: NpcProfile, fields: dict[str, str]) -> None:
-        """The `npc:{id}` hash other processes read: who the NPC is and what it does now."""
+        """The `npc:{id}` hash other processes read: who the NPC is and what it does now, and its
+        place in the directory (read before the hash is rewritten: it names the NPC's last map)."""
+        await self._directory.place(profile.npc_id, profile.map, profile.x, profile.y, profile.faction)
         await self._redis.hset(
             self._keys.npc(profile.npc_id),
             mapping={

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import redis.asyncio as redis
 from rich.console import Console
 
-from aiworld.action_queue import ActionQueue
-from aiworld.demo import DemoGame, DemoPace
 from aiworld.models import AnnounceAction, PlayerRef, QueuedAction, SayAction
-from aiworld.world import WorldDefinition
+from aiworld.ops.demo import DemoGame, DemoPace
+from aiworld.store.action_queue import ActionQueue
+from aiworld.world.definition import WorldDefinition
 from tests.conftest import REDIS_URL, demo_profile
 
 BRISK = DemoPace(
@@ -117,7 +117,7 @@ async def test_on_a_console_that_cannot_print_visits_fail_logged_and_go_on_and_a
     queue = ActionQueue(redis_client, keys)
     await queue.enqueue(say("lina_baker-3-0", "Bread → 10z today"))
     visitor = PlayerRef(char_id=150010, name="Aria", level=30)
-    with caplog.at_level(logging.INFO, logger="aiworld.demo"):
+    with caplog.at_level(logging.INFO, logger="aiworld.ops.demo"):
         async with Running(DemoGame(life.client, queue, world_of(visitor), cp1252, BRISK)) as game:
             await until(
                 lambda: game.failures["visit"] >= 2 and game.failures["show"] >= 1 and game.actions_executed >= 1

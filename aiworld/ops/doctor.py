@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 
-from aiworld import search_attributes
 from aiworld.config import Settings
+from aiworld.npc import search_attributes
 from aiworld.temporal import connect
 
 CHECK_TIMEOUT_SECONDS = 3.0

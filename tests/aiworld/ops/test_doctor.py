@@ -10,10 +10,10 @@ import sys
 import aiomysql
 from temporalio.testing import WorkflowEnvironment
 
-from aiworld import binaries
 from aiworld.config import LlmSettings, ProviderSettings, Settings
-from aiworld.doctor import check_llm_provider, check_mariadb, check_redis, check_temporal
-from aiworld.worker import running_worker
+from aiworld.ops import binaries
+from aiworld.ops.doctor import check_llm_provider, check_mariadb, check_redis, check_temporal
+from aiworld.ops.worker import running_worker
 from bridge.schema import install_schema
 from tests.conftest import REDIS_URL
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiworld.models import Decision
-from aiworld.rules import validate_decision
+from aiworld.npc.rules import validate_decision
 from tests.conftest import demo_profile
 
 LINA = demo_profile("lina_baker")  # area (138,174)-(156,190), shop 519/520/535, importance 7

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from aiworld.memory import MemoryStore
+from aiworld.memory.store import MemoryStore
 from aiworld.models import Memory
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -42,6 +42,28 @@ class Keys:
     def world(self, system: str) -> str:
         return f"{self.prefix}world:{system}"
 
+    def world_history(self, system: str) -> str:
+        """Bounded stream of what a world system changed and why."""
+        return f"{self.prefix}world:{system}:history"
+
+    def world_inbox(self, system: str) -> str:
+        """Bounded stream of game events routed to a world system, read by its next cycle."""
+        return f"{self.prefix}world:{system}:inbox"
+
+    def faction(self, faction_id: str) -> str:
+        return f"{self.prefix}faction:{faction_id}"
+
+    def map_npcs(self, map_name: str) -> str:
+        """Hash npc_id -> "x,y" of the NPCs living on a map (the coordinator's and the gossip's index)."""
+        return f"{self.prefix}map:{map_name}:npcs"
+
+    def faction_members(self, faction_id: str) -> str:
+        return f"{self.prefix}faction:{faction_id}:members"
+
+    def all_npcs(self) -> str:
+        """Hash npc_id -> map of every NPC that has lived."""
+        return f"{self.prefix}npcs"
+
     def events_pending(self) -> str:
         return f"{self.prefix}events:pending"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from aiworld import offline_policy
 from aiworld.models import DialogueContext, GameEvent, Memory, NpcContext, PlayerRef, TalkTurn
-from aiworld.rules import validate_decision
+from aiworld.npc import offline_policy
+from aiworld.npc.rules import validate_decision
 from tests.conftest import demo_profile
 
 NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

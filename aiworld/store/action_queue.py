@@ -17,8 +17,8 @@ from typing import Literal
 
 import redis.asyncio as redis
 
-from aiworld.keys import Keys, text_of
 from aiworld.models import QueuedAction
+from aiworld.store.keys import Keys, text_of
 
 # How long a finished action's id is remembered so that a late re-run cannot queue it again.
 FINISHED_RETENTION_SECONDS = 14 * 24 * 3600

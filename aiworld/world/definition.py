@@ -27,7 +27,7 @@ class WorldDefinition(BaseModel):
 
 
 def demo_world_path() -> Path:
-    return Path(__file__).parent / "data" / "demo_world.yaml"
+    return Path(__file__).parents[1] / "data" / "demo_world.yaml"
 
 
 def load_world(path: Path | None = None) -> WorldDefinition:

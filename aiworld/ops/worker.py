@@ -13,10 +13,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.npc_activities import DecisionMaker, NpcActivities
-from aiworld.action_queue import ActionQueue
 from aiworld.config import Settings
-from aiworld.keys import Keys
-from aiworld.memory import MemoryStore
+from aiworld.memory.store import MemoryStore
+from aiworld.store.action_queue import ActionQueue
+from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
 from workflows.npc_life import NpcLifeWorkflow
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aiworld.action_queue import ActionQueue, ConflictingResult, UnknownAction
 from aiworld.models import QueuedAction, SayAction
+from aiworld.store.action_queue import ActionQueue, ConflictingResult, UnknownAction
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from temporalio.client import Client
 
-from aiworld.world import load_world
+from aiworld.world.definition import load_world
 
 STOP_DEADLINE_SECONDS = 10
 

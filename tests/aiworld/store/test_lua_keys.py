@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from aiworld.action_queue import ActionQueue
 from aiworld.llm.bucket import TokenBucket
-from aiworld.memory import MemoryStore
+from aiworld.memory.store import MemoryStore
 from aiworld.models import Memory, QueuedAction, SayAction
+from aiworld.store.action_queue import ActionQueue
 from tests.conftest import REDIS_URL
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[3]
 
 # Commands the scripts use, all of which take their key as the first argument.
 GUARD = """

@@ -13,9 +13,9 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from aiworld import search_attributes
-from aiworld.action_queue import ActionQueue, Outcome, UnknownAction
 from aiworld.models import GameEvent, GameEventKind, NpcProfile
+from aiworld.npc import search_attributes
+from aiworld.store.action_queue import ActionQueue, Outcome, UnknownAction
 from aiworld.temporal import NPC_WORKFLOW_TYPE, npc_workflow_id
 from workflows.npc_state import NpcLifeInput
 

@@ -1,0 +1,68 @@
+"""Where every NPC lives, kept in the state store: who is on a map, near a point, in a faction.
+
+The event coordinator finds a scope's recipients here and NPCs find their neighbours here. It is
+written with the `npc:{id}` hash each time an NPC's outcome is saved, so it follows the NPC's moves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import redis.asyncio as redis
+
+from aiworld.store.keys import Keys, text_of
+
+
+class NpcDirectory:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+
+    async def place(self, npc_id: str, map_name: str, x: int, y: int, faction: str) -> None:
+        """Idempotent: the NPC is listed once, on its current map and in its current faction."""
+        previous_map, previous_faction = await self._redis.hmget(self._keys.npc(npc_id), ["map", "faction_id"])
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if previous_map is not None and text_of(previous_map) != map_name:
+                pipe.hdel(self._keys.map_npcs(text_of(previous_map)), npc_id)
+            if previous_faction is not None and text_of(previous_faction) != faction:
+                pipe.srem(self._keys.faction_members(text_of(previous_faction)), npc_id)
+            pipe.hset(self._keys.map_npcs(map_name), npc_id, f"{x},{y}")
+            pipe.sadd(self._keys.faction_members(faction), npc_id)
+            pipe.hset(self._keys.all_npcs(), npc_id, map_name)
+            await pipe.execute()
+
+    async def remove(self, npc_id: str) -> None:
+        map_name, faction = await self._redis.hmget(self._keys.npc(npc_id), ["map", "faction_id"])
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if map_name is not None:
+                pipe.hdel(self._keys.map_npcs(text_of(map_name)), npc_id)
+            if faction is not None:
+                pipe.srem(self._keys.faction_members(text_of(faction)), npc_id)
+            pipe.hdel(self._keys.all_npcs(), npc_id)
+            await pipe.execute()
+
+    async def on_map(self, map_name: str) -> dict[str, tuple[int, int]]:
+        positions: dict[str, tuple[int, int]] = {}
+        for npc_id, cell in (await self._redis.hgetall(self._keys.map_npcs(map_name))).items():
+            x, _, y = text_of(cell).partition(",")
+            try:
+                positions[text_of(npc_id)] = (int(x), int(y))
+            except ValueError:
+                continue  # a damaged entry is rewritten by the NPC's next save
+        return positions
+
+    async def near(self, map_name: str, x: int, y: int, radius: int) -> list[str]:
+        """NPCs within `radius` cells (Euclidean, as rAthena's areas are drawn) of (x, y), sorted."""
+        return sorted(
+            npc_id for npc_id, (nx, ny) in (await self.on_map(map_name)).items() if math.hypot(nx - x, ny - y) <= radius
+        )
+
+    async def in_faction(self, faction: str) -> list[str]:
+        return sorted(text_of(member) for member in await self._redis.smembers(self._keys.faction_members(faction)))
+
+    async def everyone(self) -> dict[str, str]:
+        """npc_id -> map of every listed NPC."""
+        return {text_of(k): text_of(v) for k, v in (await self._redis.hgetall(self._keys.all_npcs())).items()}
+
+    async def maps(self) -> list[str]:
+        return sorted(set((await self.everyone()).values()))

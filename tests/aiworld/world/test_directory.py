@@ -1,0 +1,67 @@
+"""The NPC directory on the real Redis: it follows an NPC's moves and answers each scope."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from aiworld.memory.store import MemoryStore
+from aiworld.models import GameEventKind
+from aiworld.world.directory import NpcDirectory
+from aiworld.world.news import Scope, WorldNews
+from tests.conftest import demo_profile
+
+
+async def test_the_directory_follows_an_npc_from_map_to_map_and_faction_to_faction(redis_client, keys):
+    store, directory = MemoryStore(redis_client, keys), NpcDirectory(redis_client, keys)
+    await store.publish_npc(demo_profile("lina_baker", map="prontera", x=150, y=180, area=None, routine=[]), {})
+    await store.publish_npc(
+        demo_profile("gareth_guard", map="prontera", x=170, y=180, area=None, routine=[], faction="prontera_guard"), {}
+    )
+    assert await directory.near("prontera", 150, 180, 10) == ["lina_baker"]
+    assert await directory.near("prontera", 160, 180, 10) == ["gareth_guard", "lina_baker"]
+
+    await store.publish_npc(
+        demo_profile("lina_baker", map="payon", x=100, y=100, area=None, routine=[], faction="prontera_guard"), {}
+    )
+    assert await directory.on_map("prontera") == {"gareth_guard": (170, 180)}
+    assert await directory.on_map("payon") == {"lina_baker": (100, 100)}
+    assert await directory.in_faction("prontera_guard") == ["gareth_guard", "lina_baker"]
+    assert await directory.everyone() == {"gareth_guard": "prontera", "lina_baker": "payon"}
+    assert await directory.maps() == ["payon", "prontera"]
+
+    await directory.remove("gareth_guard")
+    assert await directory.on_map("prontera") == {}
+    assert await directory.in_faction("prontera_guard") == ["lina_baker"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "message"),
+    [
+        ({"kind": "near", "map": "prontera", "x": 1}, "a near scope needs radius, y"),
+        ({"kind": "map"}, "a map scope needs map"),
+        ({"kind": "world", "faction": "guard"}, "a world scope takes no faction"),
+        ({"kind": "npc", "npc_id": "Bad Id"}, "npc_id"),
+        ({"kind": "near", "map": "prontera", "x": 1, "y": 1, "radius": 500}, "radius"),
+    ],
+)
+def test_a_scope_names_what_is_wrong(scope, message):
+    with pytest.raises(ValidationError, match=message):
+        Scope.model_validate(scope)
+
+
+def test_news_reaches_each_npc_under_an_id_of_its_own_with_text_the_game_can_show():
+    news = WorldNews(
+        news_id="economy-42",
+        source="economy",
+        scope=Scope(kind="map", map="prontera"),
+        text="Herbs cost more: <b>orcs</b> burned the fields^000000",
+        facts={"item_id": 507, "change_pct": 25},
+    )
+    event = news.event_for("lina_baker")
+    assert (event.event_id, event.kind, event.facts) == (
+        "economy-42:lina_baker",
+        GameEventKind.WORLD_EVENT,
+        {"item_id": 507, "change_pct": 25},
+    )
+    assert "<" not in event.text and "^" not in event.text
