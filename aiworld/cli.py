@@ -106,6 +106,28 @@ def doctor(checks: tuple[str, ...]) -> None:
 
 
 @main.group()
+def schedules() -> None:
+    """The world systems' Temporal Schedules (world-economy, -politics, -environment, -quests)."""
+
+
+@schedules.command("apply")
+@operator_errors
+def schedules_apply() -> None:
+    """Create the world schedules, or update them to the settings (an operator's pause is kept)."""
+    asyncio.run(_schedules_apply(_settings()))
+
+
+async def _schedules_apply(settings: Settings) -> None:
+    from aiworld.temporal import connect
+    from aiworld.world.schedules import apply_schedules, interval_of
+
+    client = await _connect_or_explain(connect, settings)
+    for schedule_id, how in (await apply_schedules(client, settings.world, settings.task_queue)).items():
+        system = schedule_id.removeprefix("world-")
+        console.print(f"{schedule_id}: {how} (every {interval_of(settings.world, system)})")
+
+
+@main.group()
 def npc() -> None:
     """Look at living NPCs (from Temporal visibility)."""
 

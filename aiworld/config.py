@@ -73,6 +73,40 @@ class LlmSettings(BaseModel):
         return self
 
 
+class WorldSettings(BaseModel):
+    """The world systems' Temporal Schedules and the pace of the game world (README: World systems).
+
+    Intervals are real time between two cycles of a system; `aiworld dev` uses the demo ones so
+    that a new user sees prices, relations, weather and quests move within minutes."""
+
+    schedules_enabled: bool = True
+    # `aiworld dev` turns this on: every system cycles every `demo_interval_seconds` and a game
+    # day lasts `demo_game_day_seconds`.
+    demo_speed: bool = False
+    economy_interval_seconds: float = Field(default=900, ge=1, le=86_400)
+    politics_interval_seconds: float = Field(default=1800, ge=1, le=86_400)
+    environment_interval_seconds: float = Field(default=600, ge=1, le=86_400)
+    quests_interval_seconds: float = Field(default=900, ge=1, le=86_400)
+    demo_interval_seconds: float = Field(default=30, ge=1, le=3_600)
+    # Spreads the cycles of many worlds on one cluster; never more than an interval.
+    jitter_seconds: float = Field(default=30, ge=0, le=3_600)
+    # Cycles missed while Temporal was down are run late within this window, then skipped.
+    catchup_window_seconds: float = Field(default=3_600, ge=60, le=7 * 86_400)
+    # One game day in real seconds (rAthena's own clock is not a calendar), and its seasons.
+    game_day_seconds: float = Field(default=7_200, ge=1, le=7 * 86_400)
+    demo_game_day_seconds: float = Field(default=240, ge=1, le=86_400)
+    days_per_season: int = Field(default=7, ge=1, le=365)
+    # Maps whose weather the environment keeps (the maps where NPCs live are added to these).
+    weather_maps: list[str] = Field(default_factory=list, max_length=200)
+    history_max_entries: int = Field(default=5_000, ge=10, le=1_000_000)
+    # Changes at least this important are told to the NPCs concerned through the coordinator.
+    broadcast_min_importance: int = Field(default=5, ge=1, le=10)
+    # Game events a cycle reads from its inbox at most (the rest wait for the next cycle).
+    inbox_batch: int = Field(default=500, ge=1, le=10_000)
+    quest_ttl_seconds: float = Field(default=6 * 3_600, ge=1, le=30 * 86_400)
+    max_open_quests: int = Field(default=8, ge=0, le=100)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AIWORLD_",
@@ -131,6 +165,7 @@ class Settings(BaseSettings):
     world_file: Path | None = None
 
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    world: WorldSettings = Field(default_factory=WorldSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("redis_url")

@@ -40,6 +40,8 @@ from aiworld.llm.providers import (
 from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueContext, DialogueDraft, NpcContext
 from aiworld.npc import offline_policy
 from aiworld.store.keys import Keys
+from aiworld.world.cycle import WorldChange
+from aiworld.world.words import OfflineNarrator, WorldWords
 
 Model = TypeVar("Model", bound=BaseModel)
 OFFLINE = "offline"
@@ -228,6 +230,31 @@ class LlmRouter:
                 continue
             usage.fallbacks = fallbacks
             return draft, usage
+        raise AssertionError("the chain always ends with the offline policy")
+
+    async def narrate(self, system: str, changes: list[WorldChange]) -> tuple[WorldWords, DecisionUsage]:
+        """Words for a world cycle's changes (tier `world`). A cycle is no player's wait and runs
+        again on its schedule: a failing or garbled model falls through to the offline writer."""
+        tier = "world"
+        system_prompt, prompt = prompts.world_prompt(system, changes)
+        fallbacks: list[str] = []
+        for name in self.chain(tier):
+            if name == OFFLINE:
+                words, usage = await OfflineNarrator().narrate(system, changes)
+                usage.fallbacks = fallbacks
+                return words, usage
+            provider = self._providers.get(name)
+            if provider is None:
+                fallbacks.append(f"{name}: not configured")
+                continue
+            try:
+                words, usage = await self._structured(provider, system_prompt, prompt, WorldWords, tier)
+            except ProviderError as error:
+                fallbacks.append(str(error))
+                await self._count(name, tier, fallbacks=1)
+                continue
+            usage.fallbacks = fallbacks
+            return words, usage
         raise AssertionError("the chain always ends with the offline policy")
 
     async def embed(self, texts: list[str]) -> list[list[float]]:

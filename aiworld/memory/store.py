@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from aiworld.models import Memory, NpcProfile, describe_invalid
 from aiworld.store.keys import Keys, text_of
 from aiworld.world.directory import NpcDirectory
+from aiworld.world.store import PROFILE_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class MemoryStore:
                 "faction_id": profile.faction,
                 "wealth": profile.wealth,
                 "goal": profile.goals[0] if profile.goals else "",
+                PROFILE_FIELD: profile.model_dump_json(),  # what the world cycles act through
                 **fields,  # type: ignore[dict-item]  # redis-py's mapping type is invariant; these are str
             },
         )

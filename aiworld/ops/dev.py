@@ -242,6 +242,7 @@ async def run_dev(settings: Settings, world_file: Path | None = None) -> None:
             else _secret(settings.data_dir / "dev-jwt-secret"),
             "AIWORLD_API_HOST": "127.0.0.1",
             "AIWORLD_API_PORT": str(settings.api_port),
+            "AIWORLD_WORLD__DEMO_SPEED": os.environ.get("AIWORLD_WORLD__DEMO_SPEED", "true"),
         }
         temporal_address = env["AIWORLD_TEMPORAL_ADDRESS"]
         await _wait_for_temporal(temporal_address, children)

@@ -1,4 +1,4 @@
-"""The worker process: NPC workflows and their activities on the `aiworld` task queue."""
+"""The worker process: NPC and world-cycle workflows and their activities on the `aiworld` task queue."""
 
 from __future__ import annotations
 
@@ -10,19 +10,25 @@ from typing import Any
 
 import redis.asyncio as redis
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.npc_activities import DecisionMaker, NpcActivities
+from activities.world_activities import WorldActivities
 from aiworld.config import Settings
 from aiworld.memory.store import MemoryStore
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
+from aiworld.world.schedules import apply_schedules
+from aiworld.world.store import WorldStore
+from aiworld.world.words import OfflineNarrator, WorldNarrator
 from workflows.npc_life import NpcLifeWorkflow
+from workflows.world_cycles import CYCLE_WORKFLOWS
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [NpcLifeWorkflow]
+WORKFLOWS = [NpcLifeWorkflow, *CYCLE_WORKFLOWS.values()]
 STORE_SOCKET_TIMEOUT = 2.0
 
 
@@ -30,8 +36,13 @@ def build_worker(
     client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker, **options: Any
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency)."""
-    activities = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), brain)
-    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities.all(), **options)
+    memory, actions = MemoryStore(store, keys), ActionQueue(store, keys)
+    activities = NpcActivities(memory, actions, brain)
+    narrator = brain if isinstance(brain, WorldNarrator) else OfflineNarrator()
+    world = WorldActivities(WorldStore(store, keys), memory, actions, narrator)
+    return Worker(
+        client, task_queue=task_queue, workflows=WORKFLOWS, activities=[*activities.all(), *world.all()], **options
+    )
 
 
 @asynccontextmanager
@@ -51,6 +62,13 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
     worker = build_worker(client, settings.task_queue, store, keys, router)
+    if settings.world.schedules_enabled:
+        try:
+            applied = await apply_schedules(client, settings.world, settings.task_queue)
+        except RPCError as error:  # e.g. a server without schedules: NPCs live on, the world stands still
+            log.warning("world schedules not applied (%s); run `aiworld schedules apply` later", error.message)
+        else:
+            log.info("world schedules: %s", ", ".join(f"{sid} {how}" for sid, how in applied.items()))
     try:
         async with worker:
             yield worker

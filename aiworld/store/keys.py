@@ -50,6 +50,22 @@ class Keys:
         """Bounded stream of game events routed to a world system, read by its next cycle."""
         return f"{self.prefix}world:{system}:inbox"
 
+    def world_cycles(self, system: str) -> str:
+        """Sorted set of the cycle ids whose changes are written (bounded): a re-run writes nothing."""
+        return f"{self.prefix}world:{system}:cycles"
+
+    def world_cycle_outcome(self, system: str, cycle_id: str) -> str:
+        """What a cycle decided (with a TTL), so a re-run repeats the same follow-ups."""
+        return f"{self.prefix}world:{system}:cycle:{cycle_id}"
+
+    def quest(self, quest_id: str) -> str:
+        """Hash of a generated quest: status, kind, giver, slot, expires_at and the whole record."""
+        return f"{self.prefix}quest:{quest_id}"
+
+    def open_quests(self) -> str:
+        """Sorted set of open quest ids scored by their expiry."""
+        return f"{self.prefix}quests:open"
+
     def faction(self, faction_id: str) -> str:
         return f"{self.prefix}faction:{faction_id}"
 

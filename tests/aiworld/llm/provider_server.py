@@ -139,6 +139,8 @@ class ProviderServer:
             return self._batch_answer(text, fault)
         if fault == "schema":
             return {"actions": "all of them", "mood": 42}
+        if "WorldWords" in text:
+            return self._world_answer(text, fault)
         if "DialogueDraft" in text:
             return HOSTILE_DRAFTS.get(fault or "", GOOD_DRAFT)
         if fault in HOSTILE_DECISIONS:
@@ -146,6 +148,12 @@ class ProviderServer:
         if "Decision" in text:
             return GOOD_DECISION
         return "Hello from the test provider"
+
+    def _world_answer(self, text: str, fault: str | None) -> dict:
+        """A chronicler's line per change named in the request; `tags` makes them client markup."""
+        indices = sorted({int(index) for index in re.findall(r'index\\*":\s*(\d+)', text)})
+        line = TAGGED if fault == "tags" else "The chronicler says: change {} came to pass."
+        return {"lines": [{"index": index, "text": line.format(index)} for index in indices]}
 
     def _batch_answer(self, text: str, fault: str | None) -> dict:
         """One entry per NPC named in the request; `partial` spoils the first NPC's entry."""
