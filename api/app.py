@@ -41,6 +41,7 @@ from aiworld.world.definition import load_world
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
+from api.routes.world import register_world_routes
 from api.schemas import (
     ActionBatch,
     ActionResultRecorded,
@@ -389,10 +390,11 @@ def create_app(
 
     async def _world_state() -> WorldState:
         systems = {}
-        for system in ("economy", "politics", "environment"):
+        for system in ("economy", "politics", "environment", "quests"):
             systems[system] = await resources["store"].hgetall(keys.world(system))
         return WorldState(**systems)
 
+    register_world_routes(guarded, lambda: resources["store"], keys, WITH_QUERY_ERRORS)
     app.include_router(guarded)
     return app
 

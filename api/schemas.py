@@ -110,6 +110,8 @@ class WorldState(BaseModel):
     economy: dict[str, str] = Field(default_factory=dict)
     politics: dict[str, str] = Field(default_factory=dict)
     environment: dict[str, str] = Field(default_factory=dict)
+    # Written only by the quest cycle (open quests); each quest is in `quest:{id}`.
+    quests: dict[str, str] = Field(default_factory=dict)
 
 
 class ErrorBody(BaseModel):
