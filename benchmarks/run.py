@@ -13,6 +13,7 @@
    a rate is not sustained and the processed rate no longer grows.
 3. Cost: history events per decision on a sample of NPCs, CPU ms per decision and RSS of each
    process from /proc; `--soak MINUTES` keeps the first rate going and samples RSS over time.
+4. World cycles: the cost of one cycle of each world system at 1,000 NPCs (benchmarks/world_cycles.py).
 
 Every figure is printed with the command and the machine load, and written as JSON (the path is
 printed at the end). Nothing is asserted: this measures, the README quotes it.
@@ -34,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import raw
+from benchmarks import raw, world_cycles
 from benchmarks.measure import describe_latency, describe_load, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
 
@@ -211,6 +212,12 @@ async def main(arguments: argparse.Namespace) -> Path:
         flush=True,
     )
     report["pipeline"] = pipeline = await run_pipeline(arguments, directory, raw_rate)
+    if not arguments.skip_world:
+        print(
+            f"\nworld cycles: each system's cycle in a world of {arguments.world_npcs} NPCs (benchmarks/world_cycles.py)"
+        )
+        report["world_cycles"] = await world_cycles.measure(npcs=arguments.world_npcs)
+        world_cycles.show(report["world_cycles"])
     report["machine_at_end"] = machine_load()
 
     print(f"\nsummary ({report['command']}; {describe_load(report['machine_at_end'])})")
@@ -255,6 +262,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--soak-sample-seconds", type=float, default=30, help="how often the soak samples RSS")
     parser.add_argument("--skip-raw", action="store_true", help="no raw baseline (e.g. when only scaling out)")
+    parser.add_argument("--skip-world", action="store_true", help="no world-cycle costs")
+    parser.add_argument("--world-npcs", type=int, default=1000, help="NPCs in the world the cycles are measured in")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default .aiworld/bench/<time>.json)")
     arguments = parser.parse_args(argv)
     for key, value in (FULL if arguments.full else SHORT).items():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import redis.asyncio as redis
 from fastapi import APIRouter, Query
@@ -45,10 +45,10 @@ def register_world_routes(
 ) -> None:
     @router.get("/ai/world/history", response_model=WorldHistory, tags=["world"], responses=responses)
     async def world_history(
-        system: WorldSystemName = Query(description="economy, politics, environment or quests"),
-        since: datetime | None = Query(None, description="oldest entry time (ISO 8601 with a zone)"),
-        until: datetime | None = Query(None, description="newest entry time (ISO 8601 with a zone)"),
-        limit: int = Query(100, ge=1, le=MAX_HISTORY_PAGE, description="the newest entries up to this many"),
+        system: Annotated[WorldSystemName, Query(description="economy, politics, environment or quests")],
+        since: Annotated[datetime | None, Query(description="oldest entry time (ISO 8601 with a zone)")] = None,
+        until: Annotated[datetime | None, Query(description="newest entry time (ISO 8601 with a zone)")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE, description="the newest entries up to this many")] = 100,
     ) -> WorldHistory:
         """What a world system changed and why, oldest first: the newest `limit` entries in the range."""
         for name, moment in (("since", since), ("until", until)):

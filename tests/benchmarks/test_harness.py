@@ -46,6 +46,8 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
             "0.05",
             "--soak-sample-seconds",
             "1",
+            "--world-npcs",
+            "20",
             "--out",
             str(out),
         ]
@@ -78,6 +80,12 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
     assert pipeline["dead_processes"] == [] and step["query_failures"] == 0
     soak = pipeline["soak"]
     assert len(soak["samples"]) >= 2 and set(soak["rss_growth_mib_per_hour"]) == set(step["rss_mib"])
+    cycles = report["world_cycles"]
+    assert cycles["npcs"] == 20
+    assert all(
+        cycles[system]["activities_per_cycle"] >= 2 and cycles[system]["wall_ms_median"] > 0
+        for system in ("economy", "politics", "environment", "quests")
+    )
 
 
 async def test_answers_the_api_does_not_give_are_counted_not_hidden(tmp_path: Path) -> None:
