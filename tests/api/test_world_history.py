@@ -25,6 +25,7 @@ async def write_cycle(redis_client, keys, cycle_id: str, *whats: str) -> None:
 
 async def test_the_history_of_a_system_in_a_range(api, redis_client, keys):
     await write_cycle(redis_client, keys, "c1", "price:507", "price:508")
+    await redis_client.xadd(keys.world_history("economy"), {"note": "written by hand"})  # not an entry of ours
     await write_cycle(redis_client, keys, "c2", "price:509")
     everything = (await api.get("/ai/world/history", params={"system": "economy"})).json()
     assert [entry["what"] for entry in everything["entries"]] == ["price:507", "price:508", "price:509"]

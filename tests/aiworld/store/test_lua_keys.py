@@ -16,8 +16,10 @@ import redis.asyncio as redis
 
 from aiworld.llm.bucket import TokenBucket
 from aiworld.memory.store import MemoryStore
-from aiworld.models import Memory, QueuedAction, SayAction
+from aiworld.models import GameEvent, GameEventKind, Memory, QueuedAction, SayAction
 from aiworld.store.action_queue import ActionQueue
+from aiworld.world.cycle import CycleOutcome, CycleWrite, WorldChange
+from aiworld.world.store import WorldStore
 from tests.conftest import REDIS_URL
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -62,8 +64,8 @@ def test_the_guard_sees_every_script_of_the_project():
         for path in PROJECT.glob(pattern)
         if "register_script(" in path.read_text()
     ]
-    # Five in the action queue and memory store, one in the token bucket; none elsewhere.
-    assert registered == 6 and others == []
+    # Five in the action queue and memory store, one in the token bucket, one in the world store.
+    assert registered == 7 and others == []
 
 
 async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
@@ -101,3 +103,30 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
     bucket = TokenBucket(checking_client, keys)
     await bucket.acquire("openai", 60, 10_000, 100)
     assert len(checking_client.sources) == 6
+
+
+async def test_the_world_cycle_write_declares_its_keys(checking_client, keys):
+    """Every kind of write a cycle makes: state, factions, quests and their index, events handed to
+    another system's inbox, history, the guard set and the stored outcome."""
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    world = WorldStore(checking_client, keys)
+    handed = GameEvent(event_id="done-1", kind=GameEventKind.WORLD_EVENT, text="a quest was done")
+    outcome = CycleOutcome(
+        cycle_id="world-quests-1",
+        system="quests",
+        at=now,
+        cursor="1-0",
+        changes=[WorldChange(what="quest:q1", after="completed", why="done")],
+        write=CycleWrite(
+            state={"open_quests": "1"},
+            state_deleted=["old"],
+            factions={"church": {"standing:1": "5", "conflict:bandits": ""}},
+            quests={"q1": {"status": "completed"}, "q2": {"status": "offered"}},
+            open_quests={"q2": now.timestamp() + 60},
+            closed_quests=["q1"],
+            forwarded={"politics": [handed]},
+        ),
+    )
+    assert await world.apply(outcome, "", 100)
+    assert not await world.apply(outcome, "", 100)
+    assert len(checking_client.sources) == 1

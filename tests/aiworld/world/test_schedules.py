@@ -14,7 +14,14 @@ from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverl
 from aiworld.config import Settings, WorldSettings
 from aiworld.ops.worker import running_worker
 from aiworld.world.cycle import SYSTEMS
-from aiworld.world.schedules import SUMMARIES, WORKFLOW_TYPES, apply_schedules, schedule_id
+from aiworld.world.schedules import (
+    SUMMARIES,
+    WORKFLOW_TYPES,
+    apply_schedules,
+    cycle_params,
+    interval_of,
+    schedule_id,
+)
 from tests.conftest import REDIS_URL
 
 
@@ -75,3 +82,10 @@ async def test_the_worker_and_the_cli_apply_the_schedules(dev_env, task_queue, k
             assert f"world-{system}: updated" in done.stdout
     finally:
         await delete_schedules(dev_env.client)
+
+
+def test_demo_speed_moves_every_system_and_the_calendar_faster():
+    normal, demo = WorldSettings(), WorldSettings(demo_speed=True)
+    assert interval_of(normal, "politics") == timedelta(seconds=1800)
+    assert {interval_of(demo, system) for system in SYSTEMS} == {timedelta(seconds=30)}
+    assert cycle_params(normal).game_day_seconds == 7200 and cycle_params(demo).game_day_seconds == 240
