@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis.asyncio as redis
 from temporalio.exceptions import ApplicationError
 
 from activities.world_activities import ApplyRequest, ReadRequest, WorldActivities
@@ -14,10 +15,11 @@ from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, PlayerRef
 from aiworld.store.action_queue import ActionQueue
 from aiworld.world import environment, plans
-from aiworld.world.cycle import CycleOutcome, CycleParams, CycleRead, CycleWrite, WorldChange
+from aiworld.world.cycle import CycleOutcome, CycleParams, CycleRead, CycleWrite, RelationshipMove, WorldChange
 from aiworld.world.quests import Quest
 from aiworld.world.store import CursorMoved, WorldStore
 from aiworld.world.words import OfflineNarrator
+from tests.aiworld.ops.test_doctor import closed_port
 from tests.aiworld.world.test_models import merchant
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -163,3 +165,20 @@ def test_news_with_a_scope_naming_no_valid_place_is_not_told():
     assert [news.text for news in told] == ["Winter came"]
     assert told[0].news_id == plans.news_of(planned, CycleParams())[0].news_id  # the same id every time
     assert any("news of weather:x not told" in why for why in planned.refused)
+
+
+async def test_a_store_that_does_not_answer_fails_the_follow_ups_cleanly(keys):
+    """Nothing listens on the port: the follow-ups fail as StoreUnavailable (retried by the cycle's
+    policy), never with the client's own error type."""
+    down = redis.Redis.from_url(f"redis://127.0.0.1:{closed_port()}/0", socket_connect_timeout=1)
+    try:
+        world = activities(down, keys)
+        planned = plans.plan_quests(CycleRead(cycle_id="c1"), NOW, CycleParams())
+        planned.relationships.append(
+            RelationshipMove(npc_id="herbalist", party="player:1", delta=10, change_id="quest-q1", reason="done")
+        )
+        with pytest.raises(ApplicationError) as failed:
+            await world.carry_out_world_cycle(planned)
+        assert failed.value.type == "StoreUnavailable" and not failed.value.non_retryable
+    finally:
+        await down.aclose()
