@@ -21,6 +21,7 @@ import pytest_asyncio
 import redis.asyncio as redis
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -298,6 +299,9 @@ async def test_a_reset_cycle_changes_nothing_twice(world: World):
     )
     summary = await handle.result()
     assert "price:507" in summary
+    # What the UI shows as the cycle's current details: what it read and changed.
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert metadata.current_details == summary and "read 1 events" in summary
     before = (await world.state("economy"), await world.history("economy"), await world.actions(HERBALIST.npc_id))
     told = await world.until(lambda: world.store.hgetall(world.broadcasts))
     # An operator resets the cycle to its first workflow task: it runs again from the start.
