@@ -12,26 +12,38 @@ import redis.asyncio as redis
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.broadcast_activities import BroadcastActivities
 from activities.npc_activities import DecisionMaker, NpcActivities
-from aiworld.config import Settings
+from aiworld.config import CoordinatorSettings, Settings
 from aiworld.memory.store import MemoryStore
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
+from aiworld.world.directory import NpcDirectory
 from workflows.npc_life import NpcLifeWorkflow
+from workflows.world_broadcast import WorldBroadcastWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [NpcLifeWorkflow]
+WORKFLOWS = [NpcLifeWorkflow, WorldBroadcastWorkflow]
 STORE_SOCKET_TIMEOUT = 2.0
 
 
 def build_worker(
-    client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker, **options: Any
+    client: Client,
+    task_queue: str,
+    store: redis.Redis,
+    keys: Keys,
+    brain: DecisionMaker,
+    coordinator: CoordinatorSettings | None = None,
+    **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency)."""
     activities = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), brain)
-    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities.all(), **options)
+    broadcast = BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings())
+    return Worker(
+        client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities.all() + broadcast.all(), **options
+    )
 
 
 @asynccontextmanager
@@ -50,7 +62,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
-    worker = build_worker(client, settings.task_queue, store, keys, router)
+    worker = build_worker(client, settings.task_queue, store, keys, router, settings.coordinator)
     try:
         async with worker:
             yield worker
