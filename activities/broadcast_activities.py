@@ -23,7 +23,7 @@ from aiworld.world.recipients import RecipientPage, recipients_page
 
 class RecipientsRequest(BaseModel):
     scope: Scope
-    cursor: int = Field(default=0, ge=0)
+    after: str = ""
 
 
 class DeliveryRequest(BaseModel):
@@ -55,7 +55,7 @@ class BroadcastActivities:
 
     @activity.defn
     async def find_recipients(self, request: RecipientsRequest) -> RecipientPage:
-        return await recipients_page(self._directory, request.scope, request.cursor, self._settings.page_size)
+        return await recipients_page(self._directory, request.scope, request.after, self._settings.page_size)
 
     @activity.defn
     async def deliver_news(self, request: DeliveryRequest) -> DeliveryReport:

@@ -42,7 +42,7 @@ def broadcast_workflow_id(news_id: str) -> str:
 class BroadcastProgress(BaseModel):
     """What a run carries to the next through continue-as-new."""
 
-    cursor: int = 0
+    after: str = ""
     pages: int = 0
     delivered: int = 0
     not_living: int = 0
@@ -56,9 +56,11 @@ class BroadcastInput(WorldNews):
     where an earlier run of the same fan-out got to."""
 
     progress: BroadcastProgress | None = None
+    # Tests lower it to see several runs.
+    pages_per_run: int = Field(default=PAGES_PER_RUN, ge=1)
 
     def news(self) -> WorldNews:
-        return WorldNews.model_validate(self.model_dump(exclude={"progress"}))
+        return WorldNews.model_validate(self.model_dump(exclude={"progress", "pages_per_run"}))
 
 
 class BroadcastReport(BaseModel):
@@ -85,7 +87,7 @@ class WorldBroadcastWorkflow:
         while True:
             page = await workflow.execute_activity_method(
                 BroadcastActivities.find_recipients,
-                RecipientsRequest(scope=news.scope, cursor=done.cursor),
+                RecipientsRequest(scope=news.scope, after=done.after),
                 start_to_close_timeout=FIND_TIMEOUT,
                 retry_policy=RETRY,
             )
@@ -103,9 +105,8 @@ class WorldBroadcastWorkflow:
                     done.resumed.append(report.resumed_from)
             done.pages += 1
             pages_this_run += 1
-            done.cursor = page.cursor
             self._describe(news)
-            if page.cursor == 0:
+            if page.next_after is None:
                 return BroadcastReport(
                     news_id=news.news_id,
                     delivered=done.delivered,
@@ -114,9 +115,10 @@ class WorldBroadcastWorkflow:
                     resumed=done.resumed,
                     runs=done.runs,
                 )
-            if pages_this_run >= PAGES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+            done.after = page.next_after
+            if pages_this_run >= given.pages_per_run or workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(
-                    BroadcastInput(**news.model_dump(), progress=done.model_copy(update={"runs": done.runs + 1}))
+                    given.model_copy(update={"progress": done.model_copy(update={"runs": done.runs + 1})})
                 )
 
     def _describe(self, news: WorldNews) -> None:

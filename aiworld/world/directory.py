@@ -67,30 +67,6 @@ class NpcDirectory:
     async def maps(self) -> list[str]:
         return sorted(set((await self.everyone()).values()))
 
-    # --- paging, for fan-outs too large to hold in one answer ----------------------------------
-    # SCAN cursors: an NPC listed throughout a scan is returned at least once (a move during the
-    # scan may return it twice, which per-recipient event ids make harmless). Cursor 0 ends.
-
-    async def scan_map(self, map_name: str, cursor: int, count: int) -> tuple[int, dict[str, tuple[int, int]]]:
-        cursor, entries = await self._redis.hscan(self._keys.map_npcs(map_name), cursor, count=count)
-        assert isinstance(entries, dict)  # without no_values, HSCAN answers field -> value
-        positions: dict[str, tuple[int, int]] = {}
-        for npc_id, cell in entries.items():
-            x, _, y = text_of(cell).partition(",")
-            try:
-                positions[text_of(npc_id)] = (int(x), int(y))
-            except ValueError:
-                continue
-        return int(cursor), positions
-
-    async def scan_faction(self, faction: str, cursor: int, count: int) -> tuple[int, list[str]]:
-        cursor, members = await self._redis.sscan(self._keys.faction_members(faction), cursor, count=count)
-        return int(cursor), sorted(text_of(member) for member in members)
-
-    async def scan_everyone(self, cursor: int, count: int) -> tuple[int, list[str]]:
-        cursor, entries = await self._redis.hscan(self._keys.all_npcs(), cursor, count=count)
-        return int(cursor), sorted(text_of(npc_id) for npc_id in entries)
-
     async def count_on_map(self, map_name: str) -> int:
         return await self._redis.hlen(self._keys.map_npcs(map_name))
 

@@ -11,6 +11,7 @@ from collections import Counter
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from aiworld.config import CoordinatorSettings
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, NpcProfile, NpcStateView, PlayerRef
 from aiworld.npc.offline_policy import OfflineDecisionMaker
@@ -20,7 +21,12 @@ from aiworld.world.broadcast import start_broadcast
 from aiworld.world.news import NewsSource, Scope, WorldNews
 from tests.conftest import REDIS_URL, NpcLife, demo_profile, end_lives
 from tests.processes import ServerProcess
-from workflows.world_broadcast import BROADCAST_WORKFLOW_TYPE, BroadcastReport, broadcast_workflow_id
+from workflows.world_broadcast import (
+    BROADCAST_WORKFLOW_TYPE,
+    BroadcastInput,
+    BroadcastReport,
+    broadcast_workflow_id,
+)
 
 # npc id -> (map, x, y, faction)
 TOWN = {
@@ -226,3 +232,36 @@ async def fan_out_through_a_crash(dev_env, dev_life: NpcLife, redis_client, keys
         assert set(await signals_received(dev_env.client, npc_id)) == {f"n-crash:{npc_id}"}
     for npc_id in elsewhere:
         assert await signals_received(dev_env.client, npc_id) == Counter(), npc_id
+
+
+async def test_a_large_scope_goes_page_by_page_and_continues_as_new(time_skipping_env, task_queue, redis_client, keys):
+    """300 listed NPCs, 50 per page, two pages per run: the fan-out carries its cursor and counts
+    through continue-as-new. Only two of them live; the others are counted, not started."""
+    client = time_skipping_env.client
+    store = MemoryStore(redis_client, keys)
+    for index in range(298):
+        await store.publish_npc(townsfolk(f"listed_{index:03d}", "izlude", 50, 50), {})
+    npcs = NpcLife(client, task_queue, keys)
+    small_pages = CoordinatorSettings(page_size=50)
+    try:
+        async with build_worker(client, task_queue, redis_client, keys, OfflineDecisionMaker(), small_pages):
+            for npc_id in ("alive_one", "alive_two"):
+                profile = townsfolk(npc_id, "izlude", 60, 60)
+                await npcs.start(profile)
+                await store.publish_npc(profile, {})
+            crowd = news("n-crowd", Scope(kind="map", map="izlude"))
+            report = await client.execute_workflow(
+                BROADCAST_WORKFLOW_TYPE,
+                BroadcastInput(**crowd.model_dump(), pages_per_run=2),
+                id=broadcast_workflow_id("n-crowd"),
+                task_queue=task_queue,
+                result_type=BroadcastReport,
+            )
+            for npc_id in ("alive_one", "alive_two"):
+                state = await events_processed(client.get_workflow_handle(npc_workflow_id(npc_id)))
+                assert state.events_processed == 1
+                assert await signals_received(client, npc_id) == Counter({f"n-crowd:{npc_id}": 1})
+    finally:
+        await end_lives(client, task_queue, npcs.started, visibility=False)
+    assert report.delivered == 2 and report.not_living == 298
+    assert report.pages >= 6 and report.runs >= 3
