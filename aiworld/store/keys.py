@@ -50,6 +50,10 @@ class Keys:
         """Bounded stream of game events routed to a world system, read by its next cycle."""
         return f"{self.prefix}world:{system}:inbox"
 
+    def world_inbox_routed(self, system: str, event_id: str) -> str:
+        """Marks an event id routed to a system's inbox (with a TTL), so a retry adds nothing."""
+        return f"{self.prefix}world:{system}:inbox:routed:{event_id}"
+
     def faction(self, faction_id: str) -> str:
         return f"{self.prefix}faction:{faction_id}"
 
