@@ -202,6 +202,8 @@ def action_row_of(queued: QueuedAction, unique_name: str) -> dict[str, Any]:
             row["char_id"], row["value"] = action.char_id, action.quest_id
         case "spawn_monster":
             row["x"], row["y"], row["value"], row["amount"] = action.x, action.y, action.mob_id, action.amount
+        case "weather":
+            row["text"] = action.weather
     return row
 
 

@@ -111,6 +111,8 @@ def test_actions_become_rows():
     assert (spawn["value"], spawn["amount"], spawn["x"]) == (1002, 2, 150)
     announce = translate.action_row_of(queued({"kind": "announce", "text": "Hear!", "scope": "server"}), "u")
     assert announce["value"] == 1
+    weather = translate.action_row_of(queued({"kind": "weather", "weather": "sakura"}), "u")
+    assert (weather["kind"], weather["text"], weather["map"]) == ("weather", "sakura", "prontera")
 
 
 def test_replies_become_dialogue_rows_for_game_turns_only():
