@@ -63,6 +63,19 @@ class Scope(StrictModel):
         return self
 
 
+class Fact(StrEnum):
+    """Keys of `WorldNews.facts` that NPCs act on (the offline policy; prompts show all facts)."""
+
+    ITEM_ID = "item_id"
+    ITEM_NAME = "item_name"
+    PRICE_CHANGE_PCT = "price_change_pct"  # signed: +20 is a 20 % rise
+    CAUSE = "cause"  # why, in a few words: "orcs burned the herb fields"
+    FACTION = "faction"
+    OTHER_FACTION = "other_faction"
+    STANCE = "stance"  # between faction and other_faction: war, peace, alliance, rivalry
+    WEATHER = "weather"
+
+
 class NewsSource(StrEnum):
     ECONOMY = "economy"
     POLITICS = "politics"
