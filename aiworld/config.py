@@ -81,7 +81,7 @@ class CoordinatorSettings(BaseModel):
     max_concurrent_signals: int = Field(default=20, ge=1, le=500)
     # Recipients read from the directory and delivered by one activity (its heartbeats say how far it got).
     page_size: int = Field(default=500, ge=1, le=10_000)
-    # Entries each `world:{system}:inbox` stream keeps (approximate trimming).
+    # Entries each `world:{system}:inbox` stream keeps: the oldest go first.
     inbox_max_len: int = Field(default=10_000, ge=100, le=10_000_000)
     # How long a routed event id is remembered, so a retried POST is not routed twice.
     route_dedupe_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)

@@ -26,7 +26,7 @@ _ROUTE_ONCE = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return false end
 local fields = {}
 for index = 3, #ARGV do fields[#fields + 1] = ARGV[index] end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', unpack(fields))
 """
 
 

@@ -9,7 +9,9 @@ import sys
 from collections import Counter
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Replayer
 
 from aiworld.config import CoordinatorSettings
 from aiworld.memory.store import MemoryStore
@@ -25,6 +27,7 @@ from workflows.world_broadcast import (
     BROADCAST_WORKFLOW_TYPE,
     BroadcastInput,
     BroadcastReport,
+    WorldBroadcastWorkflow,
     broadcast_workflow_id,
 )
 
@@ -53,6 +56,23 @@ async def settle_town(life: NpcLife, redis_client, keys) -> None:
         await store.publish_npc(profile, {})  # as each NPC's first saved decision does
     # Listed but not living (retired long ago): counted, never signalled back to life.
     await store.publish_npc(townsfolk("ghost_fay", "prontera", 151, 181), {})
+
+
+async def replay_broadcast(client: Client, news_id: str) -> int:
+    """Replay every run of a fan-out (continue-as-new chains them): a change that breaks running
+    fan-outs fails here. Returns how many runs were replayed."""
+    histories = []
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(broadcast_workflow_id(news_id), run_id=run_id).fetch_history()
+        histories.append(history)
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        if not run_id:
+            break
+    replayer = Replayer(workflows=[WorldBroadcastWorkflow], data_converter=pydantic_data_converter)
+    for history in histories:
+        await replayer.replay_workflow(history)
+    return len(histories)
 
 
 def news(news_id: str, scope: Scope, **changes) -> WorldNews:
@@ -89,6 +109,7 @@ async def test_each_scope_reaches_exactly_its_npcs_once_each(life: NpcLife, redi
         reports[news_id] = await handle.result()
     for news_id, (_, wanted) in scopes.items():
         assert reports[news_id].delivered == len(wanted), news_id
+        assert await replay_broadcast(life.client, news_id) == 1
     # The ghost is in the near, map and world scopes: found, not living, not started.
     assert [reports[n].not_living for n in scopes] == [0, 1, 1, 0, 1]
 
@@ -225,6 +246,7 @@ async def fan_out_through_a_crash(dev_env, dev_life: NpcLife, redis_client, keys
         worker.stop()
 
     assert report.resumed and report.resumed[0] >= 1, report  # the retry began where the heartbeat said
+    await replay_broadcast(dev_env.client, "n-crash")
     assert report.delivered == len(in_scope) and report.not_living == 0
     for npc_id in in_scope:
         state = await events_processed(dev_env.client.get_workflow_handle(npc_workflow_id(npc_id)))
@@ -257,6 +279,7 @@ async def test_a_large_scope_goes_page_by_page_and_continues_as_new(time_skippin
                 task_queue=task_queue,
                 result_type=BroadcastReport,
             )
+            assert await replay_broadcast(client, "n-crowd") == report.runs
             for npc_id in ("alive_one", "alive_two"):
                 state = await events_processed(client.get_workflow_handle(npc_workflow_id(npc_id)))
                 assert state.events_processed == 1
