@@ -67,6 +67,9 @@ class NpcDirectory:
     async def maps(self) -> list[str]:
         return sorted(set((await self.everyone()).values()))
 
+    async def is_listed(self, npc_id: str) -> bool:
+        return bool(await self._redis.hexists(self._keys.all_npcs(), npc_id))
+
     async def count_on_map(self, map_name: str) -> int:
         return await self._redis.hlen(self._keys.map_npcs(map_name))
 

@@ -23,7 +23,7 @@ from aiworld.store.keys import Keys
 from aiworld.world.broadcast import start_broadcast
 from aiworld.world.definition import load_world
 from aiworld.world.directory import NpcDirectory
-from aiworld.world.news import NEWS_ID_PATTERN, NewsSource, Scope, ScopeKind, WorldNews
+from aiworld.world.news import NEWS_ID_PATTERN, NewsSource, Scope, WorldNews
 from aiworld.world.recipients import count_recipients
 from aiworld.world.routing import WorldInbox
 from api.errors import invalid_field
@@ -93,7 +93,7 @@ def world_event_routes(
         if scope.faction is not None and scope.faction not in factions_of_world:
             if not await directory.count_in_faction(scope.faction):
                 raise invalid_field(("scope", "faction"), f"unknown faction {scope.faction!r}")
-        if scope.kind is ScopeKind.NPC and scope.npc_id not in (await directory.everyone()):
+        if scope.npc_id is not None and not await directory.is_listed(scope.npc_id):
             raise invalid_field(("scope", "npc_id"), f"unknown NPC {scope.npc_id!r}")
 
     @router.post(

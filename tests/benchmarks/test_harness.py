@@ -78,6 +78,10 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
     assert pipeline["dead_processes"] == [] and step["query_failures"] == 0
     soak = pipeline["soak"]
     assert len(soak["samples"]) >= 2 and set(soak["rss_growth_mib_per_hour"]) == set(step["rss_mib"])
+    # One world event to every NPC: each signalled and each remembering it.
+    spread = report["fanout"]
+    assert spread["recipients_answered"] == 6 and spread["delivered"] == 6 and spread["npcs_processed"] == 6
+    assert spread["recipients"]["npcs_found_directory"] == 2  # bench_0 and bench_5 of six over five maps
 
 
 async def test_answers_the_api_does_not_give_are_counted_not_hidden(tmp_path: Path) -> None:
