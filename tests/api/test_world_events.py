@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import redis.asyncio as redis
+
 from aiworld.config import CoordinatorSettings
 from aiworld.models import NpcStateView, QueuedAction, TradeAction
+from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops.worker import build_worker
 from aiworld.store.action_queue import ActionQueue
 from aiworld.temporal import npc_workflow_id
 from aiworld.world.routing import WorldInbox
+from api.app import create_app
+from tests.api.conftest import API_KEYS, api_settings, open_api
 from tests.api.test_npc_endpoints import ARIA, poll
+from tests.conftest import end_lives
+from tests.processes import redis_process
 from workflows.world_broadcast import BroadcastReport
 
 # Demo-world NPCs: Lina and Gareth in Prontera (merchants_guild, prontera_guard), Tess in Izlude.
@@ -125,3 +133,53 @@ async def test_game_events_reach_the_world_systems_once_each(api, redis_client, 
     ]
     assert json.loads(economy[0]["event"])["action_id"] == "lina_baker-90-0"
     assert await inbox.entries("environment") == []
+
+
+async def test_requests_repeated_after_a_store_outage_reach_npcs_and_world_systems_once(
+    dev_env, keys, task_queue, tmp_path
+):
+    """The state store (a Redis of the test's own) is killed with -9 after a gift was signalled but
+    before it was routed, and while news is posted: both are 503, nothing is promised. Sent again
+    once it is back (as the bridge does), each reaches its NPC once and its world system once."""
+    server = redis_process(tmp_path / "redis")
+    server.start()
+    store = redis.Redis(port=server.port, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
+    app = create_app(api_settings(keys, task_queue), client=dev_env.client, store=store)
+    gift = {"event_id": "ev-51", "kind": "item_received", "player": ARIA, "item_id": 512, "amount": 1}
+    fair = {
+        "scope": {"kind": "map", "map": "izlude"},
+        "event": {"event_id": "fair-2", "kind": "world_event", "text": "Boats are back", "importance": 3},
+    }
+    try:
+        async with build_worker(dev_env.client, task_queue, store, keys, OfflineDecisionMaker()):
+            async with app.router.lifespan_context(app), await open_api(app) as http:
+                http.headers["X-API-Key"] = API_KEYS[0]
+                where = NPCS["tess_fishmonger"]
+                registered = await http.post(
+                    "/ai/npc/register", json={"npc_id": "tess_fishmonger", "sprite": 90, **where}
+                )
+                assert registered.status_code == 201
+                server.kill()
+                gift_answer = await http.post("/ai/npc/event", json={"npc_id": "tess_fishmonger", "event": gift})
+                assert gift_answer.status_code == 503 and "state store" in gift_answer.json()["detail"]
+                assert (await http.post("/ai/world/event", json=fair)).status_code == 503
+                server.start()
+                assert (
+                    await http.post("/ai/npc/event", json={"npc_id": "tess_fishmonger", "event": gift})
+                ).status_code == 202
+                again = await http.post("/ai/world/event", json=fair)
+                assert again.status_code == 202 and again.json()["recipients"] == 1
+                await dev_env.client.get_workflow_handle("broadcast-fair-2").result()
+                handle = dev_env.client.get_workflow_handle(npc_workflow_id("tess_fishmonger"))
+                settled = await poll(
+                    lambda: handle.query("state", result_type=NpcStateView),
+                    lambda state: state.events_processed >= 2 and state.pending_events == 0,
+                )
+                assert settled.events_processed == 2  # the gift signalled twice counts once
+                inbox = WorldInbox(store, keys, CoordinatorSettings())
+                assert [json.loads(e["event"])["event_id"] for e in await inbox.entries("quests")] == ["ev-51"]
+                assert [json.loads(e["event"])["event_id"] for e in await inbox.entries("environment")] == ["fair-2"]
+    finally:
+        await end_lives(dev_env.client, task_queue, {"npc-tess_fishmonger"}, visibility=False)
+        await store.aclose()
+        server.stop()
