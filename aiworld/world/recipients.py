@@ -9,8 +9,11 @@ query per page (figures in the README). Pages follow the NPC ids' order, so a pa
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel
 
+from aiworld.models import NPC_ID_PATTERN
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.news import Scope, ScopeKind
 
@@ -21,9 +24,13 @@ class RecipientPage(BaseModel):
     next_after: str | None = None
 
 
+_NPC_ID = re.compile(NPC_ID_PATTERN)
+
+
 async def recipients_page(directory: NpcDirectory, scope: Scope, after: str, count: int) -> RecipientPage:
-    """The first `count` recipients (by id) after `after` ("" starts)."""
-    everyone = await _recipients(directory, scope)
+    """The first `count` recipients (by id) after `after` ("" starts). A damaged entry that is no
+    NPC id is left out: no event could be addressed to it, and it must not stall the fan-out."""
+    everyone = [npc_id for npc_id in await _recipients(directory, scope) if _NPC_ID.fullmatch(npc_id)]
     page = [npc_id for npc_id in everyone if npc_id > after][: count + 1]
     if len(page) > count:
         return RecipientPage(npc_ids=page[:count], next_after=page[count - 1])

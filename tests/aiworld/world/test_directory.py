@@ -9,6 +9,7 @@ from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEventKind
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.news import Scope, WorldNews
+from aiworld.world.recipients import recipients_page
 from tests.conftest import demo_profile
 
 
@@ -65,3 +66,16 @@ def test_news_reaches_each_npc_under_an_id_of_its_own_with_text_the_game_can_sho
         {"item_id": 507, "change_pct": 25},
     )
     assert "<" not in event.text and "^" not in event.text
+
+
+async def test_recipients_come_in_pages_by_id_and_skip_damaged_entries(redis_client, keys):
+    store, directory = MemoryStore(redis_client, keys), NpcDirectory(redis_client, keys)
+    for npc_id in ("cara", "abel", "bert", "dora", "eve_x"):
+        await store.publish_npc(demo_profile("lina_baker").model_copy(update={"npc_id": npc_id}), {})
+    await redis_client.hset(keys.map_npcs("prontera"), "Not An Id!", "1,1")  # damaged by hand
+    scope = Scope(kind="map", map="prontera")
+    first = await recipients_page(directory, scope, "", 2)
+    second = await recipients_page(directory, scope, first.next_after or "", 2)
+    last = await recipients_page(directory, scope, second.next_after or "", 2)
+    assert (first.npc_ids, second.npc_ids, last.npc_ids) == (["abel", "bert"], ["cara", "dora"], ["eve_x"])
+    assert last.next_after is None
