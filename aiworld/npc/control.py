@@ -76,10 +76,12 @@ async def report_action_result(
         outcome=outcome,
         detail=detail[:200] or None,
     )
+    if inbox is not None:
+        # A shop's price change is news for the economy, once per result id; routed before the
+        # signal so that it counts even when the NPC has retired meanwhile.
+        kind = QueuedAction.model_validate_json(status["payload"]).action.kind if "payload" in status else None
+        await inbox.route_npc_event(status["npc_id"], event, action_kind=kind)
     # Signalled on every report, not only the first: if a previous attempt recorded the result
     # but crashed before the signal, this one delivers it; the NPC drops the duplicate id.
     await client.get_workflow_handle(npc_workflow_id(status["npc_id"])).signal("game_event", event)
-    if inbox is not None:  # a shop's price change is news for the economy (once per result id)
-        kind = QueuedAction.model_validate_json(status["payload"]).action.kind if "payload" in status else None
-        await inbox.route_npc_event(status["npc_id"], event, action_kind=kind)
     return first_time
