@@ -107,6 +107,20 @@ class WorldSettings(BaseModel):
     max_open_quests: int = Field(default=8, ge=0, le=100)
 
 
+class CoordinatorSettings(BaseModel):
+    """The event coordinator (WorldBroadcastWorkflow) and the routing of game events to the world
+    systems' inboxes."""
+
+    # Signals in flight at once per fan-out: enough to keep the server busy, not to flood it.
+    max_concurrent_signals: int = Field(default=20, ge=1, le=500)
+    # Recipients read from the directory and delivered by one activity (its heartbeats say how far it got).
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    # Entries each `world:{system}:inbox` stream keeps: the oldest go first.
+    inbox_max_len: int = Field(default=10_000, ge=100, le=10_000_000)
+    # How long a routed event id is remembered, so a retried POST is not routed twice.
+    route_dedupe_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AIWORLD_",
@@ -166,6 +180,7 @@ class Settings(BaseSettings):
 
     llm: LlmSettings = Field(default_factory=LlmSettings)
     world: WorldSettings = Field(default_factory=WorldSettings)
+    coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("redis_url")

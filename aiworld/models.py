@@ -322,6 +322,20 @@ class SpawnMonsterAction(StrictModel):
     y: int
 
 
+# rAthena's weather map flags (mf_snow …, src/map/script_constants.hpp); rain has none any more
+# (mf_rain was removed from the source). "clear" removes them all.
+MAP_WEATHERS = ("clear", "snow", "fog", "sakura", "leaves", "clouds", "clouds2", "fireworks")
+
+
+class WeatherAction(StrictModel):
+    """Weather over the NPC's map, with `setmapflag`/`removemapflag`: one weather at a time.
+    Free text, checked by the game rules, so that a model's "rain" is a refusal with a reason
+    rather than a decision that cannot be read at all."""
+
+    kind: Literal["weather"] = "weather"
+    weather: str = Field(min_length=1, max_length=20)
+
+
 class IdleAction(StrictModel):
     kind: Literal["idle"] = "idle"
 
@@ -337,6 +351,7 @@ Action = Annotated[
     | StartQuestAction
     | AnnounceAction
     | SpawnMonsterAction
+    | WeatherAction
     | IdleAction,
     Field(discriminator="kind"),
 ]
@@ -353,6 +368,7 @@ ACTION_KINDS = frozenset(
         StartQuestAction,
         AnnounceAction,
         SpawnMonsterAction,
+        WeatherAction,
         IdleAction,
     )
 )

@@ -32,16 +32,19 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiworld.config import Settings
+from aiworld.memory.store import MemoryStore
 from aiworld.models import NpcProfile, NpcStateView, Personality, TalkReply
 from aiworld.npc.control import ensure_npc_started, report_action_result
 from aiworld.store.action_queue import ActionQueue, ConflictingResult, UnknownAction
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, npc_workflow_id
 from aiworld.world.definition import load_world
+from aiworld.world.routing import WorldInbox
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
 from api.routes.world import register_world_routes
+from api.routes.world_events import world_event_routes
 from api.schemas import (
     ActionBatch,
     ActionResultRecorded,
@@ -116,6 +119,7 @@ def create_app(
         resources["client"] = client or await connect(settings)
         resources["store"] = store or redis.Redis.from_url(settings.redis_url, decode_responses=True)
         resources["queue"] = ActionQueue(resources["store"], keys)
+        resources["inbox"] = WorldInbox(resources["store"], keys, settings.coordinator)
         try:
             yield
         finally:
@@ -216,6 +220,8 @@ def create_app(
         """Start an NPC's life unless it already lives (idempotent)."""
         profile = _profile_for(body, known_profiles.get(body.npc_id))
         started = await ensure_npc_started(temporal(), profile, settings.task_queue)
+        # Listed in the directory at once, so that news for its map or faction reaches it.
+        await MemoryStore(resources["store"], keys).publish_npc(profile, {})
         if not started:
             response.status_code = status.HTTP_200_OK
         return RegisterResponse(npc_id=profile.npc_id, workflow_id=npc_workflow_id(profile.npc_id), started=started)
@@ -236,6 +242,9 @@ def create_app(
             if error.status is RPCStatusCode.NOT_FOUND:
                 raise ApiError(404, f"no living NPC {body.npc_id!r}: register it with POST /ai/npc/register") from None
             raise
+        # After the signal: an event of no NPC is routed nowhere; a retry after a failure here
+        # signals again (the NPC drops the id) and routes what was not routed.
+        await resources["inbox"].route_npc_event(body.npc_id, body.event)
         return EventAccepted(workflow_id=workflow_id)
 
     @guarded.get(
@@ -365,7 +374,9 @@ def create_app(
     async def action_result(action_id: str, body: ActionResultRequest) -> ActionResultRecorded:
         """What the game did with an action; the NPC remembers it. Idempotent."""
         try:
-            recorded = await report_action_result(temporal(), queue(), action_id, body.outcome, body.detail)
+            recorded = await report_action_result(
+                temporal(), queue(), action_id, body.outcome, body.detail, resources["inbox"]
+            )
         except UnknownAction:
             raise ApiError(404, f"no action {action_id!r} was ever queued") from None
         except ConflictingResult as error:
@@ -395,6 +406,9 @@ def create_app(
         return WorldState(**systems)
 
     register_world_routes(guarded, lambda: resources["store"], keys, WITH_QUERY_ERRORS)
+    guarded.include_router(
+        world_event_routes(settings, keys, temporal, lambda: resources["store"], guarded.route_class)
+    )
     app.include_router(guarded)
     return app
 

@@ -11,9 +11,10 @@
    `POST /ai/npc/event` for a bounded window while players talk through
    `POST /ai/player/interaction`, and the stand-in bridge leases actions. Stepping up stops once
    a rate is not sustained and the processed rate no longer grows.
-3. Cost: history events per decision on a sample of NPCs, CPU ms per decision and RSS of each
+3. Fan-out: one world event to every NPC through `POST /ai/world/event` (benchmarks/fanout.py).
+4. Cost: history events per decision on a sample of NPCs, CPU ms per decision and RSS of each
    process from /proc; `--soak MINUTES` keeps the first rate going and samples RSS over time.
-4. World cycles: the cost of one cycle of each world system at 1,000 NPCs (benchmarks/world_cycles.py).
+5. World cycles: the cost of one cycle of each world system at 1,000 NPCs (benchmarks/world_cycles.py).
 
 Every figure is printed with the command and the machine load, and written as JSON (the path is
 printed at the end). Nothing is asserted: this measures, the README quotes it.
@@ -35,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import raw, world_cycles
+from benchmarks import fanout, raw, world_cycles
 from benchmarks.measure import describe_latency, describe_load, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
 
@@ -218,6 +219,9 @@ async def main(arguments: argparse.Namespace) -> Path:
         )
         report["world_cycles"] = await world_cycles.measure(npcs=arguments.world_npcs)
         world_cycles.show(report["world_cycles"])
+    if not arguments.skip_fanout:
+        print(f"\nfan-out: one world event to {arguments.npcs} NPCs through the event coordinator", flush=True)
+        report["fanout"] = await fanout.measure(directory, arguments.npcs)
     report["machine_at_end"] = machine_load()
 
     print(f"\nsummary ({report['command']}; {describe_load(report['machine_at_end'])})")
@@ -234,6 +238,12 @@ async def main(arguments: argparse.Namespace) -> Path:
         f"{history['history_events_per_decision']} "
         f"(p50 {history['history_events_per_npc_p50']} events per NPC, {history['npcs_sampled']} NPCs)",
     )
+    if "fanout" in report:
+        spread = report["fanout"]
+        show(
+            f"fan-out to {spread['npcs']} NPCs: signalled / processed",
+            f"{spread['seconds_until_every_npc_signalled']} s / {spread['seconds_until_every_npc_processed']} s",
+        )
     show(
         "RSS start -> end (MiB)",
         json.dumps({n: f"{pipeline['rss_mib_at_start'][n]}->{v}" for n, v in pipeline["rss_mib_at_end"].items()}),
@@ -264,6 +274,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-raw", action="store_true", help="no raw baseline (e.g. when only scaling out)")
     parser.add_argument("--skip-world", action="store_true", help="no world-cycle costs")
     parser.add_argument("--world-npcs", type=int, default=1000, help="NPCs in the world the cycles are measured in")
+    parser.add_argument("--skip-fanout", action="store_true", help="no fan-out of a world event")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default .aiworld/bench/<time>.json)")
     arguments = parser.parse_args(argv)
     for key, value in (FULL if arguments.full else SHORT).items():

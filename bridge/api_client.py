@@ -82,6 +82,13 @@ class ApiClient:
             "POST", "/ai/npc/event", json={"npc_id": npc_id, "event": event.model_dump(mode="json", exclude_none=True)}
         )
 
+    async def world_event(self, scope: dict[str, Any], event: GameEvent) -> int:
+        """An event for every NPC of a scope; returns how many NPCs it reaches."""
+        answer = await self._send(
+            "POST", "/ai/world/event", json={"scope": scope, "event": event.model_dump(mode="json", exclude_none=True)}
+        )
+        return answer["recipients"]
+
     async def talk(self, npc_id: str, turn: TalkTurn) -> TalkReply:
         answer = await self._send(
             "POST",

@@ -173,8 +173,9 @@ class Bridge:
         elif kind in translate.EVENT_KINDS:
             await self.api.send_event(row["npc_id"], translate.game_event_of(row))
         elif kind in translate.WORLD_EVENT_KINDS:
-            for npc_id in self._npcs_near(row["map"], row["x"], row["y"]):
-                await self.api.send_event(npc_id, translate.game_event_of(row, npc_id))
+            # One request for all the NPCs near: the coordinator finds them and tells each once,
+            # under `ev-{row}:{npc_id}`, also when this request is repeated after a crash.
+            await self.api.world_event(translate.scope_near(row, NEAR_CELLS), translate.game_event_of(row))
         else:
             raise RejectedRow(f"row {row['id']}: unknown event kind {kind!r}")
 

@@ -37,7 +37,7 @@ EVENT_KINDS = {
     "attacked": GameEventKind.PLAYER_ATTACKED,
     "item": GameEventKind.ITEM_RECEIVED,
 }
-# Events without an NPC, told to the NPCs near the player.
+# Events without an NPC, told to the NPCs near the player through the event coordinator.
 WORLD_EVENT_KINDS = {"login": GameEventKind.PLAYER_NEARBY, "kill": GameEventKind.PLAYER_KILLED_MONSTER}
 
 UNAVAILABLE_LINE = "I'm sorry, I can't talk right now."
@@ -61,9 +61,10 @@ def game_text(text: str, max_bytes: int, charset: str = GAME_CHARSET) -> str:
     return encoded.decode(charset, errors="ignore")
 
 
-def event_id_of(row_id: int, npc_id: str | None = None) -> str:
-    """The id of the event a row becomes: stable, so a re-post after a crash is dropped by the NPC."""
-    return f"ev-{row_id}" if npc_id is None else f"ev-{row_id}-{npc_id}"
+def event_id_of(row_id: int) -> str:
+    """The id of the event a row becomes: stable, so a re-post after a crash is dropped by the NPC.
+    A row for several NPCs reaches each as `ev-{row}:{npc_id}` (the coordinator adds the NPC)."""
+    return f"ev-{row_id}"
 
 
 def player_of(row: dict[str, Any]) -> PlayerRef:
@@ -81,14 +82,14 @@ def player_of(row: dict[str, Any]) -> PlayerRef:
         raise RejectedRow(f"player of row {row['id']}: {describe_invalid(error)}") from None
 
 
-def game_event_of(row: dict[str, Any], npc_id: str | None = None) -> GameEvent:
-    """An NPC event from an `ai_event` row (touch, attacked, item, or a fanned-out login/kill)."""
+def game_event_of(row: dict[str, Any]) -> GameEvent:
+    """An NPC event from an `ai_event` row (touch, attacked, item, or a login/kill for the NPCs near)."""
     kind = EVENT_KINDS.get(row["kind"]) or WORLD_EVENT_KINDS.get(row["kind"])
     if kind is None:
         raise RejectedRow(f"row {row['id']}: unknown event kind {row['kind']!r}")
     try:
         return GameEvent(
-            event_id=event_id_of(row["id"], npc_id),
+            event_id=event_id_of(row["id"]),
             kind=kind,
             player=player_of(row),
             item_id=row.get("item_id"),
@@ -97,6 +98,14 @@ def game_event_of(row: dict[str, Any], npc_id: str | None = None) -> GameEvent:
         )
     except ValidationError as error:
         raise RejectedRow(f"row {row['id']}: {describe_invalid(error)}") from None
+
+
+def scope_near(row: dict[str, Any], radius: int) -> dict[str, Any]:
+    """The scope of an event without an NPC (a login, a kill): the AI NPCs within `radius` cells
+    of where the player stood, as `POST /ai/world/event` takes it."""
+    if row.get("map") is None or row.get("x") is None or row.get("y") is None:
+        raise RejectedRow(f"row {row['id']}: a {row['kind']} row needs map, x and y")
+    return {"kind": "near", "map": row["map"], "x": row["x"], "y": row["y"], "radius": radius}
 
 
 def talk_turn_of(row: dict[str, Any]) -> TalkTurn:
@@ -193,6 +202,8 @@ def action_row_of(queued: QueuedAction, unique_name: str) -> dict[str, Any]:
             row["char_id"], row["value"] = action.char_id, action.quest_id
         case "spawn_monster":
             row["x"], row["y"], row["value"], row["amount"] = action.x, action.y, action.mob_id, action.amount
+        case "weather":
+            row["text"] = action.weather
     return row
 
 

@@ -13,10 +13,11 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from aiworld.models import GameEvent, GameEventKind, NpcProfile
+from aiworld.models import GameEvent, GameEventKind, NpcProfile, QueuedAction
 from aiworld.npc import search_attributes
 from aiworld.store.action_queue import ActionQueue, Outcome, UnknownAction
 from aiworld.temporal import NPC_WORKFLOW_TYPE, npc_workflow_id
+from aiworld.world.routing import WorldInbox
 from workflows.npc_state import NpcLifeInput
 
 
@@ -52,7 +53,12 @@ async def ensure_npc_started(client: Client, profile: NpcProfile, task_queue: st
 
 
 async def report_action_result(
-    client: Client, queue: ActionQueue, action_id: str, outcome: Outcome, detail: str = ""
+    client: Client,
+    queue: ActionQueue,
+    action_id: str,
+    outcome: Outcome,
+    detail: str = "",
+    inbox: WorldInbox | None = None,
 ) -> bool:
     """Record what the game did with an action and tell its NPC, once.
 
@@ -70,6 +76,11 @@ async def report_action_result(
         outcome=outcome,
         detail=detail[:200] or None,
     )
+    if inbox is not None:
+        # A shop's price change is news for the economy, once per result id; routed before the
+        # signal so that it counts even when the NPC has retired meanwhile.
+        kind = QueuedAction.model_validate_json(status["payload"]).action.kind if "payload" in status else None
+        await inbox.route_npc_event(status["npc_id"], event, action_kind=kind)
     # Signalled on every report, not only the first: if a previous attempt recorded the result
     # but crashed before the signal, this one delivers it; the NPC drops the duplicate id.
     await client.get_workflow_handle(npc_workflow_id(status["npc_id"])).signal("game_event", event)

@@ -29,6 +29,7 @@ from aiworld.models import (
     TradeAction,
     WalkToAction,
 )
+from aiworld.world.news import Fact
 
 # How each speech style colours a plain sentence: (openers, closers).
 _STYLE: dict[str, tuple[list[str], list[str]]] = {
@@ -136,6 +137,10 @@ def _react(context: NpcContext, event: GameEvent, rng: random.Random) -> Decisio
             activity="fleeing",
             reason=f"{player.name} attacked me and I am no fighter",
         )
+    if event.kind is GameEventKind.WORLD_EVENT and event.facts:
+        acted = _act_on_facts(profile, event.facts, rng)
+        if acted is not None:
+            return acted
     if event.kind is GameEventKind.WORLD_EVENT and event.text:
         news = event.text.rstrip(".!")
         worried = event.importance >= 7
@@ -190,6 +195,54 @@ def _react(context: NpcContext, event: GameEvent, rng: random.Random) -> Decisio
             mood="proud",
             activity="watching the fields",
             reason=f"{player.name} slew a monster nearby",
+        )
+    return None
+
+
+def _act_on_facts(profile: NpcProfile, facts: dict[str, str | int | float], rng: random.Random) -> Decision | None:
+    """News that concerns the NPC's trade or its faction: a merchant tells of a price change and
+    why, and reprices what it sells of it; a member of a faction at war turns wary of the enemy."""
+    change, item_id = facts.get(Fact.PRICE_CHANGE_PCT), facts.get(Fact.ITEM_ID)
+    cause = str(facts.get(Fact.CAUSE) or "").rstrip(".!")
+    if isinstance(change, int | float) and change and (profile.shop or profile.role == "merchant"):
+        name = str(facts.get(Fact.ITEM_NAME) or f"item {item_id}")
+        direction = "up" if change > 0 else "down"
+        line = f"{name} is {direction} {abs(change):g}%" + (f", because {cause}" if cause else "") + "."
+        actions: list = [
+            EmoteAction(emotion="money" if change > 0 else "sweat"),
+            SayAction(text=_voice(profile, line, rng)),
+        ]
+        sold = next((item for item in profile.shop if item.item_id == item_id), None)
+        if sold is not None:  # the rules keep the new price within the shop's band
+            actions.append(TradeAction(item_id=sold.item_id, price=max(1, round(sold.base_price * (1 + change / 100)))))
+        return Decision(
+            actions=actions,
+            mood="busy" if change > 0 else "worried",
+            activity="repricing wares" if sold else "talking prices",
+            reason=f"{name} went {direction} {abs(change):g}%" + (f" because {cause}" if cause else ""),
+        )
+    sides = {facts.get(Fact.FACTION), facts.get(Fact.OTHER_FACTION)}
+    stance = facts.get(Fact.STANCE)
+    if profile.faction in sides and len(sides - {None}) == 2 and stance in ("war", "peace"):
+        enemy = str(next(side for side in sides if side != profile.faction)).replace("_", " ")
+        why = f" They {cause}." if cause else ""
+        if stance == "war":
+            line = f"We are at war with the {enemy}.{why} I trust none of them."
+            activity = "standing watch" if profile.role == "guard" else "keeping watch"
+            return Decision(
+                actions=[EmoteAction(emotion="anger"), SayAction(text=_voice(profile, line, rng))],
+                mood="wary",
+                activity=activity,
+                reason=f"my faction is at war with the {enemy}" + (f": they {cause}" if cause else ""),
+            )
+        return Decision(
+            actions=[
+                EmoteAction(emotion="delight"),
+                SayAction(text=_voice(profile, f"Peace with the {enemy} at last.", rng)),
+            ],
+            mood="relieved",
+            activity="discussing news",
+            reason=f"my faction made peace with the {enemy}",
         )
     return None
 

@@ -11,6 +11,7 @@ from collections.abc import Set
 from dataclasses import dataclass, field
 
 from aiworld.models import (
+    MAP_WEATHERS,
     MAX_ANNOUNCE_CHARS,
     MAX_NPC_SPEECH_CHARS,
     Action,
@@ -27,6 +28,7 @@ from aiworld.models import (
     StartQuestAction,
     TradeAction,
     WalkToAction,
+    WeatherAction,
     clean_game_text,
 )
 
@@ -45,6 +47,7 @@ class GameLimits:
             "start_quest",
             "announce",
             "spawn_monster",
+            "weather",
             "idle",
         }
     )
@@ -64,6 +67,10 @@ class GameLimits:
     min_importance_to_spawn: int = 7
     min_importance_to_announce_map: int = 6
     min_importance_to_announce_server: int = 9
+    # Weather changes a whole map for every player on it: only the world's most important NPCs
+    # (and the environment cycle speaking through them) may make it.
+    weathers: frozenset[str] = frozenset(MAP_WEATHERS)
+    min_importance_for_weather: int = 8
 
 
 DEFAULT_LIMITS = GameLimits()
@@ -167,6 +174,12 @@ def _check(action: Action, profile: NpcProfile, limits: GameLimits, involved: Se
                 return f"amount {amount} is outside 1..{limits.max_spawn_amount}"
             if not area.contains(x, y):
                 return f"({x},{y}) is outside {profile.name}'s area"
+            return action, ""
+        case WeatherAction(weather=weather):
+            if weather not in limits.weathers:
+                return f"weather {weather!r} is not one the game shows ({', '.join(sorted(limits.weathers))})"
+            if profile.importance < limits.min_importance_for_weather:
+                return f"changing the weather needs importance {limits.min_importance_for_weather}, {profile.name} has {profile.importance}"
             return action, ""
         case EmoteAction() | IdleAction():
             return action, ""

@@ -26,6 +26,7 @@ from rich.console import Console
 from temporalio.client import Client
 
 from aiworld.config import ConfigError, Settings
+from aiworld.memory.store import MemoryStore
 from aiworld.npc import search_attributes
 from aiworld.npc.control import ensure_npc_started
 from aiworld.ops import binaries
@@ -202,8 +203,11 @@ async def load_world_into(client: Client, settings: Settings, world: WorldDefini
         for key, value in values.items():
             await store.hsetnx(keys.world(system), key, value)
     started = 0
+    memory = MemoryStore(store, keys)
     for profile in world.npcs:
         started += await ensure_npc_started(client, profile, settings.task_queue)
+        # In the directory at once, so that news for its map or faction reaches it before it decides.
+        await memory.publish_npc(profile, {})
     return started
 
 

@@ -13,35 +13,49 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.broadcast_activities import BroadcastActivities
 from activities.npc_activities import DecisionMaker, NpcActivities
 from activities.world_activities import WorldActivities
-from aiworld.config import Settings
+from aiworld.config import CoordinatorSettings, Settings
 from aiworld.memory.store import MemoryStore
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
+from aiworld.world.directory import NpcDirectory
 from aiworld.world.schedules import apply_schedules
 from aiworld.world.store import WorldStore
 from aiworld.world.words import OfflineNarrator, WorldNarrator
 from workflows.npc_life import NpcLifeWorkflow
+from workflows.world_broadcast import WorldBroadcastWorkflow
 from workflows.world_cycles import CYCLE_WORKFLOWS
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [NpcLifeWorkflow, *CYCLE_WORKFLOWS.values()]
+WORKFLOWS = [NpcLifeWorkflow, WorldBroadcastWorkflow, *CYCLE_WORKFLOWS.values()]
 STORE_SOCKET_TIMEOUT = 2.0
 
 
 def build_worker(
-    client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker, **options: Any
+    client: Client,
+    task_queue: str,
+    store: redis.Redis,
+    keys: Keys,
+    brain: DecisionMaker,
+    coordinator: CoordinatorSettings | None = None,
+    **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency)."""
     memory, actions = MemoryStore(store, keys), ActionQueue(store, keys)
     activities = NpcActivities(memory, actions, brain)
     narrator = brain if isinstance(brain, WorldNarrator) else OfflineNarrator()
     world = WorldActivities(WorldStore(store, keys), memory, actions, narrator)
+    broadcast = BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings())
     return Worker(
-        client, task_queue=task_queue, workflows=WORKFLOWS, activities=[*activities.all(), *world.all()], **options
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[*activities.all(), *world.all(), *broadcast.all()],
+        **options,
     )
 
 
@@ -61,7 +75,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
-    worker = build_worker(client, settings.task_queue, store, keys, router)
+    worker = build_worker(client, settings.task_queue, store, keys, router, settings.coordinator)
     if settings.world.schedules_enabled:
         try:
             applied = await apply_schedules(client, settings.world, settings.task_queue)

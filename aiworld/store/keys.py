@@ -66,6 +66,10 @@ class Keys:
         """Sorted set of open quest ids scored by their expiry."""
         return f"{self.prefix}quests:open"
 
+    def world_inbox_routed(self, system: str, event_id: str) -> str:
+        """Marks an event id routed to a system's inbox (with a TTL), so a retry adds nothing."""
+        return f"{self.prefix}world:{system}:inbox:routed:{event_id}"
+
     def faction(self, faction_id: str) -> str:
         return f"{self.prefix}faction:{faction_id}"
 

@@ -66,3 +66,15 @@ class NpcDirectory:
 
     async def maps(self) -> list[str]:
         return sorted(set((await self.everyone()).values()))
+
+    async def is_listed(self, npc_id: str) -> bool:
+        return bool(await self._redis.hexists(self._keys.all_npcs(), npc_id))
+
+    async def count_on_map(self, map_name: str) -> int:
+        return await self._redis.hlen(self._keys.map_npcs(map_name))
+
+    async def count_in_faction(self, faction: str) -> int:
+        return await self._redis.scard(self._keys.faction_members(faction))
+
+    async def count_everyone(self) -> int:
+        return await self._redis.hlen(self._keys.all_npcs())

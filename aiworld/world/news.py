@@ -19,7 +19,7 @@ from aiworld.models import (
 )
 
 FACTION_PATTERN = r"^[a-z0-9_]{1,32}$"  # as NpcProfile.faction
-NEWS_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,40}$"  # leaves room for `:{npc_id}` inside an 80-character event id
+NEWS_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,39}$"  # 39 + `:` + a 40-character npc id fit an 80-character event id
 MAX_NEWS_CHARS = 200
 MAX_NEAR_RADIUS = 60  # cells; a screen is about 30 wide
 
@@ -63,6 +63,19 @@ class Scope(StrictModel):
         return self
 
 
+class Fact(StrEnum):
+    """Keys of `WorldNews.facts` that NPCs act on (the offline policy; prompts show all facts)."""
+
+    ITEM_ID = "item_id"
+    ITEM_NAME = "item_name"
+    PRICE_CHANGE_PCT = "price_change_pct"  # signed: +20 is a 20 % rise
+    CAUSE = "cause"  # why, in a few words: "orcs burned the herb fields"
+    FACTION = "faction"
+    OTHER_FACTION = "other_faction"
+    STANCE = "stance"  # between faction and other_faction: war, peace, alliance, rivalry
+    WEATHER = "weather"
+
+
 class NewsSource(StrEnum):
     ECONOMY = "economy"
     POLITICS = "politics"
@@ -85,6 +98,9 @@ class WorldNews(StrictModel):
     # factions at war, weather). Small and flat on purpose: it travels in every recipient's signal.
     facts: dict[str, str | int | float] = Field(default_factory=dict, max_length=16)
     occurred_at: datetime | None = None
+    # What each recipient hears when it is a game event rather than word of the world (a kill in a
+    # field, told to the NPCs near it): its id is replaced by the recipient's own.
+    event: GameEvent | None = None
 
     @field_validator("text")
     @classmethod
@@ -95,6 +111,8 @@ class WorldNews(StrictModel):
         return cleaned
 
     def event_for(self, npc_id: str) -> GameEvent:
+        if self.event is not None:
+            return self.event.model_copy(update={"event_id": f"{self.news_id}:{npc_id}"})
         return GameEvent(
             event_id=f"{self.news_id}:{npc_id}",
             kind=GameEventKind.WORLD_EVENT,

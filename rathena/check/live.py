@@ -553,6 +553,12 @@ class Check:
                 "item amount 99 is outside 1..30",
             ),
             ("no-zeny", "give_zeny", TALK_NPC, {"char_id": CHAR_ID, "value": 0}, "zeny amount 0 is out of range"),
+            # Weather map flags, one at a time, in this order on Prontera; "clear" leaves it as it was.
+            ("snow", "weather", gareth, {"text": "snow"}, ""),
+            ("fog", "weather", gareth, {"text": "fog"}, ""),
+            ("rain", "weather", gareth, {"text": "rain"}, "unknown weather rain"),
+            ("clear", "weather", gareth, {"text": "clear"}, ""),
+            ("far-snow", "weather", gareth, {"map": "izlude", "text": "snow"}, "the NPC is on prontera, not izlude"),
         ]
         mark = len(self.player.lines)
         for name, kind, npc, values, _ in cases:

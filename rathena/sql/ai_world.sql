@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS `ai_action` (
   `action_id` VARCHAR(80) NOT NULL,
   `npc_id` VARCHAR(40) NOT NULL,
   `npc_name` VARCHAR(50) NOT NULL,      -- the script NPC's unique name, as `npctalk`/`npcwalkto` want it
-  `kind` VARCHAR(16) NOT NULL,          -- say, emote, walk_to, move, trade, give_item, give_zeny, start_quest, announce, spawn_monster
+  `kind` VARCHAR(16) NOT NULL,          -- say, emote, walk_to, move, trade, give_item, give_zeny, start_quest, announce, spawn_monster, weather
   `map` VARCHAR(16) NOT NULL,
   `x` SMALLINT UNSIGNED NOT NULL DEFAULT 0,
   `y` SMALLINT UNSIGNED NOT NULL DEFAULT 0,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS `ai_action` (
   `item_id` INT UNSIGNED NOT NULL DEFAULT 0,
   `amount` INT UNSIGNED NOT NULL DEFAULT 0,
   `value` INT NOT NULL DEFAULT 0,       -- emotion id, price, quest id, mob id, zeny, announce scope
-  `text` VARCHAR(255) NOT NULL DEFAULT '',
+  `text` VARCHAR(255) NOT NULL DEFAULT '',  -- say/announce text; the weather's name
   `status` ENUM('queued','running','done','failed') NOT NULL DEFAULT 'queued',
   `detail` VARCHAR(255) NOT NULL DEFAULT '',
   `reported` TINYINT UNSIGNED NOT NULL DEFAULT 0,

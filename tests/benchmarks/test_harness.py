@@ -86,6 +86,10 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
         cycles[system]["activities_per_cycle"] >= 2 and cycles[system]["wall_ms_median"] > 0
         for system in ("economy", "politics", "environment", "quests")
     )
+    # One world event to every NPC: each signalled and each remembering it.
+    spread = report["fanout"]
+    assert spread["recipients_answered"] == 6 and spread["delivered"] == 6 and spread["npcs_processed"] == 6
+    assert spread["recipients"]["npcs_found_directory"] == 2  # bench_0 and bench_5 of six over five maps
 
 
 async def test_answers_the_api_does_not_give_are_counted_not_hidden(tmp_path: Path) -> None:

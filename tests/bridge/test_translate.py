@@ -52,8 +52,17 @@ def test_game_text_is_cleaned_and_cut_on_a_character_boundary():
 def test_rows_become_events_with_stable_ids():
     event = translate.game_event_of(ROW)
     assert (event.event_id, event.kind.value, event.player.name) == ("ev-42", "player_nearby", "Aria")
-    kill = translate.game_event_of({**ROW, "kind": "kill", "npc_id": None, "detail": "1002"}, "gareth_guard")
-    assert kill.event_id == "ev-42-gareth_guard" and kill.detail == "monster 1002"
+    kill = translate.game_event_of({**ROW, "kind": "kill", "npc_id": None, "detail": "1002"})
+    assert kill.event_id == "ev-42" and kill.detail == "monster 1002"
+    assert translate.scope_near({**ROW, "kind": "kill"}, 14) == {
+        "kind": "near",
+        "map": "prontera",
+        "x": 146,
+        "y": 180,
+        "radius": 14,
+    }
+    with pytest.raises(translate.RejectedRow, match="needs map, x and y"):
+        translate.scope_near({**ROW, "kind": "kill", "map": None}, 14)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +111,8 @@ def test_actions_become_rows():
     assert (spawn["value"], spawn["amount"], spawn["x"]) == (1002, 2, 150)
     announce = translate.action_row_of(queued({"kind": "announce", "text": "Hear!", "scope": "server"}), "u")
     assert announce["value"] == 1
+    weather = translate.action_row_of(queued({"kind": "weather", "weather": "sakura"}), "u")
+    assert (weather["kind"], weather["text"], weather["map"]) == ("weather", "sakura", "prontera")
 
 
 def test_replies_become_dialogue_rows_for_game_turns_only():

@@ -52,7 +52,9 @@ KNOWN_KINDS = {
     "give_item",
     "give_zeny",
     "start_quest",
+    "weather",
 }
+MAP_WEATHERS = {"clear", "snow", "fog", "sakura", "leaves", "clouds", "clouds2", "fireworks"}
 
 
 def script_statements() -> dict[str, str]:
@@ -172,6 +174,7 @@ class ScriptSimulator:
         self.npcs = {npc.npc_id: npc for npc in script_npcs()}
         self.online: dict[int, Character] = {}
         self.quests: set[tuple[int, int]] = set()  # (char id, quest id) in characters' quest logs
+        self.weather: dict[str, str] = {}  # map -> the weather its flags show
         self.unwalkable: set[tuple[str, int, int]] = set()  # (map, x, y) that checkcell refuses
 
     async def _query(self, sql: str) -> list[tuple]:
@@ -314,7 +317,7 @@ class ScriptSimulator:
             rows = await self._query(fill("select_actions", ACTION_BATCH))
             for seq, unique, npc_id, kind, map_name, x, y, char_id, item, amount, value, text in rows:
                 await self._query(fill("mark_running", seq))
-                error = self._execute(unique, npc_id, kind, map_name, amount, char_id, value)
+                error = self._execute(unique, npc_id, kind, map_name, amount, char_id, value, text)
                 outcome = "failed" if error else "done"
                 await self._query(fill("finish_action", outcome, escape_sql(error), seq))
                 executed.append(
@@ -339,7 +342,7 @@ class ScriptSimulator:
         return executed
 
     def _execute(
-        self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int, value: int
+        self, unique: str, npc_id: str, kind: str, map_name: str, amount: int, char_id: int, value: int, text: str
     ) -> str:
         """The refusals S_Execute checks before it runs a stock command (each one is also in the
         script, which tests/rathena/test_scripts.py checks, and asserted on a real server by
@@ -353,6 +356,10 @@ class ScriptSimulator:
             return f"unknown action kind {kind}"
         if kind == "spawn_monster" and not 1 <= amount <= SPAWN_CAP:
             return f"spawn amount {amount} is outside 1..{SPAWN_CAP}"
+        if kind == "weather":
+            if text not in MAP_WEATHERS:
+                return f"unknown weather {text}"
+            self.weather[map_name] = text
         if kind in {"give_item", "give_zeny", "start_quest"} and char_id not in self.online:
             return f"character {char_id} is not online"
         if kind == "start_quest":

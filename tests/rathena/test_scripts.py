@@ -196,6 +196,22 @@ async def test_the_dispatcher_runs_each_action_once_and_fails_bad_ones(game, mar
     assert await game.dispatcher_tick() == [], "a second tick executes nothing again"
 
 
+async def test_weather_sets_one_map_flag_and_refuses_what_the_game_cannot_show(game, mariadb):
+    await insert_action(mariadb, "w-snow", "weather", text="snow")
+    await insert_action(mariadb, "w-rain", "weather", text="rain")
+    await insert_action(mariadb, "w-away", "weather", text="fog", map="izlude")
+    outcomes = {row["text"]: (row["outcome"], row["error"]) for row in await game.dispatcher_tick()}
+    assert outcomes == {
+        "snow": ("done", ""),
+        "rain": ("failed", "unknown weather rain"),
+        "fog": ("failed", "the NPC is on prontera, not izlude"),
+    }
+    assert game.weather == {"prontera": "snow"}
+    await insert_action(mariadb, "w-clear", "weather", text="clear")
+    assert [row["outcome"] for row in await game.dispatcher_tick()] == ["done"]
+    assert game.weather == {"prontera": "clear"}
+
+
 async def test_a_burst_of_actions_runs_in_one_tick_while_its_budget_lasts(game, mariadb):
     for number in range(ACTION_BATCH * 2 + 5):
         await insert_action(mariadb, f"burst-{number}", "emote", value=1)

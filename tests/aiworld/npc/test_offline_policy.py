@@ -98,3 +98,36 @@ def test_npcs_rest_at_night_unless_very_sociable():
     night = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
     decision = offline_policy.decide(NpcContext(profile=demo_profile("gareth_guard"), now=night))
     assert decision.activity == "resting" and decision.actions == []
+
+
+def news_event(**facts) -> GameEvent:
+    return GameEvent(event_id="n1:x", kind="world_event", text="Market news", importance=6, facts=facts)
+
+
+def test_a_merchant_tells_of_a_price_rise_and_why_and_reprices_it():
+    lina = demo_profile("lina_baker")  # sells 519 (Milk) at 40
+    shortage = news_event(item_id=519, item_name="Milk", price_change_pct=25, cause="wolves scattered the herds")
+    decision = offline_policy.decide(NpcContext(profile=lina, now=NOON, events=[shortage], sequence=3))
+    said = next(action.text for action in decision.actions if action.kind == "say")
+    assert "Milk is up 25%, because wolves scattered the herds" in said
+    trade = next(action for action in decision.actions if action.kind == "trade")
+    assert (trade.item_id, trade.price) == (519, 50)
+    assert decision.reason == "Milk went up 25% because wolves scattered the herds"
+    assert validate_decision(decision, lina).rejections == []
+    # Someone with nothing to sell just remarks on the news.
+    tomas = offline_policy.decide(NpcContext(profile=demo_profile("old_tomas"), now=NOON, events=[shortage]))
+    assert tomas.activity == "discussing news"
+
+
+def test_a_guard_of_a_faction_at_war_is_wary_of_the_enemy():
+    gareth = demo_profile("gareth_guard")  # prontera_guard
+    war = news_event(faction="orc_clans", other_faction="prontera_guard", stance="war", cause="burned the mill")
+    decision = offline_policy.decide(NpcContext(profile=gareth, now=NOON, events=[war], sequence=1))
+    said = next(action.text for action in decision.actions if action.kind == "say")
+    assert "at war with the orc clans" in said and "burned the mill" in said
+    assert (decision.mood, decision.activity) == ("wary", "standing watch")
+    peace = news_event(faction="prontera_guard", other_faction="orc_clans", stance="peace")
+    assert offline_policy.decide(NpcContext(profile=gareth, now=NOON, events=[peace])).mood == "relieved"
+    # A war between others is only news.
+    lina = offline_policy.decide(NpcContext(profile=demo_profile("lina_baker"), now=NOON, events=[war]))
+    assert lina.mood != "wary"

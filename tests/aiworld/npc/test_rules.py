@@ -114,3 +114,20 @@ def test_client_tags_never_reach_the_game_in_speech_or_announcements():
         for action in verdict.accepted:
             assert "<" not in action.text and ">" not in action.text, action.text
         assert verdict.clamped, "the change is noted for the operator"
+
+
+def test_weather_is_one_the_game_shows_and_needs_an_important_npc():
+    varen = demo_profile("lord_varen")  # importance 9
+    decision = Decision.model_validate(
+        {"actions": [{"kind": "weather", "weather": "snow"}, {"kind": "weather", "weather": "rain"}]}
+    )
+    verdict = validate_decision(decision, varen)
+    assert [action.model_dump() for action in verdict.accepted] == [{"kind": "weather", "weather": "snow"}]
+    assert verdict.rejections == [
+        "weather: weather 'rain' is not one the game shows "
+        "(clear, clouds, clouds2, fireworks, fog, leaves, sakura, snow)"
+    ]
+    lina_clears = validate_decision(
+        Decision.model_validate({"actions": [{"kind": "weather", "weather": "clear"}]}), LINA
+    )
+    assert lina_clears.rejections == ["weather: changing the weather needs importance 8, Lina the Baker has 7"]

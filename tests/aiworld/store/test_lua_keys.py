@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
+from aiworld.config import CoordinatorSettings
 from aiworld.llm.bucket import TokenBucket
 from aiworld.memory.store import MemoryStore
-from aiworld.models import GameEvent, GameEventKind, Memory, QueuedAction, SayAction
+from aiworld.models import GameEvent, GameEventKind, Memory, PlayerRef, QueuedAction, SayAction
 from aiworld.store.action_queue import ActionQueue
 from aiworld.world.cycle import CycleOutcome, CycleWrite, WorldChange
+from aiworld.world.routing import WorldInbox
 from aiworld.world.store import WorldStore
 from tests.conftest import REDIS_URL
 
@@ -64,8 +66,9 @@ def test_the_guard_sees_every_script_of_the_project():
         for path in PROJECT.glob(pattern)
         if "register_script(" in path.read_text()
     ]
-    # Five in the action queue and memory store, one in the token bucket, one in the world store.
-    assert registered == 7 and others == []
+    # Five in the action queue and memory store, one in the token bucket, one in the world store,
+    # one in the world systems' inboxes; none elsewhere.
+    assert registered == 8 and others == []
 
 
 async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
@@ -102,7 +105,12 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
 
     bucket = TokenBucket(checking_client, keys)
     await bucket.acquire("openai", 60, 10_000, 100)
-    assert len(checking_client.sources) == 6
+
+    inbox = WorldInbox(checking_client, keys, CoordinatorSettings())
+    kill = GameEvent(event_id="ev-1", kind="player_killed_monster", player=PlayerRef(char_id=1, name="Aria"))
+    assert await inbox.route(kill, map_name="prontera") == ["quests"]
+    assert await inbox.route(kill, map_name="prontera") == []
+    assert len(checking_client.sources) == 7
 
 
 async def test_the_world_cycle_write_declares_its_keys(checking_client, keys):

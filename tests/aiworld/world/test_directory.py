@@ -5,11 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from aiworld.config import Settings
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEventKind
+from aiworld.ops.dev import load_world_into
+from aiworld.world.definition import load_world
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.news import Scope, WorldNews
-from tests.conftest import demo_profile
+from aiworld.world.recipients import recipients_page
+from tests.conftest import demo_profile, end_lives
 
 
 async def test_the_directory_follows_an_npc_from_map_to_map_and_faction_to_faction(redis_client, keys):
@@ -65,3 +69,32 @@ def test_news_reaches_each_npc_under_an_id_of_its_own_with_text_the_game_can_sho
         {"item_id": 507, "change_pct": 25},
     )
     assert "<" not in event.text and "^" not in event.text
+
+
+async def test_recipients_come_in_pages_by_id_and_skip_damaged_entries(redis_client, keys):
+    store, directory = MemoryStore(redis_client, keys), NpcDirectory(redis_client, keys)
+    for npc_id in ("cara", "abel", "bert", "dora", "eve_x"):
+        await store.publish_npc(demo_profile("lina_baker").model_copy(update={"npc_id": npc_id}), {})
+    await redis_client.hset(keys.map_npcs("prontera"), "Not An Id!", "1,1")  # damaged by hand
+    scope = Scope(kind="map", map="prontera")
+    first = await recipients_page(directory, scope, "", 2)
+    second = await recipients_page(directory, scope, first.next_after or "", 2)
+    last = await recipients_page(directory, scope, second.next_after or "", 2)
+    assert (first.npc_ids, second.npc_ids, last.npc_ids) == (["abel", "bert"], ["cara", "dora"], ["eve_x"])
+    assert last.next_after is None
+
+
+async def test_the_world_file_s_npcs_are_listed_when_they_are_brought_to_life(
+    time_skipping_env, redis_client, keys, task_queue
+):
+    world = load_world()
+    settings = Settings(redis_key_prefix=keys.prefix, task_queue=task_queue)
+    try:
+        assert await load_world_into(time_skipping_env.client, settings, world, redis_client) == len(world.npcs)
+        directory = NpcDirectory(redis_client, keys)
+        assert set(await directory.everyone()) == {npc.npc_id for npc in world.npcs}
+        assert "marlo_sailor" in await directory.on_map("izlude")
+    finally:
+        await end_lives(
+            time_skipping_env.client, task_queue, {f"npc-{npc.npc_id}" for npc in world.npcs}, visibility=False
+        )
