@@ -17,6 +17,16 @@ from aiworld.world.cycle import WorldChange, uniform
 
 SEASONS = ("spring", "summer", "autumn", "winter")
 WEATHERS = ("clear", "cloudy", "rain", "storm", "fog", "snow")
+# What the game can show of each weather (rAthena's weather map flags; it has no rain flag): the
+# environment asks the most important NPC of the map to set it. Rain and storms show as clouds.
+MAP_FLAG_OF = {
+    "clear": "clear",
+    "cloudy": "clouds",
+    "rain": "clouds2",
+    "storm": "clouds2",
+    "fog": "fog",
+    "snow": "snow",
+}
 
 # Next-weather weights per season, from any current weather; the current weather keeps a bonus
 # (weather lasts). Snow only in winter, rain and storms never in winter.

@@ -27,6 +27,7 @@ from aiworld.models import (
     SpawnMonsterAction,
     StartQuestAction,
     TradeAction,
+    WeatherAction,
 )
 from aiworld.npc.rules import DEFAULT_LIMITS, GameLimits, validate_decision
 from aiworld.world import economy, environment, politics, quests
@@ -131,6 +132,20 @@ def plan_environment(read: CycleRead, now: datetime, params: CycleParams) -> Cyc
     )
     outcome.changes += step.changes
     outcome.write = CycleWrite(state=step.fields)
+    for change in step.changes:
+        if not change.what.startswith("weather:"):
+            continue
+        map_name = change.what.removeprefix("weather:")
+        # Only an NPC the rules let change a whole map's weather may show it; elsewhere the weather
+        # lives in world state and in the NPCs' news alone.
+        shown_by = [
+            npc
+            for npc in _most_important(read.npcs, map_name)
+            if npc.importance >= DEFAULT_LIMITS.min_importance_for_weather
+        ]
+        if shown_by and change.after is not None:
+            flag = environment.MAP_FLAG_OF[change.after]
+            _queue(outcome, shown_by[0], WeatherAction(weather=flag), change.why)
     for natural in step.events:
         if natural.kind == "bloom":
             outcome.write.forwarded.setdefault("economy", []).append(

@@ -182,3 +182,17 @@ async def test_a_store_that_does_not_answer_fails_the_follow_ups_cleanly(keys):
         assert failed.value.type == "StoreUnavailable" and not failed.value.non_retryable
     finally:
         await down.aclose()
+
+
+def test_a_weather_change_is_shown_by_the_map_s_most_important_npc_only_where_one_may():
+    """The game shows weather with a map flag the rules let only an NPC of importance 8 or more
+    set: a map with such an NPC gets the flag of its new weather, a map without one gets none."""
+    lord = merchant("lord_of_prontera", importance=9)
+    baker = merchant("baker_of_payon", importance=3).model_copy(update={"map": "payon"})
+    read = CycleRead(cycle_id="c0", npcs=[lord, baker], maps=["prontera", "payon"])
+    planned = plans.plan_environment(read, NOW, CycleParams(game_day_seconds=1000.0, days_per_season=1))
+    weather = {change.what: change.after for change in planned.changes if change.what.startswith("weather:")}
+    assert set(weather) == {"weather:prontera", "weather:payon"}  # a first cycle sets every map's weather
+    flags = [(a.npc_id, a.action.weather) for a in planned.actions if a.action.kind == "weather"]
+    assert flags == [("lord_of_prontera", environment.MAP_FLAG_OF[weather["weather:prontera"]])]
+    assert not [why for why in planned.refused if "weather" in why]
