@@ -214,7 +214,11 @@ def _act_on_facts(profile: NpcProfile, facts: dict[str, str | int | float], rng:
         ]
         sold = next((item for item in profile.shop if item.item_id == item_id), None)
         if sold is not None:  # the rules keep the new price within the shop's band
-            actions.append(TradeAction(item_id=sold.item_id, price=max(1, round(sold.base_price * (1 + change / 100)))))
+            # The economy's own price when it set one (its cycle reprices the shop the same way),
+            # otherwise the shop's price moved as the news says.
+            market = facts.get(Fact.PRICE)
+            price = market if isinstance(market, int) else round(sold.base_price * (1 + change / 100))
+            actions.append(TradeAction(item_id=sold.item_id, price=max(1, price)))
         return Decision(
             actions=actions,
             mood="busy" if change > 0 else "worried",

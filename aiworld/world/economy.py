@@ -149,6 +149,7 @@ def economy_step(state: dict[str, str], inbox: list[InboxEntry], merchants: list
                         "item_id": item_id,
                         "price_before": old_price,
                         "price": price,
+                        "price_change_pct": round((price - old_price) * 100 / old_price),
                         "supply": supply,
                         "demand": demand,
                         "cause": cause[:80],

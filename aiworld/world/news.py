@@ -69,6 +69,7 @@ class Fact(StrEnum):
     ITEM_ID = "item_id"
     ITEM_NAME = "item_name"
     PRICE_CHANGE_PCT = "price_change_pct"  # signed: +20 is a 20 % rise
+    PRICE = "price"  # the new market price in zeny, when the economy set one
     CAUSE = "cause"  # why, in a few words: "orcs burned the herb fields"
     FACTION = "faction"
     OTHER_FACTION = "other_faction"

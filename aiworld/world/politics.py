@@ -144,7 +144,17 @@ def politics_step(state: dict[str, str], inbox: list[InboxEntry], factions: dict
                     why=f"relation fell to {after}: {cause}"[:300],
                     importance=8,
                     scope={"kind": "world"},
-                    facts={"faction_a": a, "faction_b": b, "relation": after, "victim": victim, "enemy": enemy},
+                    facts={
+                        "faction_a": a,
+                        "faction_b": b,
+                        "relation": after,
+                        "victim": victim,
+                        "enemy": enemy,
+                        # what NPCs act on (aiworld.world.news.Fact): the victim's people turn wary
+                        "faction": victim,
+                        "other_faction": enemy,
+                        "stance": "war",
+                    },
                 )
             )
         elif in_conflict and after > PEACE_ABOVE:
@@ -159,7 +169,15 @@ def politics_step(state: dict[str, str], inbox: list[InboxEntry], factions: dict
                     why=f"relation rose to {after}: {cause}"[:300],
                     importance=7,
                     scope={"kind": "world"},
-                    facts={"faction_a": a, "faction_b": b, "relation": after, "peace": 1},
+                    facts={
+                        "faction_a": a,
+                        "faction_b": b,
+                        "relation": after,
+                        "peace": 1,
+                        "faction": a,
+                        "other_faction": b,
+                        "stance": "peace",
+                    },
                 )
             )
         alliance = f"alliance:{a}:{b}"
@@ -173,7 +191,14 @@ def politics_step(state: dict[str, str], inbox: list[InboxEntry], factions: dict
                     why=cause,
                     importance=6,
                     scope={"kind": "world"},
-                    facts={"faction_a": a, "faction_b": b, "relation": after},
+                    facts={
+                        "faction_a": a,
+                        "faction_b": b,
+                        "relation": after,
+                        "faction": a,
+                        "other_faction": b,
+                        "stance": "alliance",
+                    },
                 )
             )
         elif after < ALLIANCE_AT - 20 and alliance in state:
