@@ -90,11 +90,22 @@ def _random_point_in_area(profile: NpcProfile, rng: random.Random) -> tuple[int,
 # --- autonomous decisions -------------------------------------------------------------------------
 
 
+_REMARKING_ON_NEWS = "reacting to world news: "
+
+
 def decide(context: NpcContext) -> Decision:
     """The NPC's next move from its personality, mood, time of day and what just happened."""
     rng = _rng(context.profile.npc_id, context.sequence, len(context.events))
-    reactions = [_react(context, event, rng) for event in _by_importance(context.events)]
+    ordered = _by_importance(context.events)
+    reactions = [_react(context, event, rng) for event in ordered]
     chosen = next((decision for decision in reactions if decision is not None), None)
+    if chosen is not None and chosen.reason.startswith(_REMARKING_ON_NEWS):
+        # News heard together (a world cycle tells several things at once): what touches the
+        # NPC's own trade or faction matters more than what it would only remark on.
+        for event in ordered:
+            if event.kind is GameEventKind.WORLD_EVENT and event.facts:
+                if (concerning := _act_on_facts(context.profile, event.facts, rng)) is not None:
+                    return concerning
     return chosen or routine(context, rng)
 
 
@@ -155,7 +166,7 @@ def _react(context: NpcContext, event: GameEvent, rng: random.Random) -> Decisio
             actions=actions,
             mood="worried" if worried else "curious",
             activity="discussing news",
-            reason=f"reacting to world news: {news}",
+            reason=f"{_REMARKING_ON_NEWS}{news}",
         )
     if event.kind is GameEventKind.ITEM_RECEIVED and player:
         return Decision(

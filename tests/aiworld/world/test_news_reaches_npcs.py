@@ -60,3 +60,18 @@ def test_guards_of_the_harmed_faction_turn_wary_of_the_enemy_and_peace_relieves_
     peace = [n for n in told("politics", step.changes) if n.facts.get("stance") == "peace"]
     assert len(peace) == 1
     assert decide(NpcContext(profile=guard, now=NOW, events=[peace[0].event_for(guard.npc_id)])).mood == "relieved"
+
+
+def test_of_news_heard_together_the_npc_acts_on_what_touches_its_trade():
+    """A cycle tells several things at once: a war between others is only remarked on, so the
+    merchant acts on the price of what it sells even when the war is the more important news."""
+    herbalist = merchant()
+    prices = economy.economy_step(
+        {}, [world_event("fire", supply_item=507, supply_change=-40, cause="a fire")], [herbalist]
+    )
+    price_news = told("economy", prices.changes)[0].event_for(herbalist.npc_id)
+    war = world_event("war", faction="bandits", other_faction="prontera_guard", stance="war").event
+    war = war.model_copy(update={"importance": 9})
+    decision = decide(NpcContext(profile=herbalist, now=NOW, events=[war, price_news], sequence=4))
+    assert any(action.kind == "trade" and action.item_id == 507 for action in decision.actions)
+    assert "went up" in decision.reason
