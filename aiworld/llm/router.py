@@ -29,6 +29,7 @@ from aiworld.config import Settings
 from aiworld.llm import prompts
 from aiworld.llm.batching import BatchDecisions, DecisionBatcher, EntryInvalid
 from aiworld.llm.bucket import TokenBucket
+from aiworld.memory.embeddings import local_embedding
 from aiworld.llm.providers import (
     InvalidOutput,
     Provider,
@@ -239,7 +240,7 @@ class LlmRouter:
                 return await provider.embed(texts)
             except ProviderError:
                 continue
-        return [offline_embedding(text) for text in texts]
+        return [local_embedding(text) for text in texts]
 
     def _decision_cache_key(self, context: NpcContext) -> str:
         """Similar situations share a decision for a few minutes: same NPC, mood and part of the day,
@@ -274,12 +275,3 @@ def _attempts_left() -> bool:
     info = activity.info()
     maximum = info.retry_policy.maximum_attempts if info.retry_policy else 0
     return maximum == 0 or info.attempt < maximum
-
-
-def offline_embedding(text: str, dimensions: int = 64) -> list[float]:
-    """A hashed bag of words: enough for the in-process similarity of the offline world."""
-    vector = [0.0] * dimensions
-    for word in text.lower().split():
-        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dimensions] += 1.0
-    norm = sum(value * value for value in vector) ** 0.5 or 1.0
-    return [value / norm for value in vector]
