@@ -147,6 +147,8 @@ class NpcProfile(StrictModel):
     area: Area | None = None
     role: str = Field(default="townsfolk", max_length=40)
     faction: str = Field(default="none", pattern=r"^[a-z0-9_]{1,32}$")
+    # 0..100: how much what happens to the faction colours the NPC's memories and moods.
+    faction_loyalty: int = Field(default=50, ge=0, le=100)
     personality: Personality
     wealth: int = Field(default=1000, ge=0, le=2_000_000_000)
     goals: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=5)
@@ -587,3 +589,7 @@ class NpcStateView(BaseModel):
     sleeping: bool
     # Which run of the NPC's life this is: continue-as-new starts the next one.
     runs: int
+    # Reflections the NPC wrote in this life (aiworld.memory.reflection), and the importance of
+    # what it lived since the last one (it reflects again at the threshold).
+    reflections: int = 0
+    importance_since_reflection: int = 0

@@ -37,8 +37,19 @@ from aiworld.llm.providers import (
     ProviderUnavailable,
     build_provider,
 )
+from aiworld.memory import reflection
 from aiworld.memory.embeddings import local_embedding
-from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueContext, DialogueDraft, NpcContext
+from aiworld.memory.reflection import Insight
+from aiworld.models import (
+    Decision,
+    DecisionResult,
+    DecisionUsage,
+    DialogueContext,
+    DialogueDraft,
+    Memory,
+    NpcContext,
+    NpcProfile,
+)
 from aiworld.npc import offline_policy
 from aiworld.store.keys import Keys
 
@@ -229,6 +240,35 @@ class LlmRouter:
                 continue
             usage.fallbacks = fallbacks
             return draft, usage
+        raise AssertionError("the chain always ends with the offline policy")
+
+    async def reflect(self, profile: NpcProfile, evidence: list[Memory]) -> tuple[list[Insight], DecisionUsage]:
+        """Insights drawn from `evidence` by the `reflection` tier; an answer that is not valid, or
+        that cites no memory it was shown, goes to the next link, ending with the offline summarizer."""
+        tier = "reflection"
+        system, prompt = prompts.reflection_prompt(profile, evidence)
+        fallbacks: list[str] = []
+        for name in self.chain(tier):
+            if name == OFFLINE:
+                usage = DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks)
+                return reflection.summarize(profile, evidence), usage
+            provider = self._providers.get(name)
+            if provider is None:
+                fallbacks.append(f"{name}: not configured")
+                continue
+            try:
+                draft, usage = await self._structured(provider, system, prompt, reflection.ReflectionDraft, tier)
+            except ProviderError as error:
+                fallbacks.append(str(error))
+                await self._count(name, tier, fallbacks=1)
+                continue
+            insights = reflection.grounded(draft, evidence)
+            if not insights:
+                fallbacks.append(f"{name}: no insight cites a memory it was shown")
+                await self._count(name, tier, fallbacks=1)
+                continue
+            usage.fallbacks = fallbacks
+            return insights, usage
         raise AssertionError("the chain always ends with the offline policy")
 
     async def embed(self, texts: list[str]) -> list[list[float]]:

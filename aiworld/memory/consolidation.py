@@ -4,8 +4,9 @@
 - Older episodes become one summary per game day (kind `summary`, citing the episodes), once
   their whole day is older than that; the day is then closed (`consolidated_until`), so an old
   activity run again by a reset cannot bring the episodes back.
-- Episodes and summaries whose salience (importance x recency + |valence|) fell below the floor
-  are forgotten; reflections, semantic facts and memories of `protected_importance` or more stay.
+- Older episodes and summaries whose salience (importance x recency + |valence|) fell below the
+  floor are forgotten; reflections, semantic facts and memories of `protected_importance` or more
+  stay.
 - Past the hard cap, the least salient memories go, protected ones last.
 """
 
@@ -89,7 +90,9 @@ async def consolidate(store: MemoryStore, npc_id: str, now: datetime) -> Consoli
     faded = [
         memory
         for memory in remaining
-        if not protected(memory) and salience(memory, now, settings.recency_decay_per_hour) < settings.salience_floor
+        if not protected(memory)
+        and memory.created_at < horizon  # recent memories stay in full
+        and salience(memory, now, settings.recency_decay_per_hour) < settings.salience_floor
     ]
     result.pruned = len(faded)
     faded_ids = {memory.memory_id for memory in faded}

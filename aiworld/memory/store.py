@@ -51,8 +51,8 @@ class MemoryStore:
         settings: MemorySettings | None = None,
         embedder: Embedder | None = None,
     ) -> None:
-        self._redis = client
-        self._keys = keys
+        self._redis = self.redis = client
+        self._keys = self.keys = keys
         self.settings = settings or MemorySettings()
         self.embedder = embedder or Embedder(client, keys, dimensions=self.settings.local_embedding_dimensions)
         self._directory = NpcDirectory(client, keys)
@@ -132,6 +132,10 @@ class MemoryStore:
                 vector = []  # a damaged vector costs the memory its relevance, not its place
             loaded.append((memory, vector))
         return loaded
+
+    async def newest_ids(self, npc_id: str, count: int) -> list[str]:
+        ids = await self._redis.zrevrange(self._keys.memory_index(npc_id), 0, count - 1)
+        return [text_of(memory_id) for memory_id in ids]
 
     async def all_ids(self, npc_id: str) -> list[str]:
         return [text_of(memory_id) for memory_id in await self._redis.zrange(self._keys.memory_index(npc_id), 0, -1)]

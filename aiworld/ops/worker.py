@@ -12,8 +12,10 @@ import redis.asyncio as redis
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.memory_activities import MemoryActivities
 from activities.npc_activities import DecisionMaker, NpcActivities
-from aiworld.config import Settings
+from aiworld.config import MemorySettings, Settings
+from aiworld.memory.embeddings import Embedder
 from aiworld.memory.store import MemoryStore
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
@@ -27,11 +29,33 @@ STORE_SOCKET_TIMEOUT = 2.0
 
 
 def build_worker(
-    client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker, **options: Any
+    client: Client,
+    task_queue: str,
+    store: redis.Redis,
+    keys: Keys,
+    brain: DecisionMaker,
+    memory: MemorySettings | None = None,
+    **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency)."""
-    activities = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), brain)
-    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities.all(), **options)
+    memories = memory_store(store, keys, brain, memory or MemorySettings())
+    activities = NpcActivities(memories, ActionQueue(store, keys), brain).all()
+    activities += MemoryActivities(client, memories, brain).all()
+    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities, **options)
+
+
+def memory_store(store: redis.Redis, keys: Keys, brain: DecisionMaker, settings: MemorySettings) -> MemoryStore:
+    """Embeddings from the LLM chain when a provider is configured (and wanted), else local ones."""
+    remote = settings.embeddings == "provider" and not brain.decides_locally("routine")
+    embed = getattr(brain, "embed", None) if remote else None
+    embedder = Embedder(
+        store,
+        keys,
+        embed,
+        cache_ttl_seconds=settings.embedding_cache_ttl_seconds,
+        dimensions=settings.local_embedding_dimensions,
+    )
+    return MemoryStore(store, keys, settings, embedder)
 
 
 @asynccontextmanager
@@ -50,7 +74,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
-    worker = build_worker(client, settings.task_queue, store, keys, router)
+    worker = build_worker(client, settings.task_queue, store, keys, router, settings.memory)
     try:
         async with worker:
             yield worker
