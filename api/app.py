@@ -41,6 +41,7 @@ from aiworld.world.definition import load_world
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
+from api.routes.memory import memory_routes
 from api.schemas import (
     ActionBatch,
     ActionResultRecorded,
@@ -394,6 +395,9 @@ def create_app(
         return WorldState(**systems)
 
     app.include_router(guarded)
+    app.include_router(
+        memory_routes(guarded.route_class, lambda: resources["store"], keys, settings, WITH_QUERY_ERRORS)
+    )
     return app
 
 
