@@ -13,6 +13,8 @@
    a rate is not sustained and the processed rate no longer grows.
 3. Cost: history events per decision on a sample of NPCs, CPU ms per decision and RSS of each
    process from /proc; `--soak MINUTES` keeps the first rate going and samples RSS over time.
+4. Memory: recall latency p50/p99 at 100, 1,000 and the cap's number of memories per NPC on both
+   search paths, and the bytes of an NPC's memory after a game month (benchmarks/memory.py).
 
 Every figure is printed with the command and the machine load, and written as JSON (the path is
 printed at the end). Nothing is asserted: this measures, the README quotes it.
@@ -34,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import raw
+from benchmarks import memory, raw
 from benchmarks.measure import describe_latency, describe_load, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
 
@@ -211,6 +213,9 @@ async def main(arguments: argparse.Namespace) -> Path:
         flush=True,
     )
     report["pipeline"] = pipeline = await run_pipeline(arguments, directory, raw_rate)
+    if not arguments.skip_memory:
+        print("\nmemory: recall latency by memories per NPC on both search paths; bytes after a game month", flush=True)
+        report["memory"] = await memory.measure(directory / "memory")
     report["machine_at_end"] = machine_load()
 
     print(f"\nsummary ({report['command']}; {describe_load(report['machine_at_end'])})")
@@ -255,6 +260,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--soak-sample-seconds", type=float, default=30, help="how often the soak samples RSS")
     parser.add_argument("--skip-raw", action="store_true", help="no raw baseline (e.g. when only scaling out)")
+    parser.add_argument("--skip-memory", action="store_true", help="no memory benchmark (benchmarks/memory.py)")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default .aiworld/bench/<time>.json)")
     arguments = parser.parse_args(argv)
     for key, value in (FULL if arguments.full else SHORT).items():
