@@ -14,9 +14,10 @@ from temporalio.worker import Worker
 
 from activities.memory_activities import MemoryActivities
 from activities.npc_activities import DecisionMaker, NpcActivities
-from aiworld.config import MemorySettings, Settings
+from aiworld.config import ConfigError, MemorySettings, Settings
 from aiworld.memory.embeddings import Embedder
 from aiworld.memory.store import MemoryStore
+from aiworld.ops.doctor import MEMORI_UNAVAILABLE
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
@@ -63,6 +64,8 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     """A worker wired from settings: Temporal, the state store and the LLM router."""
     from aiworld.llm import build_router  # the LLM layer pulls in every provider SDK; load it once here
 
+    if settings.memory.backend == "memori":
+        raise ConfigError(f"AIWORLD_MEMORY__BACKEND: {MEMORI_UNAVAILABLE}")
     client = client or await connect(settings)
     # A plain `temporal server start-dev` or a new namespace lacks them, and every NPC start
     # would be refused: create what is missing before polling.

@@ -1,10 +1,7 @@
-"""A store with vector search (valkey + RediSearch, both from PyPI) next to the plain local Redis,
-so that every retrieval test runs on both search paths."""
+"""Both search paths for every retrieval test: the plain local Redis searched in process, and the
+session's search server (tests/conftest.py) with FT.SEARCH."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -14,17 +11,7 @@ from aiworld.config import MemorySettings
 from aiworld.memory.store import MemoryStore
 from aiworld.store.keys import Keys
 from tests.conftest import REDIS_URL
-from tests.processes import ServerProcess, search_process
-
-
-@pytest.fixture(scope="session")
-def search_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = search_process(Path(tmp_path_factory.mktemp("search-server")))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.processes import ServerProcess
 
 
 @pytest_asyncio.fixture(loop_scope="session", params=["in_process", "store"])
