@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import redis.asyncio as redis
+
 from aiworld.memory.store import MemoryStore
 from aiworld.models import Memory
 from aiworld.world.directory import NpcDirectory
+from api.app import create_app
+from tests.api.conftest import API_KEYS, api_settings, open_api
+from tests.api.test_parts_down import assert_generic_503, dead_port
 
 NOW = datetime.now(UTC)
 
@@ -85,3 +90,14 @@ async def test_bad_requests_name_the_field_and_credentials_come_first(api, redis
     api.headers.pop("X-API-Key")
     for path in ("/ai/npc/lina_baker/memories", "/ai/npc/lina_baker/relationships", "/ai/world/graph"):
         assert (await api.get(path)).status_code == 401
+
+
+async def test_a_state_store_down_is_a_503_naming_it(dev_env, keys, task_queue, caplog):
+    with dead_port() as port:
+        unreachable = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
+        app = create_app(api_settings(keys, task_queue), client=dev_env.client, store=unreachable)
+        async with app.router.lifespan_context(app), await open_api(app) as http:
+            http.headers["X-API-Key"] = API_KEYS[0]
+            for path in ("/ai/npc/lina_baker/memories", "/ai/npc/lina_baker/relationships", "/ai/world/graph"):
+                assert_generic_503(await http.get(path), "the state store", caplog, ["Connection refused"])
+        await unreachable.aclose()

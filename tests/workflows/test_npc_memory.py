@@ -41,7 +41,7 @@ async def test_reflection_fires_once_at_the_threshold_and_cites_its_evidence(lif
     assert lived_before[-1] + step >= REFLECTION_IMPORTANCE_THRESHOLD  # it fired on the step that passed it
     assert state.importance_since_reflection == 0  # counting starts again
     await handle.signal("game_event", attacked("one-more"))
-    await life.wait_for_decisions(handle, lambda ds: any("one-more" in d.event_ids for d in ds))
+    decisions = await life.wait_for_decisions(handle, lambda ds: any("one-more" in d.event_ids for d in ds))
     state = await life.state(handle)
     assert state.reflections == 1 and 0 < state.importance_since_reflection < REFLECTION_IMPORTANCE_THRESHOLD
 
@@ -51,6 +51,9 @@ async def test_reflection_fires_once_at_the_threshold_and_cites_its_evidence(lif
     lived = {memory.memory_id for memory in memories if memory.kind != "reflection"}
     assert insights and all(insight.evidence and set(insight.evidence) <= lived for insight in insights)
     assert any("player:150002" in insight.text for insight in insights)
+    # Each decision names the memories it was made from.
+    used = decisions[-1].memory_ids
+    assert used and set(used) <= {memory.memory_id for memory in memories}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -141,3 +144,25 @@ async def test_news_reaches_a_third_npc_through_a_second_and_stops_at_the_hop_li
     assert "Orc Lord" in reply.text
     decisions = await life.wait_for_decisions(handles[third.npc_id], lambda ds: ds[-1].trigger == "talk")
     assert from_middle.memory_id in decisions[-1].memory_ids
+
+
+async def test_faction_news_weighs_on_a_loyal_member_and_sets_its_mood(life, redis_client, keys):
+    loyal = demo_profile("gareth_guard", importance=3, faction_loyalty=90)
+    indifferent = demo_profile("lina_baker", importance=3, faction="prontera_guard", faction_loyalty=10)
+    raid = "Orcs raid the barracks of the prontera guard and killed two sentries"
+    moods = {}
+    for profile in (loyal, indifferent):
+        handle = await life.start(profile)
+        await handle.signal("game_event", GameEvent(event_id="raid", kind="world_event", text=raid, importance=5))
+        await life.wait_for_decisions(handle, lambda ds: any("raid" in d.event_ids for d in ds))
+        moods[profile.npc_id] = (await life.state(handle)).mood
+    store = MemoryStore(redis_client, keys)
+
+    async def raid_memory(npc_id: str):
+        memories = [memory for memory, _ in await store.load(npc_id, await store.all_ids(npc_id))]
+        return next(memory for memory in memories if memory.news_id == "raid")
+
+    felt, shrugged = await raid_memory(loyal.npc_id), await raid_memory(indifferent.npc_id)
+    assert (felt.importance, felt.emotion) == (8, "worried") and felt.valence == -0.9
+    assert shrugged.importance == 5 and shrugged.valence == -0.1
+    assert moods[loyal.npc_id] == "worried" and moods[indifferent.npc_id] != "worried"
