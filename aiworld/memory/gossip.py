@@ -123,6 +123,13 @@ class Gossip:
                 continue
             if memory.about == f"npc:{listener}":  # not back to the one who told it
                 continue
+            # Who tells news knows it: nobody tells it back to them later.
+            await self._redis.set(
+                self._keys.news_told(memory.news_id, speaker.npc_id),
+                f"known-{speaker.npc_id}",
+                nx=True,
+                ex=self._settings.idempotency_ttl_seconds,
+            )
             event_id = f"news-{speaker.npc_id}-{listener}-{memory.news_id}"[:80]
             if not await self._claim(
                 self._keys.news_told(memory.news_id, listener), event_id, self._settings.idempotency_ttl_seconds
