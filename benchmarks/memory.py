@@ -87,15 +87,28 @@ async def month_bytes(client: redis.Redis, keys: Keys, settings: MemorySettings)
                 party = f"player:{150000 + rng.randrange(8)}"
                 await store.adjust_relationship(npc_id, party, rng.randint(-5, 5), f"d{day}-{index}", "chat", at)
             await maybe_consolidate(store, npc_id, at)
-    total, keys_counted = 0, 0
+    total, keys_counted, by_part = 0, 0, {"memories": 0, "relationships": 0, "change_ids": 0, "other": 0}
     async for key in client.scan_iter(match=f"{keys.prefix}*", count=1000):
-        total += int(await client.memory_usage(key) or 0)
+        size = int(await client.memory_usage(key) or 0)
+        part = (
+            "change_ids"
+            if ":change:" in key
+            else "memories"
+            if ":memor" in key
+            else "relationships"
+            if key.startswith(f"{keys.prefix}relationship")
+            else "other"
+        )
+        by_part[part] += size
+        total += size
         keys_counted += 1
+    kept = await store.count(npc_id)
     return {
-        "memories_kept": await store.count(npc_id),
+        "memories_kept": kept,
         "keys": keys_counted,
         "bytes": total,
-        "bytes_per_memory": round(total / max(1, await store.count(npc_id))),
+        "bytes_by_part": by_part,
+        "bytes_per_memory": round(by_part["memories"] / max(1, kept)),
     }
 
 
@@ -123,7 +136,8 @@ async def measure(directory: Path, queries: int = 200, settings: MemorySettings 
                 month = report["month"]
                 print(
                     f"  after a game month: {month['memories_kept']} memories, {month['keys']} keys, "
-                    f"{month['bytes'] / 1024:.0f} KiB per NPC ({month['bytes_per_memory']} bytes per memory)"
+                    f"{month['bytes'] / 1024:.0f} KiB per NPC ({month['bytes_per_memory']} bytes per memory); "
+                    f"by part (KiB): {json.dumps({k: round(v / 1024) for k, v in month['bytes_by_part'].items()})}"
                 )
             await client.aclose()
     finally:
