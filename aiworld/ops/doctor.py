@@ -160,13 +160,15 @@ async def check_llm_provider(name: str, settings: Settings) -> CheckResult:
     return CheckResult(f"LLM {name}", True, f"{endpoint} answers (HTTP {answer.status_code})")
 
 
-# What the Memori SDK (memorisdk 3.2) needs, as measured: its recall embeds with
-# sentence-transformers, which pulls torch and its CUDA libraries and downloads a model from the
-# Hugging Face hub on first use; its only other embedder is a TEI server, not a callable.
+# What the Memori SDK (memorisdk 3.2.8) needs, as read and measured: it imports
+# sentence-transformers (torch and its CUDA libraries) even to recall, downloads a model from the
+# Hugging Face hub on first use (its only other embedder is a TEI server, not a callable), and
+# turns conversations into memories through its hosted augmentation API, also with its own database.
 MEMORI_UNAVAILABLE = (
     "memory.backend=memori is not supported: memorisdk pulls torch + sentence-transformers (over 2.5 GB with "
-    "the CUDA wheels) and its recall downloads the all-MiniLM-L6-v2 model from the Hugging Face hub at run "
-    "time; its embeddings can only be replaced by a TEI server, not by the project's embedder"
+    "the CUDA wheels), its recall downloads the all-MiniLM-L6-v2 model from the Hugging Face hub at run time "
+    "(its embeddings can only be replaced by a TEI server, not by the project's embedder), and it writes "
+    "memories through Memori's hosted augmentation API (MEMORI_API_KEY), which offline NPCs cannot use"
 )
 
 
