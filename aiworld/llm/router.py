@@ -38,7 +38,7 @@ from aiworld.llm.providers import (
     build_provider,
 )
 from aiworld.memory import reflection
-from aiworld.memory.embeddings import local_embedding
+from aiworld.memory.embeddings import EmbeddingsUnavailable, local_embedding
 from aiworld.memory.reflection import Insight
 from aiworld.models import (
     Decision,
@@ -271,7 +271,9 @@ class LlmRouter:
             return insights, usage
         raise AssertionError("the chain always ends with the offline policy")
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
+    async def embed(self, texts: list[str], *, local_fallback: bool = True) -> list[list[float]]:
+        """Vectors from the first provider of the chain that has embeddings; when none answers,
+        the local embedding, or EmbeddingsUnavailable when the caller handles that itself."""
         for name in self.chain("routine"):
             provider = self._providers.get(name)
             if provider is None:
@@ -280,6 +282,8 @@ class LlmRouter:
                 return await provider.embed(texts)
             except ProviderError:
                 continue
+        if not local_fallback:
+            raise EmbeddingsUnavailable("no provider of the chain answered with embeddings")
         return [local_embedding(text) for text in texts]
 
     def _decision_cache_key(self, context: NpcContext) -> str:

@@ -89,6 +89,10 @@ def from_text(value: object) -> list[float]:
     return values.tolist()
 
 
+class EmbeddingsUnavailable(Exception):
+    """No provider answered with embeddings (the Embedder then embeds locally, uncached)."""
+
+
 class Embedder:
     """Embeds texts once: vectors are cached in the state store by text (and source) with a TTL,
     the misses of one call go to the provider in one batch, and hits and misses are counted with
@@ -120,15 +124,21 @@ class Embedder:
         missing = [index for index, value in enumerate(cached) if value is None]
         vectors: list[list[float] | None] = [from_text(value) if value is not None else None for value in cached]
         if missing:
-            fresh = await self._provider([texts[index] for index in missing])
-            if len(fresh) != len(missing):  # a provider that answers short is not trusted with any
+            try:
+                fresh = await self._provider([texts[index] for index in missing])
+                from_provider = len(fresh) == len(missing)  # one that answers short is not trusted
+            except EmbeddingsUnavailable:
+                from_provider = False
+            if not from_provider:
+                # Kept out of the cache: once a provider answers again, these texts get its vectors.
                 fresh = [local_embedding(texts[index], self._dimensions) for index in missing]
             async with self._store.pipeline(transaction=False) as pipe:
                 for index, vector in zip(missing, fresh, strict=True):
                     vectors[index] = vector
-                    if self._ttl:
+                    if self._ttl and from_provider:
                         pipe.set(cache_keys[index], to_text(vector), ex=self._ttl)
-                pipe.hincrby(self._keys.llm_counter(), "embeddings.memory.cache_misses", len(missing))
+                counter = "cache_misses" if from_provider else "local_fallbacks"
+                pipe.hincrby(self._keys.llm_counter(), f"embeddings.memory.{counter}", len(missing))
                 await pipe.execute()
         hits = len(texts) - len(missing)
         if hits:

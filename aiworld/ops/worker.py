@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,7 +49,8 @@ def build_worker(
 def memory_store(store: redis.Redis, keys: Keys, brain: DecisionMaker, settings: MemorySettings) -> MemoryStore:
     """Embeddings from the LLM chain when a provider is configured (and wanted), else local ones."""
     remote = settings.embeddings == "provider" and not brain.decides_locally("routine")
-    embed = getattr(brain, "embed", None) if remote else None
+    provider = getattr(brain, "embed", None) if remote else None
+    embed = functools.partial(provider, local_fallback=False) if provider else None
     embedder = Embedder(
         store,
         keys,

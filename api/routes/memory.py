@@ -4,6 +4,7 @@ and `GET /ai/world/graph` (nodes and edges of the relationship graph)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -84,7 +85,7 @@ def memory_routes(
             if settings.memory.embeddings == "provider" and settings.llm.default_provider != "offline":
                 from aiworld.llm import build_router  # every provider SDK: loaded only when needed
 
-                embed = build_router(settings, store(), keys).embed
+                embed = functools.partial(build_router(settings, store(), keys).embed, local_fallback=False)
             embedders["embedder"] = Embedder(
                 store(),
                 keys,

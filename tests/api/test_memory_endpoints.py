@@ -3,14 +3,20 @@ relationships, the world graph; credentials first; 4xx naming the field."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as redis
 
+from aiworld.config import LlmSettings, MemorySettings
+from aiworld.llm import build_router
+from aiworld.memory.embeddings import Embedder
 from aiworld.memory.store import MemoryStore
 from aiworld.models import Memory
 from aiworld.world.directory import NpcDirectory
 from api.app import create_app
+from tests.aiworld.llm.conftest import provider_settings
+from tests.aiworld.llm.provider_server import ProviderServer, serve
 from tests.api.conftest import API_KEYS, api_settings, open_api
 from tests.api.test_parts_down import assert_generic_503, dead_port
 
@@ -101,3 +107,28 @@ async def test_a_state_store_down_is_a_503_naming_it(dev_env, keys, task_queue, 
             for path in ("/ai/npc/lina_baker/memories", "/ai/npc/lina_baker/relationships", "/ai/world/graph"):
                 assert_generic_503(await http.get(path), "the state store", caplog, ["Connection refused"])
         await unreachable.aclose()
+
+
+async def test_queries_are_embedded_in_the_space_of_the_configured_provider(dev_env, redis_client, keys, task_queue):
+    server = ProviderServer()
+    running, serving = await serve(server)
+    try:
+        llm = LlmSettings(default_provider="openai", providers={"openai": provider_settings(server)["openai"]})
+        settings = api_settings(keys, task_queue).model_copy(update={"llm": llm})
+        router = build_router(settings, redis_client, keys)
+        provider = Embedder(redis_client, keys, functools.partial(router.embed, local_fallback=False))
+        await MemoryStore(redis_client, keys, MemorySettings(), provider).remember(
+            "lina_baker", Memory(memory_id="herbs", text="Dax bought blue herbs", created_at=NOW)
+        )
+        app = create_app(settings, client=dev_env.client, store=redis_client)
+        async with app.router.lifespan_context(app), await open_api(app) as http:
+            http.headers["X-API-Key"] = API_KEYS[0]
+            before = server.calls["openai-embeddings"]
+            answer = await http.get("/ai/npc/lina_baker/memories", params={"query": "herbs?"})
+        assert server.calls["openai-embeddings"] == before + 1
+        [found] = answer.json()["memories"]
+        assert found["parts"]["relevance"] > 0.9  # both vectors from the provider's 3-dimensional space
+        await router.aclose()
+    finally:
+        running.should_exit = True
+        await serving

@@ -4,6 +4,7 @@ counted, batched)."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 from aiworld.config import MemorySettings
@@ -83,14 +84,20 @@ async def test_memories_are_embedded_by_the_provider_once_in_one_batch(provider_
     assert len(vector) == 3  # the provider's own space, not the local one
 
 
-async def test_a_provider_down_embeds_locally_rather_than_failing(provider_server, redis_client, keys):
+async def test_a_provider_down_embeds_locally_and_uncached(provider_server, redis_client, keys):
     router = router_for(provider_server, redis_client, keys, chain=("openai",))
-    store = MemoryStore(redis_client, keys, MemorySettings(), Embedder(redis_client, keys, router.embed))
+    embed = functools.partial(router.embed, local_fallback=False)
+    store = MemoryStore(redis_client, keys, MemorySettings(), Embedder(redis_client, keys, embed))
     provider_server.faults[:] = ["500"]
     try:
         assert await store.remember("lina_baker", lived(1)[0])
+        [(memory, vector)] = await store.load("lina_baker", ["0-event-0"])
+        assert len(vector) == 256  # the local embedding stood in
+        # The provider is back: the same text now gets the provider's vector, not a cached local one.
+        again = await store.embedder.embed([memory.text])
+        assert len(again[0]) == 3
     finally:
         provider_server.faults.clear()
         await router.aclose()
-    [(_, vector)] = await store.load("lina_baker", ["0-event-0"])
-    assert len(vector) == 256
+    counted = await redis_client.hgetall(keys.llm_counter())
+    assert counted["embeddings.memory.local_fallbacks"] == "1" and counted["embeddings.memory.cache_misses"] == "1"
