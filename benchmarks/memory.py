@@ -74,13 +74,15 @@ async def recall_latency(store: MemoryStore, npc_id: str, count: int, queries: i
     return latency_summary(seconds)
 
 
-async def month_bytes(client: redis.Redis, keys: Keys, settings: MemorySettings) -> dict[str, Any]:
+async def month_bytes(
+    client: redis.Redis, keys: Keys, settings: MemorySettings, days: int = 30, per_day: int = MEMORIES_PER_DAY
+) -> dict[str, Any]:
     """A game month of one NPC, saved and consolidated as the worker does; then its keys' bytes."""
     store = MemoryStore(client, keys, settings)
     rng = random.Random(30)
     npc_id = "month_npc"
-    for day in range(30):
-        for index in range(MEMORIES_PER_DAY):
+    for day in range(days):
+        for index in range(per_day):
             at = START + timedelta(days=day, minutes=index * 20)
             await store.remember(npc_id, memory(rng, f"d{day}-{index}", at))
             if index % 4 == 0:

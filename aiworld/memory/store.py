@@ -220,6 +220,7 @@ class MemoryStore:
                 "y": profile.y,
                 "personality": profile.personality.description,
                 "faction_id": profile.faction,
+                "faction_loyalty": profile.faction_loyalty,
                 "wealth": profile.wealth,
                 "goal": profile.goals[0] if profile.goals else "",
                 **fields,  # type: ignore[dict-item]  # redis-py's mapping type is invariant; these are str
