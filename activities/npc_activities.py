@@ -15,6 +15,8 @@ from redis.exceptions import RedisError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from aiworld.memory.consolidation import maybe_consolidate
+from aiworld.memory.reflection import Insight
 from aiworld.memory.store import MemoryStore
 from aiworld.models import (
     DecisionResult,
@@ -33,11 +35,13 @@ from aiworld.store.action_queue import ActionQueue
 
 
 class DecisionMaker(Protocol):
-    """The LLM router (aiworld.llm) or anything with the same two calls."""
+    """The LLM router (aiworld.llm) or anything with the same calls."""
 
     async def decide(self, context: NpcContext) -> DecisionResult: ...
 
     async def converse(self, context: DialogueContext) -> tuple[DialogueDraft, DecisionUsage]: ...
+
+    async def reflect(self, profile: NpcProfile, evidence: list[Memory]) -> tuple[list[Insight], DecisionUsage]: ...
 
     def decides_locally(self, tier: str) -> bool:
         """True when the tier's decisions need no network (the offline policy): then they are made
@@ -96,12 +100,15 @@ class PreparedDecision(BaseModel):
     result: DecisionResult | None = None
     context: NpcContext | None = None
     degraded: str | None = None
+    # The memories the context held, best first: the decision record shows them.
+    memory_ids: list[str] = Field(default_factory=list)
 
 
 class PreparedReply(BaseModel):
     reply: ReplyResult | None = None
     context: DialogueContext | None = None
     degraded: str | None = None
+    memory_ids: list[str] = Field(default_factory=list)
 
 
 class StoreUnavailable(ApplicationError):
@@ -109,6 +116,17 @@ class StoreUnavailable(ApplicationError):
 
     def __init__(self, why: str) -> None:
         super().__init__(why, type="StoreUnavailable")
+
+
+def situation_of(request: ContextRequest) -> str | None:
+    """What the memories are searched for: the player's line, else what just happened."""
+    if request.turn is not None:
+        return request.turn.text
+    said = []
+    for event in request.events:
+        who = event.player.name if event.player else event.other_npc_id
+        said.append(" ".join(part for part in (who, event.kind.value.replace("_", " "), event.text) if part))
+    return "; ".join(said) or None
 
 
 class NpcActivities:
@@ -143,7 +161,9 @@ class NpcActivities:
         try:
             async with asyncio.timeout(request.budget_seconds):
                 fields.update(
-                    memories=await self._memory.recall(npc_id, now=request.now, about=request.about),
+                    memories=await self._memory.recall(
+                        npc_id, now=request.now, about=request.about, query=situation_of(request)
+                    ),
                     relationships=await self._memory.relationships(npc_id, sorted(parties)),
                     world=await self._memory.world_state(),
                 )
@@ -156,9 +176,12 @@ class NpcActivities:
     async def prepare_decision(self, request: ContextRequest) -> PreparedDecision:
         """Local activity: the context, and the decision too when the decision maker is local."""
         context = NpcContext(**await self._context_fields(request))
+        used = [memory.memory_id for memory in context.memories]
         if self._brain.decides_locally("routine"):
-            return PreparedDecision(result=await self._brain.decide(context), degraded=context.degraded)
-        return PreparedDecision(context=context, degraded=context.degraded)
+            return PreparedDecision(
+                result=await self._brain.decide(context), degraded=context.degraded, memory_ids=used
+            )
+        return PreparedDecision(context=context, degraded=context.degraded, memory_ids=used)
 
     @activity.defn
     async def prepare_reply(self, request: ContextRequest) -> PreparedReply:
@@ -166,10 +189,13 @@ class NpcActivities:
         if request.turn is None:
             raise ApplicationError("a dialogue context needs the player's turn", non_retryable=True)
         context = DialogueContext(**await self._context_fields(request), turn=request.turn)
+        used = [memory.memory_id for memory in context.memories]
         if self._brain.decides_locally("dialogue"):
             draft, usage = await self._brain.converse(context)
-            return PreparedReply(reply=ReplyResult(draft=draft, usage=usage), degraded=context.degraded)
-        return PreparedReply(context=context, degraded=context.degraded)
+            return PreparedReply(
+                reply=ReplyResult(draft=draft, usage=usage), degraded=context.degraded, memory_ids=used
+            )
+        return PreparedReply(context=context, degraded=context.degraded, memory_ids=used)
 
     @activity.defn
     async def save_outcome(self, write: OutcomeWrite) -> dict[str, int]:
@@ -196,15 +222,17 @@ class NpcActivities:
     async def record_outcome(self, request: RecordRequest) -> dict[str, int]:
         """Store memories and relationship changes once; returns the parties' scores now."""
         npc_id = request.profile.npc_id
-        for memory in request.memories:
-            await self._memory.remember(npc_id, memory)
+        await self._memory.remember_all(npc_id, request.memories)
+        when = max((memory.created_at for memory in request.memories), default=None)
         scores = {}
         for change in request.relationship_changes:
             scores[change.party] = await self._memory.adjust_relationship(
-                npc_id, change.party, change.delta, change.change_id, change.reason
+                npc_id, change.party, change.delta, change.change_id, change.reason, when
             )
         if request.npc_fields:
             await self._memory.publish_npc(request.profile, request.npc_fields)
+        if when is not None:  # the NPC's game day moved on, or it holds more than its cap
+            await maybe_consolidate(self._memory, npc_id, when)
         return scores
 
     @activity.defn

@@ -121,6 +121,47 @@ class CoordinatorSettings(BaseModel):
     route_dedupe_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
 
 
+class MemorySettings(BaseModel):
+    """What NPCs remember, how it is found again, and how much of it is kept (DESIGN.md §8)."""
+
+    # `builtin`: the state store; `memori`: the Memori SDK (`pip install '.[memori]'`).
+    backend: Literal["builtin", "memori"] = "builtin"
+    # Where Memori keeps its tables: a SQLAlchemy URL (MariaDB or a SQLite file).
+    memori_database_url: str = "sqlite:///.aiworld/memori.sqlite"
+    # `auto`: FT.SEARCH KNN when the state store has a search module, else in-process cosine.
+    vector_search: Literal["auto", "store", "in_process"] = "auto"
+    # Embeddings come from the LLM chain's `embed()`; with no provider (or `local`), from a
+    # deterministic hashed n-gram embedding of this many dimensions.
+    embeddings: Literal["provider", "local"] = "provider"
+    local_embedding_dimensions: int = Field(default=256, ge=16, le=4096)
+    embedding_cache_ttl_seconds: int = Field(default=86_400, ge=0)
+    # Retrieval score = the weighted sum of these parts, each 0..1 (Generative Agents' three plus
+    # emotional salience and "it is about the party in front of me").
+    relevance_weight: float = Field(default=1.0, ge=0, le=10)
+    recency_weight: float = Field(default=1.0, ge=0, le=10)
+    importance_weight: float = Field(default=1.0, ge=0, le=10)
+    salience_weight: float = Field(default=0.5, ge=0, le=10)
+    about_weight: float = Field(default=1.0, ge=0, le=10)
+    recency_decay_per_hour: float = Field(default=0.99, gt=0, le=1)
+    # Tiers: memories younger than this stay in full; older episodes become one summary per day.
+    full_detail_hours: int = Field(default=48, ge=1, le=24 * 365)
+    # Episodes whose salience (importance x recency + |valence|, 0..2) falls below this are forgotten.
+    salience_floor: float = Field(default=0.15, ge=0, le=2)
+    # Memories this important are never summarized or pruned (only the hard cap may drop them).
+    protected_importance: int = Field(default=8, ge=1, le=10)
+    # Hard cap of memories per NPC, summaries and reflections included.
+    max_memories_per_npc: int = Field(default=500, ge=20, le=100_000)
+    # How long relationship change ids, gossip and meeting keys are kept to make writes idempotent.
+    idempotency_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
+    relationship_history_length: int = Field(default=10, ge=1, le=100)
+    # NPCs within this many cells on the same map meet: greet at most once per interval per pair,
+    # and tell news on, each retelling vaguer, up to `gossip_hops` retellings from the source.
+    meeting_radius: int = Field(default=6, ge=1, le=50)
+    meeting_interval_seconds: int = Field(default=1800, ge=1)
+    meetings_per_decision: int = Field(default=3, ge=0, le=20)
+    gossip_hops: int = Field(default=2, ge=0, le=10)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AIWORLD_",
@@ -181,6 +222,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     world: WorldSettings = Field(default_factory=WorldSettings)
     coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("redis_url")

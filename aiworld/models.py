@@ -147,6 +147,8 @@ class NpcProfile(StrictModel):
     area: Area | None = None
     role: str = Field(default="townsfolk", max_length=40)
     faction: str = Field(default="none", pattern=r"^[a-z0-9_]{1,32}$")
+    # 0..100: how much what happens to the faction colours the NPC's memories and moods.
+    faction_loyalty: int = Field(default=50, ge=0, le=100)
     personality: Personality
     wealth: int = Field(default=1000, ge=0, le=2_000_000_000)
     goals: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=5)
@@ -478,9 +480,15 @@ class DialogueDraft(StrictModel):
 _WORDS_IN_NARRATION = re.compile(r"^(.{1,40}? said:|I told .{1,23}?:|I chose to [a-z_, ]{1,80}? because) (.+)$", re.S)
 
 
+# Episodes (observation, conversation, action, rejected, gossip) are what the NPC lived or heard;
+# `semantic` a standing fact, `reflection` an insight drawn from episodes, `summary` a day of
+# older episodes consolidated into one memory (aiworld.memory.consolidation).
+MemoryKind = Literal["observation", "conversation", "action", "reflection", "rejected", "semantic", "summary", "gossip"]
+
+
 class Memory(BaseModel):
     memory_id: str
-    kind: Literal["observation", "conversation", "action", "reflection", "rejected"] = "observation"
+    kind: MemoryKind = "observation"
     # The NPC's own narration ("Aria said:"): names at most, never the words someone said.
     text: str = Field(max_length=600)
     # What was said, verbatim and apart from the narration: prompts show it JSON-quoted as data,
@@ -491,6 +499,16 @@ class Memory(BaseModel):
     # Who the memory is about: "player:{char_id}" or "npc:{npc_id}"; None for the world.
     about: str | None = None
     created_at: datetime
+    # Emotional valence, -1 (painful) .. 1 (joyful): with importance, what makes a memory salient.
+    valence: float = Field(default=0.0, ge=-1, le=1)
+    # Everyone the memory involves ("player:1", "npc:x", "faction:y") and where it happened.
+    participants: list[str] = Field(default_factory=list, max_length=12)
+    place: str | None = Field(default=None, max_length=40)
+    # The memory ids a reflection or a summary was drawn from.
+    evidence: list[str] = Field(default_factory=list, max_length=60)
+    # News passed on by word of mouth: which piece of news, and how many retellings from its source.
+    news_id: str | None = Field(default=None, max_length=80)
+    retellings: int = Field(default=0, ge=0, le=100)
 
     @model_validator(mode="before")
     @classmethod
@@ -553,6 +571,8 @@ class DecisionRecord(BaseModel):
     usage: DecisionUsage = Field(default_factory=DecisionUsage)
     queued_action_ids: list[str] = Field(default_factory=list)
     rejections: list[str] = Field(default_factory=list)
+    # The memories the decision was made from (ids, best first).
+    memory_ids: list[str] = Field(default_factory=list)
 
 
 class NpcStateView(BaseModel):
@@ -585,3 +605,7 @@ class NpcStateView(BaseModel):
     sleeping: bool
     # Which run of the NPC's life this is: continue-as-new starts the next one.
     runs: int
+    # Reflections the NPC wrote in this life (aiworld.memory.reflection), and the importance of
+    # what it lived since the last one (it reflects again at the threshold).
+    reflections: int = 0
+    importance_since_reflection: int = 0

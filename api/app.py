@@ -43,6 +43,7 @@ from aiworld.world.routing import WorldInbox
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
+from api.routes.memory import memory_routes
 from api.routes.world import register_world_routes
 from api.routes.world_events import world_event_routes
 from api.schemas import (
@@ -410,6 +411,9 @@ def create_app(
         world_event_routes(settings, keys, temporal, lambda: resources["store"], guarded.route_class)
     )
     app.include_router(guarded)
+    app.include_router(
+        memory_routes(guarded.route_class, lambda: resources["store"], keys, settings, WITH_QUERY_ERRORS)
+    )
     return app
 
 

@@ -15,6 +15,8 @@
 4. Cost: history events per decision on a sample of NPCs, CPU ms per decision and RSS of each
    process from /proc; `--soak MINUTES` keeps the first rate going and samples RSS over time.
 5. World cycles: the cost of one cycle of each world system at 1,000 NPCs (benchmarks/world_cycles.py).
+6. Memory: recall latency p50/p99 at 100, 1,000 and the cap's number of memories per NPC on both
+   search paths, and the bytes of an NPC's memory after a game month (benchmarks/memory.py).
 
 Every figure is printed with the command and the machine load, and written as JSON (the path is
 printed at the end). Nothing is asserted: this measures, the README quotes it.
@@ -36,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fanout, raw, world_cycles
+from benchmarks import fanout, memory, raw, world_cycles
 from benchmarks.measure import describe_latency, describe_load, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
 
@@ -222,6 +224,9 @@ async def main(arguments: argparse.Namespace) -> Path:
     if not arguments.skip_fanout:
         print(f"\nfan-out: one world event to {arguments.npcs} NPCs through the event coordinator", flush=True)
         report["fanout"] = await fanout.measure(directory, arguments.npcs)
+    if not arguments.skip_memory:
+        print("\nmemory: recall latency by memories per NPC on both search paths; bytes after a game month", flush=True)
+        report["memory"] = await memory.measure(directory / "memory")
     report["machine_at_end"] = machine_load()
 
     print(f"\nsummary ({report['command']}; {describe_load(report['machine_at_end'])})")
@@ -275,6 +280,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-world", action="store_true", help="no world-cycle costs")
     parser.add_argument("--world-npcs", type=int, default=1000, help="NPCs in the world the cycles are measured in")
     parser.add_argument("--skip-fanout", action="store_true", help="no fan-out of a world event")
+    parser.add_argument("--skip-memory", action="store_true", help="no memory benchmark (benchmarks/memory.py)")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default .aiworld/bench/<time>.json)")
     arguments = parser.parse_args(argv)
     for key, value in (FULL if arguments.full else SHORT).items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from aiworld.ops.worker import WORKFLOWS, build_worker
 from aiworld.store.keys import Keys
 from aiworld.temporal import ensure_search_attributes, npc_workflow_id
 from aiworld.world.definition import load_world
+from tests.processes import ServerProcess, search_process
 from workflows.npc_state import NpcLifeInput
 
 REDIS_URL = os.environ.get("AIWORLD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -72,6 +73,17 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def search_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A Redis-compatible server with FT.SEARCH (valkey + RediSearch from the dev extra)."""
+    server = search_process(tmp_path_factory.mktemp("search-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from aiworld.ops import binaries
 from aiworld.ops.dev import redis_server_args, temporal_server_args
 
 
@@ -157,3 +158,15 @@ def service_env(temporal: ServerProcess, redis: ServerProcess, task_queue: str, 
         "AIWORLD_LOG_LEVEL": "WARNING",
         "AIWORLD_LLM__DEFAULT_PROVIDER": "offline",
     }
+
+
+def search_process(directory: Path) -> ServerProcess:
+    """A Redis-compatible server with FT.SEARCH (valkey + RediSearch from the dev extra), in memory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    server, module = binaries.search_server()
+
+    def launch(port: int) -> tuple[list[str], dict[str, str]]:
+        args = [str(server), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(directory)]
+        return args + ["--loadmodule", str(module)], dict(os.environ)
+
+    return ServerProcess("search-server", launch, free_port(), directory / "search-server.log")

@@ -20,6 +20,7 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.memory_activities import MeetingRequest, MemoryActivities, ReflectionRequest
     from activities.npc_activities import (
         ContextRequest,
         NpcActivities,
@@ -29,6 +30,9 @@ with workflow.unsafe.imports_passed_through():
         RecordRequest,
         RelationshipChange,
     )
+    from aiworld.memory import gossip
+    from aiworld.memory.reflection import REFLECTION_IMPORTANCE_THRESHOLD
+    from aiworld.memory.retrieval import valence_of
     from aiworld.models import (
         MAX_REPLY_CHARS,
         Decision,
@@ -56,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.npc_state import (
         PROCESSED_EVENT_MEMORY,
         RECENT_DECISIONS_KEPT,
+        REFLECTION_EVIDENCE_KEPT,
         NpcLifeInput,
         NpcLifeState,
         PlayerPresence,
@@ -127,6 +132,21 @@ WORLD_EVENT_SIGNIFICANCE = 4
 QUIET_DOUBLINGS = 4
 QUIET_CADENCE_LIMIT = timedelta(minutes=5)
 SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=1)
+# Runs with this patch reflect when the importance they lived passes the threshold, meet their
+# neighbours (greetings, news passed on) and let faction news colour their mood.
+SOCIAL_MEMORY = "social-memory"
+REFLECTION_TIMEOUT = timedelta(seconds=60)
+REFLECTION_SCHEDULE_TIMEOUT = timedelta(minutes=3)
+REFLECTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=NEVER_RETRIED
+)
+MEETING_TIMEOUT = timedelta(seconds=5)
+MEETING_SCHEDULE_TIMEOUT = timedelta(seconds=12)
+MEETING_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NEVER_RETRIED)
+# Without news to tell, an NPC looks around for neighbours at most this often.
+MEETING_CADENCE = timedelta(minutes=10)
+# Loyal members of a faction take its news to heart: their mood follows it.
+MOOD_LOYALTY = 60
 
 _SIGNIFICANT = {
     GameEventKind.PLAYER_ATTACKED,
@@ -334,7 +354,7 @@ class NpcLifeWorkflow:
                 trigger = "routine-after-failure"
                 result = DecisionResult(decision=self._routine_decision(sequence))
         self._count_decision(result, trigger)
-        await self._carry_out(sequence, trigger, events, result)
+        await self._carry_out(sequence, trigger, events, result, memory_ids=prepared.memory_ids)
 
     async def _decision_by_activity(self, context: NpcContext, sequence: int) -> DecisionResult | None:
         """The decision maker's answer, or None when none could be had (providers down, retries spent)."""
@@ -384,7 +404,9 @@ class NpcLifeWorkflow:
             trigger = "routine-after-failure"
             result = DecisionResult(decision=self._routine_decision(sequence))
         self._count_decision(result, trigger)
-        await self._carry_out(sequence, trigger, events, result)
+        await self._carry_out(
+            sequence, trigger, events, result, memory_ids=[memory.memory_id for memory in context.memories]
+        )
 
     async def _follow_routine(self) -> None:
         self._state.quiet_steps += 1
@@ -403,7 +425,14 @@ class NpcLifeWorkflow:
         )
         return offline_policy.routine(context, workflow.random())
 
-    async def _carry_out(self, sequence: int, trigger: str, events: list[GameEvent], result: DecisionResult) -> None:
+    async def _carry_out(
+        self,
+        sequence: int,
+        trigger: str,
+        events: list[GameEvent],
+        result: DecisionResult,
+        memory_ids: list[str] | None = None,
+    ) -> None:
         profile = self._state.profile
         decision = result.decision
         # Gifts, zeny and quests only to the players this decision is about or who stand near.
@@ -466,6 +495,7 @@ class NpcLifeWorkflow:
         self._state.mood = decision.mood
         self._state.activity = decision.activity
         self._state.activity_reason = decision.reason or trigger
+        await self._live_socially(sequence, memories, events)
         self._record(
             DecisionRecord(
                 sequence=sequence,
@@ -476,6 +506,7 @@ class NpcLifeWorkflow:
                 usage=result.usage,
                 queued_action_ids=[action.action_id for action in queued],
                 rejections=verdict.rejections + verdict.clamped,
+                memory_ids=memory_ids or [],
             )
         )
 
@@ -487,6 +518,84 @@ class NpcLifeWorkflow:
             memories=[self._memory_of(event, sequence, index) for index, event in enumerate(events)],
         )
         await self._save(record, [], STORE_SCHEDULE_TIMEOUT)
+        self._note_lived(record.memories)
+
+    # --- inner and social life --------------------------------------------------------------
+
+    def _note_lived(self, memories: list[Memory]) -> None:
+        """What the NPC lived counts toward its next reflection."""
+        self._state.importance_since_reflection += sum(memory.importance for memory in memories)
+        evidence = self._state.reflection_evidence + [memory.memory_id for memory in memories]
+        self._state.reflection_evidence = evidence[-REFLECTION_EVIDENCE_KEPT:]
+
+    async def _live_socially(self, sequence: int, memories: list[Memory], events: list[GameEvent]) -> None:
+        """After a decision: reflect once the importance lived passes the threshold; meet the
+        neighbours when there is news to tell, or now and then; faction news sets the mood."""
+        self._note_lived(memories)
+        if not workflow.patched(SOCIAL_MEMORY):
+            return
+        self._feel_for_faction(events)
+        if self._state.importance_since_reflection >= REFLECTION_IMPORTANCE_THRESHOLD:
+            await self._reflect(sequence)
+        now = workflow.now()
+        has_news = any(memory.news_id for memory in memories)
+        last = self._state.last_meeting_at
+        if has_news or last is None or now - last >= MEETING_CADENCE:
+            self._state.last_meeting_at = now
+            await self._meet_neighbours(sequence)
+
+    async def _reflect(self, sequence: int) -> None:
+        """Fires once per threshold: the count starts again whether or not the insights came."""
+        request = ReflectionRequest(
+            profile=self._state.profile,
+            reflection_id=f"{sequence}-reflection",
+            evidence_ids=self._state.reflection_evidence,
+            now=workflow.now(),
+        )
+        self._state.importance_since_reflection = 0
+        self._state.reflection_evidence = []
+        try:
+            await workflow.execute_activity_method(
+                MemoryActivities.reflect,
+                request,
+                start_to_close_timeout=REFLECTION_TIMEOUT,
+                schedule_to_close_timeout=REFLECTION_SCHEDULE_TIMEOUT,
+                retry_policy=REFLECTION_RETRY,
+            )
+        except FailureError as error:
+            workflow.logger.warning("reflection failed; the NPC reflects next time: %s", error)
+            return
+        self._state.reflections += 1
+
+    async def _meet_neighbours(self, sequence: int) -> None:
+        try:
+            await workflow.execute_local_activity_method(
+                MemoryActivities.meet_neighbours,
+                MeetingRequest(profile=self._state.profile, sequence=sequence, now=workflow.now()),
+                start_to_close_timeout=MEETING_TIMEOUT,
+                schedule_to_close_timeout=MEETING_SCHEDULE_TIMEOUT,
+                retry_policy=MEETING_RETRY,
+            )
+        except FailureError as error:  # a missed chat is no reason to stop living
+            workflow.logger.warning("meeting the neighbours failed: %s", error)
+
+    def _feel_for_faction(self, events: list[GameEvent]) -> None:
+        """A loyal member is worried by ill news of its faction and proud of good news."""
+        profile = self._state.profile
+        if profile.faction_loyalty < MOOD_LOYALTY:
+            return
+        for event in events:
+            if event.kind is GameEventKind.WORLD_EVENT and self._concerns_faction(event):
+                feeling = gossip.tone(event.text or "")
+                if feeling:
+                    self._state.mood = "proud" if feeling > 0 else "worried"
+
+    def _concerns_faction(self, event: GameEvent) -> bool:
+        faction = self._state.profile.faction
+        if faction == "none":
+            return False
+        named = (event.facts or {}).get("faction")
+        return named == faction or faction.replace("_", " ") in (event.text or "").lower()
 
     # --- writing to the state store ---------------------------------------------------------
 
@@ -579,19 +688,39 @@ class NpcLifeWorkflow:
                 "satisfied" if event.outcome == "done" else "fret",
             ),
         }[event.kind]
+        news_id, retellings = gossip.news_memory_facts(event)
+        valence = valence_of(emotion)
+        if event.kind is GameEventKind.WORLD_EVENT and self._concerns_faction(event):
+            # What happens to its faction weighs on a member as much as it is loyal.
+            loyalty = self._state.profile.faction_loyalty / 100
+            importance = min(10, importance + round(3 * loyalty))
+            valence = max(-1.0, min(1.0, gossip.tone(event.text or "") * loyalty))
+            emotion = "proud" if valence > 0 else "worried" if valence < 0 else emotion
         return Memory(
             memory_id=f"{sequence}-event-{index}",
-            kind="observation",
+            kind="gossip" if event.kind is GameEventKind.NPC_SPOKE and news_id else "observation",
             text=text[:600],
             importance=importance,
             emotion=emotion,
             about=about,
             created_at=workflow.now(),
             words=event.text if event.kind is GameEventKind.NPC_SPOKE else None,
+            valence=valence,
+            participants=[about] if about else [],
+            place=self._state.profile.map,
+            news_id=news_id,
+            retellings=retellings,
         )
 
-    @staticmethod
-    def _relationship_change(event: GameEvent) -> RelationshipChange | None:
+    def _relationship_change(self, event: GameEvent) -> RelationshipChange | None:
+        if event.kind is GameEventKind.NPC_SPOKE and event.other_npc_id:
+            # Liking moves with what a neighbour says (kind words, ill words of one's faction).
+            return RelationshipChange(
+                party=f"npc:{event.other_npc_id}",
+                delta=gossip.liking_change(event.text or "", self._state.profile),
+                change_id=event.event_id,
+                reason="said: " + (event.text or "")[:60],
+            )
         if event.player is None:
             return None
         delta = {GameEventKind.PLAYER_ATTACKED: -15, GameEventKind.ITEM_RECEIVED: 5}.get(event.kind)
@@ -700,7 +829,7 @@ class NpcLifeWorkflow:
         sequence = self._next_sequence()
         turn_id = turn.turn_id or f"seq{sequence}"
         request = self._context_request(sequence, [], about=party, turn=turn)
-        draft, usage = await self._reply_to(request)
+        draft, usage, memory_ids = await self._reply_to(request)
         text = clean_game_text(draft.text)[:MAX_REPLY_CHARS] or "..."
         options = [clean_game_text(option)[:30] for option in draft.options if clean_game_text(option)][:4]
         change = max(-10, min(10, draft.relationship_change))
@@ -750,6 +879,7 @@ class NpcLifeWorkflow:
         # The reply is queued even when the API has answered the player already: a caller that
         # gave up waiting (504) was promised it arrives as an action.
         scores = await self._save(record, [reply_action], TALK_STORE_SCHEDULE_TIMEOUT)
+        self._note_lived(record.memories)
         self._state.activity, self._state.activity_reason = "talking", f"talking with {turn.player.name}"
         self._record(
             DecisionRecord(
@@ -759,6 +889,7 @@ class NpcLifeWorkflow:
                 event_ids=[turn_id],
                 decision=Decision(mood=self._state.mood, activity="talking", reason=f"{turn.player.name} spoke to me"),
                 usage=usage or DecisionUsage(),
+                memory_ids=memory_ids,
             )
         )
         return TalkReply(
@@ -770,16 +901,18 @@ class NpcLifeWorkflow:
             decided_by=usage.provider if usage else "offline",
         )
 
-    async def _reply_to(self, request: ContextRequest) -> tuple[DialogueDraft, DecisionUsage | None]:
-        """The NPC's answer to a player's line; None as usage when the offline policy stood in."""
+    async def _reply_to(self, request: ContextRequest) -> tuple[DialogueDraft, DecisionUsage | None, list[str]]:
+        """The NPC's answer to a player's line (None as usage when the offline policy stood in),
+        and the memories it was made from."""
         if workflow.patched(LOCAL_PIPELINE):
             prepared = await self._prepare_reply(request)
             if prepared.reply is not None:
-                return prepared.reply.draft, prepared.reply.usage
+                return prepared.reply.draft, prepared.reply.usage, prepared.memory_ids
             assert prepared.context is not None
             context = prepared.context
         else:
             context = await self._dialogue_context(request)
+        memory_ids = [memory.memory_id for memory in context.memories]
         try:
             result = await workflow.execute_activity_method(
                 NpcActivities.compose_reply,
@@ -791,8 +924,8 @@ class NpcLifeWorkflow:
         except FailureError as error:
             workflow.logger.warning("reply failed, answering from the offline policy: %s", error)
             self._state.fallbacks += 1
-            return offline_policy.reply(context), None
-        return result.draft, result.usage
+            return offline_policy.reply(context), None, memory_ids
+        return result.draft, result.usage, memory_ids
 
     async def _prepare_reply(self, request: ContextRequest) -> PreparedReply:
         """The context of a player's line, and the reply itself when the decision maker is local.
@@ -879,6 +1012,8 @@ class NpcLifeWorkflow:
             retired=state.retired,
             sleeping=not state.pending_events and self._cadence() is None,
             runs=state.runs,
+            reflections=state.reflections,
+            importance_since_reflection=state.importance_since_reflection,
         )
 
     @workflow.query

@@ -12,6 +12,8 @@ from aiworld.models import DecisionRecord, GameEvent, NpcProfile, PlayerRef
 # Ids of processed events kept to drop redeliveries; far more than can arrive between two checks.
 PROCESSED_EVENT_MEMORY = 1000
 RECENT_DECISIONS_KEPT = 20
+# Memory ids a reflection may cite: the newest of what was lived since the last one.
+REFLECTION_EVIDENCE_KEPT = 60
 
 
 class PlayerPresence(BaseModel):
@@ -50,6 +52,12 @@ class NpcLifeState(BaseModel):
     unsaved: list[OutcomeWrite] = Field(default_factory=list)
     store_failures: int = 0
     runs: int = 1
+    # Reflection: the importance lived since the last one, and the memories it would rest on.
+    importance_since_reflection: int = 0
+    reflection_evidence: list[str] = Field(default_factory=list)
+    reflections: int = 0
+    # When the NPC last met its neighbours (greetings and news are capped in the store too).
+    last_meeting_at: datetime | None = None
 
 
 class NpcLifeInput(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aiworld.models import DialogueContext, GameEvent, Memory, NpcContext
+from aiworld.models import DialogueContext, GameEvent, Memory, NpcContext, NpcProfile
 from aiworld.world.cycle import WorldChange
 
 RULES = (
@@ -125,3 +125,20 @@ def world_prompt(system: str, changes: list[WorldChange]) -> tuple[str, str]:
 
 def repair_prompt(prompt: str, reason: str) -> str:
     return f"{prompt}\n\nYour previous answer was rejected ({reason}). Answer again with only the JSON object."
+
+
+def reflection_prompt(profile: NpcProfile, memories: list[Memory]) -> tuple[str, str]:
+    """Generative Agents' reflection: a few high-level insights, each citing the memory ids it rests on."""
+    prompt = (
+        f"These are recent memories of {profile.name} ({profile.role}, faction {profile.faction}). What are up to "
+        "three high-level insights the NPC would draw from them (about people, places, its own goals)? Answer "
+        '{"insights": [{"text": …, "importance": 1-10, "evidence": [memory ids]}]}; cite only ids listed.\n\nDATA:\n'
+        + json.dumps(
+            {
+                "npc": {"name": profile.name, "personality": profile.personality.description, "goals": profile.goals},
+                "memories": [{"id": memory.memory_id, **_memory(memory)} for memory in memories],
+            },
+            ensure_ascii=False,
+        )
+    )
+    return RULES, prompt

@@ -37,7 +37,19 @@ from aiworld.llm.providers import (
     ProviderUnavailable,
     build_provider,
 )
-from aiworld.models import Decision, DecisionResult, DecisionUsage, DialogueContext, DialogueDraft, NpcContext
+from aiworld.memory import reflection
+from aiworld.memory.embeddings import EmbeddingsUnavailable, local_embedding
+from aiworld.memory.reflection import Insight
+from aiworld.models import (
+    Decision,
+    DecisionResult,
+    DecisionUsage,
+    DialogueContext,
+    DialogueDraft,
+    Memory,
+    NpcContext,
+    NpcProfile,
+)
 from aiworld.npc import offline_policy
 from aiworld.store.keys import Keys
 from aiworld.world.cycle import WorldChange
@@ -257,7 +269,38 @@ class LlmRouter:
             return words, usage
         raise AssertionError("the chain always ends with the offline policy")
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
+    async def reflect(self, profile: NpcProfile, evidence: list[Memory]) -> tuple[list[Insight], DecisionUsage]:
+        """Insights drawn from `evidence` by the `reflection` tier; an answer that is not valid, or
+        that cites no memory it was shown, goes to the next link, ending with the offline summarizer."""
+        tier = "reflection"
+        system, prompt = prompts.reflection_prompt(profile, evidence)
+        fallbacks: list[str] = []
+        for name in self.chain(tier):
+            if name == OFFLINE:
+                usage = DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks)
+                return reflection.summarize(profile, evidence), usage
+            provider = self._providers.get(name)
+            if provider is None:
+                fallbacks.append(f"{name}: not configured")
+                continue
+            try:
+                draft, usage = await self._structured(provider, system, prompt, reflection.ReflectionDraft, tier)
+            except ProviderError as error:
+                fallbacks.append(str(error))
+                await self._count(name, tier, fallbacks=1)
+                continue
+            insights = reflection.grounded(draft, evidence)
+            if not insights:
+                fallbacks.append(f"{name}: no insight cites a memory it was shown")
+                await self._count(name, tier, fallbacks=1)
+                continue
+            usage.fallbacks = fallbacks
+            return insights, usage
+        raise AssertionError("the chain always ends with the offline policy")
+
+    async def embed(self, texts: list[str], *, local_fallback: bool = True) -> list[list[float]]:
+        """Vectors from the first provider of the chain that has embeddings; when none answers,
+        the local embedding, or EmbeddingsUnavailable when the caller handles that itself."""
         for name in self.chain("routine"):
             provider = self._providers.get(name)
             if provider is None:
@@ -266,7 +309,9 @@ class LlmRouter:
                 return await provider.embed(texts)
             except ProviderError:
                 continue
-        return [offline_embedding(text) for text in texts]
+        if not local_fallback:
+            raise EmbeddingsUnavailable("no provider of the chain answered with embeddings")
+        return [local_embedding(text) for text in texts]
 
     def _decision_cache_key(self, context: NpcContext) -> str:
         """Similar situations share a decision for a few minutes: same NPC, mood and part of the day,
@@ -301,12 +346,3 @@ def _attempts_left() -> bool:
     info = activity.info()
     maximum = info.retry_policy.maximum_attempts if info.retry_policy else 0
     return maximum == 0 or info.attempt < maximum
-
-
-def offline_embedding(text: str, dimensions: int = 64) -> list[float]:
-    """A hashed bag of words: enough for the in-process similarity of the offline world."""
-    vector = [0.0] * dimensions
-    for word in text.lower().split():
-        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dimensions] += 1.0
-    norm = sum(value * value for value in vector) ** 0.5 or 1.0
-    return [value / norm for value in vector]

@@ -2,18 +2,23 @@
 
 Every write is idempotent — memories are keyed by ids derived from the decision sequence, and a
 relationship change is applied once per change id — because activities run again after a retry
-or a `temporal workflow reset`.
+or a `temporal workflow reset`. Each memory is stored with its vector (`vec`, and the raw field
+the store's vector index reads when the server has FT.SEARCH); retrieval is in
+aiworld.memory.retrieval, tiers and pruning in aiworld.memory.consolidation.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis.asyncio as redis
 from pydantic import ValidationError
 
+from aiworld.config import MemorySettings
+from aiworld.memory.embeddings import Embedder, from_text, pack, to_text
+from aiworld.memory.relationships import Relationships
+from aiworld.memory.retrieval import InProcessSearch, ScoredMemory, StoreSearch, VectorSearch, score, store_has_search
 from aiworld.models import Memory, NpcProfile, describe_invalid
 from aiworld.store.keys import Keys, text_of
 from aiworld.world.directory import NpcDirectory
@@ -21,98 +26,187 @@ from aiworld.world.store import PROFILE_FIELD
 
 log = logging.getLogger(__name__)
 
-# Generative Agents' retrieval: recency decays 0.99 per hour; importance 1..10; relevance here is
-# "the memory is about the party in front of me", which is what dialogue needs most.
-RECENCY_DECAY_PER_HOUR = 0.99
-CANDIDATES_SCANNED = 60
-
+# A memory is stored once, and never again once its day was consolidated into a summary (a reset
+# re-running an old activity must not bring back what was summarized or forgotten).
 _ADD_MEMORY = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'json', ARGV[1])
+local horizon = tonumber(redis.call('HGET', KEYS[3], 'consolidated_until'))
+if horizon and tonumber(ARGV[2]) < horizon then return 0 end
+redis.call('HSET', KEYS[1], 'json', ARGV[1], 'vec', ARGV[5], 'npc', ARGV[4])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[6], ARGV[7]) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
 
-# Apply a relationship change once per change id, clamped to -100..100.
-_ADJUST_RELATIONSHIP = """
-if redis.call('HSETNX', KEYS[2], 'change:' .. ARGV[2], ARGV[3]) == 0 then
-  return tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
-end
--- A score that is not a number (a damaged record) counts as 0 rather than failing every write.
-local score = (tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0) + tonumber(ARGV[3])
-if score > 100 then score = 100 elseif score < -100 then score = -100 end
-redis.call('HSET', KEYS[1], ARGV[1], score)
-redis.call('HSET', KEYS[2], 'score', score, 'last_reason', ARGV[4])
-return score
-"""
+
+def embedded_text(memory: Memory) -> str:
+    """What a memory means: the narration and the words said."""
+    return f"{memory.text} {memory.words}" if memory.words else memory.text
 
 
 class MemoryStore:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self._redis = client
-        self._keys = keys
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        settings: MemorySettings | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self._redis = self.redis = client
+        self._keys = self.keys = keys
+        self.settings = settings or MemorySettings()
+        self.embedder = embedder or Embedder(client, keys, dimensions=self.settings.local_embedding_dimensions)
         self._directory = NpcDirectory(client, keys)
         self._add = client.register_script(_ADD_MEMORY)
-        self._adjust = client.register_script(_ADJUST_RELATIONSHIP)
+        self.relationship_graph = Relationships(
+            client,
+            keys,
+            change_ttl_seconds=self.settings.idempotency_ttl_seconds,
+            history_length=self.settings.relationship_history_length,
+        )
+        self._vector_search: VectorSearch | None = None
+
+    async def vector_search(self) -> VectorSearch:
+        """The store's FT.SEARCH when it has one (and the settings allow), else in process."""
+        if self._vector_search is None:
+            wanted = self.settings.vector_search
+            if wanted == "store" or (wanted == "auto" and await store_has_search(self._redis)):
+                self._vector_search = StoreSearch(self._redis, self._keys)
+            else:
+                self._vector_search = InProcessSearch(self._redis, self._keys, self.settings.max_memories_per_npc)
+        return self._vector_search
 
     async def remember(self, npc_id: str, memory: Memory) -> bool:
-        """Store a memory once; False when that memory id exists already."""
-        added = await self._add(
-            keys=[self._keys.memory(npc_id, memory.memory_id), self._keys.memory_index(npc_id)],
-            args=[memory.model_dump_json(), memory.created_at.timestamp(), memory.memory_id],
-        )
-        return bool(added)
+        """Store a memory once; False when that memory id exists already (or its day is summarized)."""
+        return bool(await self.remember_all(npc_id, [memory]))
 
-    async def recall(self, npc_id: str, *, now: datetime, about: str | None = None, limit: int = 8) -> list[Memory]:
-        """The most relevant memories: recency, importance and whether they concern `about`."""
-        ids = await self._redis.zrevrange(self._keys.memory_index(npc_id), 0, CANDIDATES_SCANNED - 1)
-        if not ids:
+    async def remember_all(self, npc_id: str, memories: list[Memory]) -> list[Memory]:
+        """Store each memory once, with its vector (embedded in one batch); returns those added."""
+        if not memories:
+            return []
+        vectors = await self.embedder.embed([embedded_text(memory) for memory in memories])
+        search = await self.vector_search()
+        added = []
+        for memory, vector in zip(memories, vectors, strict=True):
+            raw_field = await search.index(len(vector)) if vector else None
+            stored = await self._add(
+                keys=[
+                    self._keys.memory(npc_id, memory.memory_id),
+                    self._keys.memory_index(npc_id),
+                    self._keys.memory_meta(npc_id),
+                ],
+                args=[
+                    memory.model_dump_json(),
+                    memory.created_at.timestamp(),
+                    memory.memory_id,
+                    npc_id,
+                    to_text(vector),
+                    raw_field or "",
+                    pack(vector) if raw_field else b"",
+                ],
+            )
+            if stored:
+                added.append(memory)
+        return added
+
+    async def load(self, npc_id: str, memory_ids: list[str]) -> list[tuple[Memory, list[float]]]:
+        """The memories with their vectors; damaged records are skipped (and logged), not fatal."""
+        if not memory_ids:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
-            for memory_id in ids:
-                pipe.hget(self._keys.memory(npc_id, text_of(memory_id)), "json")
+            for memory_id in memory_ids:
+                pipe.hmget(self._keys.memory(npc_id, memory_id), ["json", "vec"])
             raw = await pipe.execute()
-        memories = []
-        for memory_id, item in zip(ids, raw, strict=True):
+        loaded = []
+        for memory_id, (item, vec) in zip(memory_ids, raw, strict=True):
             if not item:
                 continue
             try:
-                memories.append(Memory.model_validate_json(item))
+                memory = Memory.model_validate_json(item)
             except ValidationError as error:
                 # One damaged record must not cost the NPC all its memories (or its life).
-                log.warning("skipping corrupt memory %s of %s: %s", text_of(memory_id), npc_id, describe_invalid(error))
+                log.warning("skipping corrupt memory %s of %s: %s", memory_id, npc_id, describe_invalid(error))
+                continue
+            try:
+                vector = from_text(vec) if vec else []
+            except (ValueError, TypeError):
+                vector = []  # a damaged vector costs the memory its relevance, not its place
+            loaded.append((memory, vector))
+        return loaded
 
-        def score(memory: Memory) -> float:
-            hours = max(0.0, (now - memory.created_at).total_seconds() / 3600)
-            recency = math.pow(RECENCY_DECAY_PER_HOUR, hours)
-            relevance = 1.0 if about is not None and memory.about == about else 0.0
-            return recency + memory.importance / 10 + relevance
+    async def newest_ids(self, npc_id: str, count: int) -> list[str]:
+        ids = await self._redis.zrevrange(self._keys.memory_index(npc_id), 0, count - 1)
+        return [text_of(memory_id) for memory_id in ids]
 
-        return sorted(memories, key=score, reverse=True)[:limit]
+    async def all_ids(self, npc_id: str) -> list[str]:
+        return [text_of(memory_id) for memory_id in await self._redis.zrange(self._keys.memory_index(npc_id), 0, -1)]
+
+    async def search(
+        self, npc_id: str, *, now: datetime, query: str | None = None, about: str | None = None, limit: int = 8
+    ) -> list[ScoredMemory]:
+        """The best memories for the situation, each with its score and the score's parts."""
+        query_vector = (await self.embedder.embed([query]))[0] if query else None
+        search = await self.vector_search()
+        candidates = await search.candidates(npc_id, query_vector)
+        scored = [
+            score(memory, vector, query_vector=query_vector, now=now, about=about, settings=self.settings)
+            for memory, vector in await self.load(npc_id, candidates)
+        ]
+        scored.sort(key=lambda item: (-item.score, item.memory.memory_id))
+        return scored[:limit]
+
+    async def recall(
+        self, npc_id: str, *, now: datetime, about: str | None = None, query: str | None = None, limit: int = 8
+    ) -> list[Memory]:
+        return [item.memory for item in await self.search(npc_id, now=now, query=query, about=about, limit=limit)]
+
+    async def forget(self, npc_id: str, memory_ids: list[str]) -> None:
+        if not memory_ids:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for memory_id in memory_ids:
+                pipe.delete(self._keys.memory(npc_id, memory_id))
+            pipe.zrem(self._keys.memory_index(npc_id), *memory_ids)
+            await pipe.execute()
+
+    async def write_summary(self, npc_id: str, summary: Memory) -> None:
+        """A consolidated memory, written (or rewritten) under its own id: it may be older than the
+        horizon that closes its day, which `remember` refuses."""
+        vector = (await self.embedder.embed([embedded_text(summary)]))[0]
+        raw_field = await (await self.vector_search()).index(len(vector)) if vector else None
+        fields: dict[str, str | bytes] = {"json": summary.model_dump_json(), "vec": to_text(vector), "npc": npc_id}
+        if raw_field:
+            fields[raw_field] = pack(vector)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._keys.memory(npc_id, summary.memory_id), mapping=fields)  # type: ignore[arg-type]
+            pipe.zadd(self._keys.memory_index(npc_id), {summary.memory_id: summary.created_at.timestamp()})
+            await pipe.execute()
+
+    async def close_days_until(self, npc_id: str, until: datetime) -> None:
+        """Memories created before `until` are summarized: they are not stored again."""
+        meta = self._keys.memory_meta(npc_id)
+        current = await self._redis.hget(meta, "consolidated_until")
+        if current is None or float(text_of(current)) < until.timestamp():
+            await self._redis.hset(meta, "consolidated_until", until.timestamp())
+
+    async def consolidated_on(self, npc_id: str) -> str | None:
+        value = await self._redis.hget(self._keys.memory_meta(npc_id), "consolidated_on")
+        return text_of(value) if value is not None else None
+
+    async def mark_consolidated_on(self, npc_id: str, day: str) -> None:
+        await self._redis.hset(self._keys.memory_meta(npc_id), "consolidated_on", day)
 
     async def count(self, npc_id: str) -> int:
         return await self._redis.zcard(self._keys.memory_index(npc_id))
 
-    async def adjust_relationship(self, npc_id: str, party: str, delta: int, change_id: str, reason: str) -> int:
+    async def adjust_relationship(
+        self, npc_id: str, party: str, delta: int, change_id: str, reason: str, at: datetime | None = None
+    ) -> int:
         """Move the score toward `party` by `delta` once per `change_id`; returns the score."""
-        return int(
-            await self._adjust(
-                keys=[self._keys.relationships(npc_id), self._keys.relationship(npc_id, party)],
-                args=[party, change_id, delta, reason],
-            )
-        )
+        return await self.relationship_graph.adjust(npc_id, party, delta, change_id, reason, at or datetime.now(UTC))
 
     async def relationships(self, npc_id: str, parties: list[str]) -> dict[str, int]:
-        if not parties:
-            return {}
-        values = await self._redis.hmget(self._keys.relationships(npc_id), parties)
-        scores = {}
-        for party, value in zip(parties, values, strict=True):
-            try:
-                scores[party] = int(value) if value is not None else None
-            except ValueError:
-                log.warning("ignoring a damaged relationship score of %s toward %s: %r", npc_id, party, value)
-        return {party: score for party, score in scores.items() if score is not None}
+        return await self.relationship_graph.scores(npc_id, parties)
 
     async def publish_npc(self, profile: NpcProfile, fields: dict[str, str]) -> None:
         """The `npc:{id}` hash other processes read: who the NPC is and what it does now, and its
@@ -127,6 +221,7 @@ class MemoryStore:
                 "y": profile.y,
                 "personality": profile.personality.description,
                 "faction_id": profile.faction,
+                "faction_loyalty": profile.faction_loyalty,
                 "wealth": profile.wealth,
                 "goal": profile.goals[0] if profile.goals else "",
                 PROFILE_FIELD: profile.model_dump_json(),  # what the world cycles act through

@@ -12,6 +12,8 @@ import hashlib
 import random
 import re
 
+from aiworld.memory import reflection
+from aiworld.memory.reflection import Insight
 from aiworld.models import (
     AnnounceAction,
     Decision,
@@ -352,8 +354,12 @@ def reply(context: DialogueContext) -> DialogueDraft:
             text = f"I'm no merchant, {player.name}, but the market by the fountain has all you need."
         emotion = "money"
     elif intent == "rumour":
+        heard = next((memory for memory in context.memories if memory.news_id and memory.words), None)
         news = next((value for key, value in sorted(context.world.items()) if key.endswith(".latest_news")), None)
-        text = f"They say {news}." if news else f"Word is {rng.choice(_RUMOURS)}."
+        if heard is not None:  # gossip another NPC told this one, as it was told
+            text = f"{heard.text} {(heard.words or '')[:160]}"
+        else:
+            text = f"They say {news}." if news else f"Word is {rng.choice(_RUMOURS)}."
         emotion = "think"
     elif intent == "quest":
         goal = profile.goals[0] if profile.goals else "keep this town in one piece"
@@ -407,6 +413,9 @@ class OfflineDecisionMaker:
 
     async def converse(self, context: DialogueContext) -> tuple[DialogueDraft, DecisionUsage]:
         return reply(context), DecisionUsage(provider="offline", tier="dialogue")
+
+    async def reflect(self, profile: NpcProfile, evidence: list[Memory]) -> tuple[list[Insight], DecisionUsage]:
+        return reflection.summarize(profile, evidence), DecisionUsage(provider="offline", tier="reflection")
 
     def decides_locally(self, tier: str) -> bool:
         return True

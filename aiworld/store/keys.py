@@ -96,6 +96,34 @@ class Keys:
     def llm_decision_cache(self, digest: str) -> str:
         return f"{self.prefix}llm:decision:{digest}"
 
+    def embedding_cache(self, digest: str) -> str:
+        return f"{self.prefix}llm:embedding:{digest}"
+
+    def memory_meta(self, npc_id: str) -> str:
+        """Hash of an NPC's memory bookkeeping: the horizon below which memories were consolidated."""
+        return f"{self.prefix}npc:{npc_id}:memory-meta"
+
+    def memory_search_index(self, dimensions: int) -> str:
+        """FT.SEARCH index over every NPC's memory vectors of one dimension."""
+        return f"{self.prefix}idx:memories:{dimensions}"
+
+    def relationship_change(self, a: str, b: str, change_id: str) -> str:
+        """Marks a relationship change as applied, with a TTL: changes apply once per id."""
+        return f"{self.prefix}relationship:{a}:{b}:change:{change_id}"
+
+    def relationship_owners(self) -> str:
+        """Set of every owner of a `relationships:{id}` hash, for the world graph."""
+        return f"{self.prefix}relationships:owners"
+
+    def meeting(self, a: str, b: str) -> str:
+        """Two NPCs met lately (a TTL key, the pair sorted): they greet at most once per interval."""
+        first, second = sorted((a, b))
+        return f"{self.prefix}meeting:{first}:{second}"
+
+    def news_told(self, news_id: str, listener: str) -> str:
+        """A piece of news was told to this NPC (a TTL key): nobody tells it the same news again."""
+        return f"{self.prefix}news:{news_id}:told:{listener}"
+
     def llm_bucket(self, provider: str) -> str:
         return f"{self.prefix}llm:bucket:{provider}"
 

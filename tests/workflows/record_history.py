@@ -26,6 +26,7 @@ from aiworld.ops import binaries
 from aiworld.ops.worker import build_worker
 from aiworld.store.keys import Keys
 from aiworld.temporal import npc_workflow_id
+from aiworld.world.directory import NpcDirectory
 from tests.conftest import demo_profile
 from workflows.npc_state import NpcLifeInput
 
@@ -59,6 +60,15 @@ async def record() -> Path:
             await handle.signal(
                 "game_event", GameEvent(event_id="r4", kind="world_event", text="Orcs gather near Geffen", importance=8)
             )
+            # Enough to reflect once (patch social-memory); a neighbour to meet, who no longer lives.
+            await NpcDirectory(store, keys).place(
+                "lina_baker", profile.map, profile.x + 2, profile.y, "merchants_guild"
+            )
+            for index in range(12):
+                await handle.signal(
+                    "game_event", GameEvent(event_id=f"r-hit-{index}", kind="player_attacked", player=ARIA)
+                )
+                await asyncio.sleep(0.3)
             await handle.signal("configure", {"importance": 9})
             await asyncio.sleep(12)  # a couple of routine steps on the cadence timer
             for index in range(40):

@@ -12,10 +12,11 @@ from datetime import timedelta
 import pytest_asyncio
 import redis.asyncio as redis
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from activities.memory_activities import MemoryActivities
 from activities.npc_activities import ContextRequest, NpcActivities, PreparedDecision, PreparedReply, ReplyResult
 from aiworld.config import LlmSettings, ProviderSettings, Settings
 from aiworld.llm import build_router
@@ -203,8 +204,10 @@ class BrokenActivities:
     """Context, decision and reply activities that fail for good, registered under the real names
     (the samples-python way of replacing activities): the NPC must decide and reply without them."""
 
-    def __init__(self, store: redis.Redis, keys) -> None:
-        self._real = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), OfflineDecisionMaker())
+    def __init__(self, store: redis.Redis, keys, client: Client) -> None:
+        memory = MemoryStore(store, keys)
+        self._real = NpcActivities(memory, ActionQueue(store, keys), OfflineDecisionMaker())
+        self._social = MemoryActivities(client, memory, OfflineDecisionMaker())
 
     @activity.defn(name="prepare_decision")
     async def prepare_decision(self, request: ContextRequest) -> PreparedDecision:
@@ -229,6 +232,7 @@ class BrokenActivities:
             self.decide_next_action,
             self.compose_reply,
             self._real.save_outcome,
+            *self._social.all(),
         ]
 
 
@@ -241,7 +245,7 @@ async def test_activities_failing_for_good_leave_the_npc_deciding_and_talking(
         time_skipping_env.client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=BrokenActivities(redis_client, keys).all(),
+        activities=BrokenActivities(redis_client, keys, time_skipping_env.client).all(),
     )
     try:
         async with worker:

@@ -6,9 +6,11 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
+from aiworld.config import MemorySettings
 from aiworld.models import (
     Decision,
     DecisionRecord,
@@ -24,7 +26,7 @@ from aiworld.npc.offline_policy import OfflineDecisionMaker
 from aiworld.ops.worker import build_worker
 from aiworld.store.action_queue import ActionQueue
 from bridge import translate
-from tests.conftest import NpcLife, demo_profile
+from tests.conftest import NpcLife, _running_life, demo_profile
 
 SETTLED_LAST_EVENTS = {
     EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
@@ -66,9 +68,20 @@ async def memory_ids(redis_client, keys, npc_id: str) -> list[str]:
     return await redis_client.zrange(keys.memory_index(npc_id), 0, -1)
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def unforgetting_life(time_skipping_env, task_queue, redis_client, keys):
+    """An NPC life that keeps every memory in full: memories count what was processed."""
+    settings = MemorySettings(full_detail_hours=24 * 365)
+    async for running in _running_life(
+        time_skipping_env.client, task_queue, redis_client, keys, visibility=False, memory=settings
+    ):
+        yield running
+
+
 async def test_a_week_of_life_continues_as_new_and_processes_every_event_once(
-    life, time_skipping_env, redis_client, keys
+    unforgetting_life, time_skipping_env, redis_client, keys
 ):
+    life = unforgetting_life
     profile = demo_profile("old_tomas", importance=3)
     handle = await life.start(profile, history_length_limit=150)
     unique_events = 0

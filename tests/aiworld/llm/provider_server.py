@@ -141,6 +141,8 @@ class ProviderServer:
             return {"actions": "all of them", "mood": 42}
         if "WorldWords" in text:
             return self._world_answer(text, fault)
+        if "ReflectionDraft" in text:
+            return self._reflection_answer(text, fault)
         if "DialogueDraft" in text:
             return HOSTILE_DRAFTS.get(fault or "", GOOD_DRAFT)
         if fault in HOSTILE_DECISIONS:
@@ -154,6 +156,13 @@ class ProviderServer:
         indices = sorted({int(index) for index in re.findall(r'index\\*":\s*(\d+)', text)})
         line = TAGGED if fault == "tags" else "The chronicler says: change {} came to pass."
         return {"lines": [{"index": index, "text": line.format(index)} for index in indices]}
+
+    @staticmethod
+    def _reflection_answer(text: str, fault: str | None) -> dict:
+        """An insight citing the first two memory ids shown; `uncited` cites none that was shown."""
+        shown = list(dict.fromkeys(re.findall(r'\\*"id\\*":\s*\\*"([A-Za-z0-9_.:-]+)', text)))
+        evidence = ["not-a-memory"] if fault == "uncited" else shown[:2]
+        return {"insights": [{"text": "Aria keeps coming back to my stall", "importance": 7, "evidence": evidence}]}
 
     def _batch_answer(self, text: str, fault: str | None) -> dict:
         """One entry per NPC named in the request; `partial` spoils the first NPC's entry."""

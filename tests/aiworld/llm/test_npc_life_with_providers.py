@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from aiworld.config import LlmSettings, Settings
+from aiworld.config import LlmSettings, MemorySettings, Settings
 from aiworld.llm import build_router
 from aiworld.models import GameEvent, PlayerRef, TalkReply, TalkTurn
 from aiworld.ops.worker import build_worker
@@ -32,7 +32,11 @@ async def llm_life(env, task_queue, redis_client, keys, server) -> AsyncIterator
     router = build_router(settings, redis_client, keys)
     life = NpcLife(env.client, task_queue, keys)
     try:
-        async with build_worker(env.client, task_queue, redis_client, keys, router):
+        # Local embeddings: the faults a test queues are for its decisions and replies, not for
+        # the embeddings of what the NPC remembers (tests/aiworld/llm/test_memory_embeddings.py).
+        async with build_worker(
+            env.client, task_queue, redis_client, keys, router, memory=MemorySettings(embeddings="local")
+        ):
             yield life
             for workflow_id in life.started:
                 await env.client.get_workflow_handle(workflow_id).terminate("test finished")

@@ -1,0 +1,90 @@
+"""Activities of an NPC's inner and social life: reflecting on what it lived, and meeting the
+NPCs near it to greet them and pass news on.
+
+Both are safe to run twice: insights are stored under ids derived from the reflection's id, and
+what an NPC says to a neighbour is an event with an id the neighbour keeps once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.npc_activities import DecisionMaker
+from aiworld.memory import reflection
+from aiworld.memory.gossip import NEWS_LOOKBACK, Gossip
+from aiworld.memory.store import MemoryStore
+from aiworld.models import DecisionUsage, NpcProfile
+from aiworld.temporal import npc_workflow_id
+
+
+class ReflectionRequest(BaseModel):
+    profile: NpcProfile
+    reflection_id: str
+    evidence_ids: list[str] = Field(max_length=200)
+    now: datetime
+
+
+class ReflectionResult(BaseModel):
+    memory_ids: list[str] = Field(default_factory=list)
+    usage: DecisionUsage = Field(default_factory=lambda: DecisionUsage(tier="reflection"))
+
+
+class MeetingRequest(BaseModel):
+    profile: NpcProfile
+    sequence: int
+    now: datetime
+
+
+class MeetingResult(BaseModel):
+    neighbours: list[str] = Field(default_factory=list)
+    # Ids of the events said to neighbours (greetings and news), whether or not they still live.
+    said: list[str] = Field(default_factory=list)
+
+
+class MemoryActivities:
+    def __init__(self, client: Client, memory: MemoryStore, brain: DecisionMaker) -> None:
+        self._client = client
+        self._memory = memory
+        self._brain = brain
+        self._gossip = Gossip(memory.redis, memory.keys, memory.settings)
+
+    @activity.defn
+    async def reflect(self, request: ReflectionRequest) -> ReflectionResult:
+        npc_id = request.profile.npc_id
+        # Some evidence may have been consolidated away meanwhile: reflect on what is left.
+        loaded = await self._memory.load(npc_id, request.evidence_ids[-reflection.EVIDENCE_SHOWN :])
+        evidence = [memory for memory, _ in loaded]
+        if not evidence:
+            return ReflectionResult()
+        insights, usage = await self._brain.reflect(request.profile, evidence)
+        memories = reflection.as_memories(request.reflection_id, insights, request.now)
+        await self._memory.remember_all(npc_id, memories)
+        return ReflectionResult(memory_ids=[memory.memory_id for memory in memories], usage=usage)
+
+    @activity.defn
+    async def meet_neighbours(self, request: MeetingRequest) -> MeetingResult:
+        """Local activity: greet the NPCs near, tell them news; a neighbour that no longer lives is skipped."""
+        profile = request.profile
+        recent = await self._memory.load(profile.npc_id, await self._memory.newest_ids(profile.npc_id, NEWS_LOOKBACK))
+        news = Gossip.news_worth_telling([memory for memory, _ in recent])
+        plan = await self._gossip.plan(profile, request.sequence, request.now, news)
+        said = []
+        for remark in plan.remarks:
+            try:
+                await self._client.get_workflow_handle(npc_workflow_id(remark.listener)).signal(
+                    "game_event", remark.event
+                )
+            except RPCError as error:
+                if error.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                continue
+            said.append(remark.event.event_id)
+        return MeetingResult(neighbours=plan.neighbours, said=said)
+
+    def all(self) -> list:
+        return [self.reflect, self.meet_neighbours]

@@ -1,0 +1,169 @@
+"""NPCs who meet: neighbours greet each other and pass news on, each retelling vaguer than the
+last, up to a hop limit; what they say moves how they like each other.
+
+Delivery is an `npc_spoke` game event signalled to the listener's workflow with an event id
+derived from speaker, listener and the news (or the meeting), so a retried activity or a reset
+sends the same id and the listener keeps one copy. Two TTL keys bound the chatter: a pair greets
+at most once per `meeting_interval_seconds`, and a piece of news is told to an NPC once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+
+import redis.asyncio as redis
+from pydantic import BaseModel
+
+from aiworld.config import MemorySettings
+from aiworld.models import MAX_PLAYER_TEXT_CHARS, GameEvent, GameEventKind, Memory, NpcProfile
+from aiworld.store.keys import Keys, text_of
+from aiworld.world.directory import NpcDirectory
+
+# How much of a story survives each retelling (by words), and never fewer words than this.
+DETAIL_KEPT_PER_RETELLING = 0.7
+FEWEST_WORDS = 4
+_OPENERS = ["", "I heard that", "Word is that", "Someone said that", "They say that"]
+_NUMBER = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|dozens?|hundreds?)\b", re.I)
+_POSITIVE = re.compile(r"\b(gave|helped|saved|won|kind|generous|thanks|friend|feast|gift|rescued|peace)\w*", re.I)
+_NEGATIVE = re.compile(r"\b(attack|stole|thief|killed|burn|raid|betray|cheat|lie|liar|war|threat|coward)\w*", re.I)
+# News the speaker still tells: fresher than this many of its newest memories.
+NEWS_LOOKBACK = 30
+
+
+def retell(text: str, retellings: int) -> str:
+    """The story as the `retellings`-th teller says it: shorter, numbers gone vague, hearsay."""
+    if retellings <= 0:
+        return text
+    words = text.split()
+    kept = max(FEWEST_WORDS, math.ceil(len(words) * DETAIL_KEPT_PER_RETELLING**retellings))
+    story = " ".join(words[:kept]).rstrip(",;:.!?")
+    if retellings >= 2:
+        story = _NUMBER.sub("some", story)
+    opener = _OPENERS[min(retellings, len(_OPENERS) - 1)]
+    return f"{opener} {story}.".strip()[:MAX_PLAYER_TEXT_CHARS]
+
+
+def tone(text: str) -> int:
+    """-1 (bad news, hostile words), 0, or 1 (good news, kind words)."""
+    good, bad = len(_POSITIVE.findall(text)), len(_NEGATIVE.findall(text))
+    return (good > bad) - (bad > good)
+
+
+def liking_change(text: str, listener: NpcProfile) -> int:
+    """How the listener's regard for the speaker moves with what was said: a chat warms a little,
+    kind words more; ill words about the listener's own faction cool it, the more so the more
+    loyal the listener is."""
+    feeling = tone(text)
+    if feeling < 0 and listener.faction != "none" and listener.faction.replace("_", " ") in text.lower():
+        return -max(1, round(4 * listener.faction_loyalty / 100))
+    return {1: 3, 0: 1, -1: 0}[feeling]
+
+
+def news_memory_facts(event: GameEvent) -> tuple[str | None, int]:
+    """The news an event carries: its news id and retellings so far (a world event is the source)."""
+    facts = event.facts or {}
+    if event.kind is GameEventKind.WORLD_EVENT:
+        return str(facts.get("news_id") or event.event_id), 0
+    if event.kind is GameEventKind.NPC_SPOKE and "news_id" in facts:
+        retellings = facts.get("retellings", 1)
+        return str(facts["news_id"]), int(retellings) if isinstance(retellings, int | float) else 1
+    return None, 0
+
+
+class Remark(BaseModel):
+    """One line an NPC says to a neighbour, sent as an `npc_spoke` event."""
+
+    listener: str
+    event: GameEvent
+
+
+class MeetingPlan(BaseModel):
+    remarks: list[Remark] = []
+    neighbours: list[str] = []
+
+
+class Gossip:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: MemorySettings) -> None:
+        self._redis = client
+        self._keys = keys
+        self._settings = settings
+        self._directory = NpcDirectory(client, keys)
+
+    async def plan(self, speaker: NpcProfile, sequence: int, now: datetime, news: list[Memory]) -> MeetingPlan:
+        """Who the speaker talks to now and what it says. Safe to run twice: the TTL keys hold the
+        same event id, so a second run plans the same remarks (the listener drops the copy)."""
+        neighbours = [
+            npc_id
+            for npc_id in await self._directory.near(speaker.map, speaker.x, speaker.y, self._settings.meeting_radius)
+            if npc_id != speaker.npc_id
+        ][: self._settings.meetings_per_decision]
+        remarks = []
+        for listener in neighbours:
+            remark = await self._news_for(speaker, listener, sequence, now, news)
+            if remark is None:
+                remark = await self._greeting_for(speaker, listener, sequence, now)
+            if remark is not None:
+                remarks.append(Remark(listener=listener, event=remark))
+        return MeetingPlan(remarks=remarks, neighbours=neighbours)
+
+    async def _claim(self, key: str, event_id: str, ttl: int) -> bool:
+        """True when this event id owns the key (now, or from an earlier run of the same call)."""
+        if await self._redis.set(key, event_id, nx=True, ex=ttl):
+            return True
+        held = await self._redis.get(key)
+        return held is not None and text_of(held) == event_id
+
+    async def _news_for(
+        self, speaker: NpcProfile, listener: str, sequence: int, now: datetime, news: list[Memory]
+    ) -> GameEvent | None:
+        for memory in news:
+            if memory.news_id is None or memory.retellings >= self._settings.gossip_hops:
+                continue
+            if memory.about == f"npc:{listener}":  # not back to the one who told it
+                continue
+            # Who tells news knows it: nobody tells it back to them later.
+            await self._redis.set(
+                self._keys.news_told(memory.news_id, speaker.npc_id),
+                f"known-{speaker.npc_id}",
+                nx=True,
+                ex=self._settings.idempotency_ttl_seconds,
+            )
+            event_id = f"news-{speaker.npc_id}-{listener}-{memory.news_id}"[:80]
+            if not await self._claim(
+                self._keys.news_told(memory.news_id, listener), event_id, self._settings.idempotency_ttl_seconds
+            ):
+                continue
+            story = memory.words if memory.kind == "gossip" and memory.words else memory.text.removeprefix("News: ")
+            return GameEvent(
+                event_id=event_id,
+                kind=GameEventKind.NPC_SPOKE,
+                occurred_at=now,
+                other_npc_id=speaker.npc_id,
+                text=retell(story, memory.retellings + 1),
+                importance=max(1, memory.importance - 1),
+                facts={"news_id": memory.news_id, "retellings": memory.retellings + 1},
+            )
+        return None
+
+    async def _greeting_for(self, speaker: NpcProfile, listener: str, sequence: int, now: datetime) -> GameEvent | None:
+        event_id = f"greet-{speaker.npc_id}-{listener}-{sequence}"[:80]
+        if not await self._claim(
+            self._keys.meeting(speaker.npc_id, listener), event_id, self._settings.meeting_interval_seconds
+        ):
+            return None
+        return GameEvent(
+            event_id=event_id,
+            kind=GameEventKind.NPC_SPOKE,
+            occurred_at=now,
+            other_npc_id=speaker.npc_id,
+            text=f"Good day! {speaker.name} here.",
+            importance=1,
+        )
+
+    @staticmethod
+    def news_worth_telling(memories: list[Memory]) -> list[Memory]:
+        """News memories, freshest and most important first."""
+        found = [memory for memory in memories if memory.news_id is not None]
+        return sorted(found, key=lambda memory: (-memory.created_at.timestamp(), -memory.importance))
