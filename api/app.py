@@ -34,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from aiworld.config import Settings
 from aiworld.models import NpcProfile, NpcStateView, Personality, TalkReply
 from aiworld.npc.control import ensure_npc_started, report_action_result
+from aiworld.ops.tracing import instrument_api
 from aiworld.store.action_queue import ActionQueue, ConflictingResult, UnknownAction
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, npc_workflow_id
@@ -41,6 +42,7 @@ from aiworld.world.definition import load_world
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
+from api.routes.viewer import viewer_router
 from api.schemas import (
     ActionBatch,
     ActionResultRecorded,
@@ -394,6 +396,8 @@ def create_app(
         return WorldState(**systems)
 
     app.include_router(guarded)
+    app.include_router(viewer_router(settings, _authenticated_first(authenticator), resources))
+    instrument_api(app)
     return app
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from aiworld.models import GameEvent, TalkReply, TalkTurn
+from aiworld.ops.tracing import instrument_http_client
 
 
 class ApiUnavailable(Exception):
@@ -36,6 +37,7 @@ class ApiClient:
     def __init__(self, base_url: str, api_key: str, timeout: float = 15.0) -> None:
         self._api_key = api_key
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        instrument_http_client(self._http)  # the trace starts at the bridge's call
         self._token: str | None = None
         self._token_expires = 0.0
 

@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import redis.asyncio as redis
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.npc_activities import DecisionMaker, NpcActivities
-from aiworld.config import Settings
+from aiworld.config import ObservabilitySettings, Settings
 from aiworld.memory.store import MemoryStore
+from aiworld.ops.metrics import WorkerMetrics
+from aiworld.ops.tracing import configure_tracing
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
+from aiworld.world.feed import WorldFeed
 from workflows.npc_life import NpcLifeWorkflow
 
 log = logging.getLogger(__name__)
@@ -27,11 +31,32 @@ STORE_SOCKET_TIMEOUT = 2.0
 
 
 def build_worker(
-    client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker, **options: Any
+    client: Client,
+    task_queue: str,
+    store: redis.Redis,
+    keys: Keys,
+    brain: DecisionMaker,
+    metrics: WorkerMetrics | None = None,
+    **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency)."""
-    activities = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), brain)
+    activities = NpcActivities(
+        MemoryStore(store, keys), ActionQueue(store, keys), brain, WorldFeed(store, keys), metrics
+    )
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities.all(), **options)
+
+
+def sdk_metrics_runtime(settings: ObservabilitySettings) -> Runtime | None:
+    """A Temporal runtime whose core serves the SDK's metrics for Prometheus, named its way
+    (`_total` on counters, seconds for durations); None when no port is configured."""
+    if settings.temporal_metrics_port is None:
+        return None
+    prometheus = PrometheusConfig(
+        bind_address=f"{settings.metrics_host}:{settings.temporal_metrics_port}",
+        counters_total_suffix=True,
+        durations_as_seconds=True,
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
 @asynccontextmanager
@@ -39,7 +64,8 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     """A worker wired from settings: Temporal, the state store and the LLM router."""
     from aiworld.llm import build_router  # the LLM layer pulls in every provider SDK; load it once here
 
-    client = client or await connect(settings)
+    configure_tracing(settings.observability, "worker")
+    client = client or await connect(settings, sdk_metrics_runtime(settings.observability))
     # A plain `temporal server start-dev` or a new namespace lacks them, and every NPC start
     # would be refused: create what is missing before polling.
     await ensure_search_attributes(client)
@@ -50,10 +76,17 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
-    worker = build_worker(client, settings.task_queue, store, keys, router)
+    metrics = WorkerMetrics(settings.llm)
+    worker = build_worker(client, settings.task_queue, store, keys, router, metrics)
+    observability = settings.observability
     try:
-        async with worker:
-            yield worker
+        async with AsyncExitStack() as serving:
+            if observability.worker_metrics_port is not None:
+                await serving.enter_async_context(
+                    metrics.served(observability.metrics_host, observability.worker_metrics_port, store, keys)
+                )
+            async with worker:
+                yield worker
     finally:
         await router.aclose()
         await store.aclose()

@@ -33,6 +33,7 @@ from aiworld.models import (
 from aiworld.npc.offline_policy import OfflineDecisionMaker
 from aiworld.ops.worker import STORE_SOCKET_TIMEOUT, WORKFLOWS, build_worker
 from aiworld.store.action_queue import ActionQueue
+from aiworld.world.feed import WorldFeed
 from tests.conftest import NpcLife, demo_profile, end_lives
 from tests.processes import ServerProcess, redis_process
 
@@ -204,7 +205,9 @@ class BrokenActivities:
     (the samples-python way of replacing activities): the NPC must decide and reply without them."""
 
     def __init__(self, store: redis.Redis, keys) -> None:
-        self._real = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), OfflineDecisionMaker())
+        self._real = NpcActivities(
+            MemoryStore(store, keys), ActionQueue(store, keys), OfflineDecisionMaker(), WorldFeed(store, keys)
+        )
 
     @activity.defn(name="prepare_decision")
     async def prepare_decision(self, request: ContextRequest) -> PreparedDecision:
