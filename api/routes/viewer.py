@@ -27,7 +27,7 @@ from temporalio.service import RPCError
 
 from aiworld.config import Settings
 from aiworld.memory.store import MemoryStore
-from aiworld.models import DecisionRecord, NpcProfile
+from aiworld.models import MAX_MAP_COORDINATE, DecisionRecord, NpcProfile
 from aiworld.store.keys import Keys, text_of
 from aiworld.temporal import npc_workflow_id
 from aiworld.world.definition import load_world
@@ -236,17 +236,24 @@ async def _npcs(store: redis.Redis, keys: Keys, profiles: dict[str, NpcProfile])
 
 
 def _maps(npcs: list[dict[str, Any]], profiles: dict[str, NpcProfile]) -> list[dict[str, Any]]:
-    """Maps drawn to the extent of their NPCs' walking areas (the game's map cache, which knows
-    the true sizes, is not read by the service)."""
+    """Maps drawn around what lives on them: the cells spanned by their NPCs' walking areas, with a
+    margin (the service does not read the game's map cache, which knows each map's full size)."""
     maps: dict[str, dict[str, Any]] = {}
     for npc in npcs:
-        drawn = maps.setdefault(npc["map"], {"name": npc["map"], "width": 0, "height": 0, "npcs": []})
-        drawn["npcs"].append(npc)
         profile = profiles.get(npc["npc_id"])
         area = profile.area if profile is not None and profile.map == npc["map"] else None
-        right, top = (area.x2, area.y2) if area is not None else (npc["x"], npc["y"])
-        drawn["width"] = max(drawn["width"], right + MAP_MARGIN, npc["x"] + MAP_MARGIN)
-        drawn["height"] = max(drawn["height"], top + MAP_MARGIN, npc["y"] + MAP_MARGIN)
+        left, bottom, right, top = (area.x1, area.y1, area.x2, area.y2) if area else (npc["x"], npc["y"]) * 2
+        left, bottom = min(left, npc["x"]), min(bottom, npc["y"])
+        right, top = max(right, npc["x"]), max(top, npc["y"])
+        drawn = maps.setdefault(npc["map"], {"name": npc["map"], "x0": left, "y0": bottom, "x1": right, "y1": top})
+        drawn.setdefault("npcs", []).append(npc)
+        drawn.update(
+            x0=min(drawn["x0"], left), y0=min(drawn["y0"], bottom), x1=max(drawn["x1"], right), y1=max(drawn["y1"], top)
+        )
+    for drawn in maps.values():
+        drawn["x0"], drawn["y0"] = max(0, drawn["x0"] - MAP_MARGIN), max(0, drawn["y0"] - MAP_MARGIN)
+        drawn["x1"] = min(MAX_MAP_COORDINATE, drawn["x1"] + MAP_MARGIN)
+        drawn["y1"] = min(MAX_MAP_COORDINATE, drawn["y1"] + MAP_MARGIN)
     return [maps[name] for name in sorted(maps)]
 
 

@@ -103,14 +103,15 @@ function drawWorld(world) {
   state.maps.clear();
   state.npcs.clear();
   for (const map of world.maps) {
-    const width = Math.max(map.width, 40), height = Math.max(map.height, 40);
+    const width = Math.max(map.x1 - map.x0, 20), height = Math.max(map.y1 - map.y0, 20);
     const scale = 560 / Math.max(width, height);
     const svg = el("svg:svg", { viewBox: `0 0 ${width * scale} ${height * scale}`, "data-map": map.name });
     const stage = el("div", { class: "stage" }, svg);
     const weather = el("span", { class: "weather", text: "" });
+    const span = `cells ${map.x0}–${map.x1} × ${map.y0}–${map.y1}`;
     maps.append(el("article", { class: "map", "data-map": map.name },
-      el("h2", {}, map.name, el("span", { text: `${map.npcs.length} NPCs · ${width}×${height} cells` }), weather), stage));
-    const drawn = { svg, stage, scale, height, weather };
+      el("h2", {}, map.name, el("span", { text: `${map.npcs.length} NPCs · ${span}` }), weather), stage));
+    const drawn = { svg, stage, scale, x0: map.x0, y1: map.y0 + height, weather };
     state.maps.set(map.name, drawn);
     for (const npc of map.npcs) drawNpc(drawn, npc);
   }
@@ -118,7 +119,7 @@ function drawWorld(world) {
 }
 
 // rAthena's y grows northward; the page's grows downward.
-function place(drawn, x, y) { return [x * drawn.scale, (drawn.height - y) * drawn.scale]; }
+function place(drawn, x, y) { return [(x - drawn.x0) * drawn.scale, (drawn.y1 - y) * drawn.scale]; }
 
 function drawNpc(drawn, npc) {
   const [cx, cy] = place(drawn, npc.x, npc.y);

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,10 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import uvicorn
 from rich.console import Console
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from aiworld.config import LlmSettings, ProviderSettings
 from aiworld.models import GameEvent, GameEventKind, PlayerRef
 from aiworld.ops.demo import DemoGame, DemoPace
 from aiworld.ops.dev import load_world_into
@@ -27,7 +30,7 @@ from aiworld.world.definition import load_world
 from aiworld.world.feed import WorldFeed
 from api.app import create_app
 from tests.api.browser import Browser, require_chromium
-from tests.api.conftest import API_KEYS, api_settings, bound_socket, served
+from tests.api.conftest import API_KEYS, api_settings
 from tests.conftest import _running_life
 
 pytestmark = pytest.mark.dev_server
@@ -44,14 +47,49 @@ DEMO_PACE = DemoPace(
 # The issue's promise: a new line shows within 5 s of the NPC saying it.
 SAY_SHOWN_SECONDS = 5
 LOAD_SECONDS = 60
+# The LLM panel's spend comes from the configured prices.
+PRICED_LLM = LlmSettings(
+    providers={
+        "azure": ProviderSettings(
+            kind="azure_openai", usd_per_million_input_tokens=2.5, usd_per_million_output_tokens=10.0
+        )
+    }
+)
 
 
 @dataclass
 class DemoWorld:
-    url: str
+    app: Any
     client: Any
     store: Any
     keys: Any
+    port: int = 0
+    _server: uvicorn.Server | None = None
+    _serving: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start_api(self) -> None:
+        """The API under uvicorn, on the same port each time (a restart, as an operator's)."""
+        listening = socket.socket()
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(("127.0.0.1", self.port))
+        listening.listen()
+        self.port = listening.getsockname()[1]
+        self._server = uvicorn.Server(
+            uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+        )
+        self._serving = asyncio.create_task(self._server.serve(sockets=[listening]))
+        async with asyncio.timeout(30):
+            while not self._server.started:
+                await asyncio.sleep(0.01)
+
+    async def stop_api(self) -> None:
+        assert self._server is not None and self._serving is not None
+        self._server.should_exit = True
+        await self._serving
 
     async def give(self, npc_id: str, player_name: str) -> None:
         """A gift: the offline policy always thanks the giver aloud (a `say`)."""
@@ -70,23 +108,30 @@ class DemoWorld:
                         return item.entry
                 await asyncio.sleep(0.1)
 
+    async def said_to(self, npc_id: str, giver: str) -> dict:
+        return await self.feed_entry(
+            lambda e: e.get("npc_id") == npc_id and e.get("kind") == "say" and giver in e.get("text", "")
+        )
+
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def demo_world(dev_env, task_queue, redis_client, keys):
     require_chromium()
     world = load_world()
-    settings = api_settings(keys, task_queue)
+    settings = api_settings(keys, task_queue).model_copy(update={"llm": PRICED_LLM})
     async for life in _running_life(dev_env.client, task_queue, redis_client, keys, visibility=True):
         await load_world_into(dev_env.client, settings, world, redis_client)
         life.started.update(npc_workflow_id(npc.npc_id) for npc in world.npcs)
         game = DemoGame(dev_env.client, ActionQueue(redis_client, keys), world, Console(file=io.StringIO()), DEMO_PACE)
         stop = asyncio.Event()
         running = asyncio.create_task(game.run(stop))
-        listening = bound_socket()
+        demo = DemoWorld(
+            create_app(settings, client=dev_env.client, store=redis_client), dev_env.client, redis_client, keys
+        )
         try:
-            app = create_app(settings, client=dev_env.client, store=redis_client)
-            async with served(app, listening) as url:
-                yield DemoWorld(url, dev_env.client, redis_client, keys)
+            await demo.start_api()
+            yield demo
+            await demo.stop_api()
         finally:
             stop.set()
             await running
@@ -138,7 +183,7 @@ async def test_the_page_draws_every_npc_of_the_demo_world_and_shows_a_new_say_li
 
     giver = f"Zed{uuid.uuid4().hex[:4]}"
     await demo_world.give("lina_baker", giver)
-    said = await demo_world.feed_entry(lambda e: e.get("kind") == "say" and giver in e.get("text", ""))
+    said = await demo_world.said_to("lina_baker", giver)
 
     def shown() -> str:
         selector = f'#speech-log li[data-action-id="{said["id"]}"]'
@@ -251,3 +296,90 @@ async def test_the_stream_sends_entries_after_the_given_id_and_refuses_a_malform
 def stream_order(stream_id: str) -> tuple[int, int]:
     milliseconds, _, sequence = stream_id.partition("-")
     return int(milliseconds), int(sequence)
+
+
+def text_of(browser: Browser, element_id: str) -> str:
+    return browser.driver.find_element(By.ID, element_id).text
+
+
+async def test_world_and_llm_panels_say_no_data_yet_then_draw_the_world_systems_state(demo_world, browser, keys):
+    def panels() -> dict[str, str]:
+        log_in(browser, demo_world.url, API_KEYS[0])
+        wait(browser, LOAD_SECONDS, lambda d: text_of(browser, "quests"))
+        return {part: text_of(browser, part) for part in ("economy", "politics", "quests", "llm-totals", "llm-budget")}
+
+    empty = await asyncio.to_thread(panels)
+    assert "no price history yet" in empty["economy"] and "no prices yet" in empty["economy"]
+    assert "no faction relations yet" in empty["politics"]
+    assert "no open quests yet" in empty["quests"]
+    assert "no LLM calls yet" in empty["llm-totals"] and "no budget governor yet" in empty["llm-budget"]
+
+    store = demo_world.store
+    await store.hset(keys.world("economy"), mapping={"price:512": "55", "price:519": "42"})
+    for price in ("40", "48", "55"):
+        await store.xadd(keys.world_history("economy"), {"price:512": price, "why": "demand"})
+    await store.xadd(keys.world_history("economy"), {"json": '{"price:519": 42, "reason": "harvest"}'})
+    await store.hset(keys.world("politics"), mapping={"relation:merchants_guild:prontera_guard": "40"})
+    await store.hset(
+        keys.world("environment"), mapping={"season": "winter", "day_phase": "dusk", "weather:izlude": "rain"}
+    )
+    await store.hset(
+        keys.world("quests"),
+        mapping={
+            "q1": json.dumps({"title": "Find the lost ring", "status": "open", "giver": "lina_baker"}),
+            "q2": json.dumps({"title": "Done already", "status": "completed"}),
+        },
+    )
+    await store.hset(
+        keys.llm_counter(),
+        mapping={
+            "azure.routine.calls": "4",
+            "azure.routine.tokens_in": "1000000",
+            "azure.routine.tokens_out": "100000",
+        },
+    )
+
+    def drawn() -> dict[str, Any]:
+        browser.driver.refresh()
+        wait(browser, LOAD_SECONDS, lambda d: "Find the lost ring" in text_of(browser, "quests"))
+        browser.screenshot("world-panels")
+        driver = browser.driver
+        return {
+            "lines": len(driver.find_elements(By.CSS_SELECTOR, '#economy svg[data-chart="price over time"] polyline')),
+            **{part: text_of(browser, part) for part in ("economy", "politics", "environment", "quests", "llm-totals")},
+            "izlude": driver.find_element(By.CSS_SELECTOR, 'article.map[data-map="izlude"] h2').text,
+        }
+
+    seen = await asyncio.to_thread(drawn)
+    assert seen["lines"] == 2, "one price line per item, from the history stream"
+    assert "item 512" in seen["economy"] and "55 z" in seen["economy"]
+    assert "merchants_guild" in seen["politics"] and "40" in seen["politics"]
+    assert "winter" in seen["environment"] and "dusk" in seen["environment"] and "rain" in seen["izlude"]
+    assert "Find the lost ring" in seen["quests"] and "Done already" not in seen["quests"]
+    assert "4" in seen["llm-totals"] and "$3.5000" in seen["llm-totals"], seen["llm-totals"]
+
+
+async def test_the_page_reconnects_by_itself_after_the_api_restarts_and_misses_nothing(demo_world, browser):
+    def opened() -> None:
+        log_in(browser, demo_world.url, API_KEYS[0])
+        wait(browser, LOAD_SECONDS, live)
+
+    await asyncio.to_thread(opened)
+    await demo_world.stop_api()
+    await asyncio.to_thread(
+        lambda: wait(browser, LOAD_SECONDS, lambda d: text_of(browser, "live").startswith("reconnecting"))
+    )
+    giver = f"Wes{uuid.uuid4().hex[:4]}"
+    await demo_world.give("lina_baker", giver)
+    said = await demo_world.said_to("lina_baker", giver)  # said while no API was there
+    await demo_world.start_api()
+
+    def caught_up() -> None:
+        wait(
+            browser,
+            LOAD_SECONDS,
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'#speech-log li[data-action-id="{said["id"]}"]'),
+        )
+        wait(browser, LOAD_SECONDS, live)
+
+    await asyncio.to_thread(caught_up)
