@@ -48,12 +48,13 @@ def build_worker(
 
 def sdk_metrics_runtime(settings: ObservabilitySettings) -> Runtime | None:
     """A Temporal runtime whose core serves the SDK's metrics for Prometheus, named its way
-    (`_total` on counters, seconds for durations); None when no port is configured."""
+    (`_total` on counters, durations in `_seconds`); None when no port is configured."""
     if settings.temporal_metrics_port is None:
         return None
     prometheus = PrometheusConfig(
         bind_address=f"{settings.metrics_host}:{settings.temporal_metrics_port}",
         counters_total_suffix=True,
+        unit_suffix=True,
         durations_as_seconds=True,
     )
     return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
