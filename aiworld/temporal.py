@@ -56,7 +56,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         **connect_config(settings),
         data_converter=pydantic_data_converter,
-        interceptors=temporal_interceptors(),
+        interceptors=temporal_interceptors(settings.observability),
         runtime=runtime,
     )
 

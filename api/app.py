@@ -397,7 +397,7 @@ def create_app(
 
     app.include_router(guarded)
     app.include_router(viewer_router(settings, _authenticated_first(authenticator), resources))
-    instrument_api(app)
+    instrument_api(app, settings.observability)
     return app
 
 

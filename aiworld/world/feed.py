@@ -26,7 +26,7 @@ APPENDED_RETENTION_SECONDS = 24 * 3600
 # KEYS: the feed stream, the entry's "appended" marker. ARGV: entry JSON, max length, marker TTL.
 _APPEND_ONCE = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[3])) then return false end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[2]), '*', 'entry', ARGV[1])
+return redis.call('XADD', KEYS[1], 'MAXLEN', tonumber(ARGV[2]), '*', 'entry', ARGV[1])
 """
 
 

@@ -211,13 +211,12 @@ async def _npcs(store: redis.Redis, keys: Keys, profiles: dict[str, NpcProfile])
         fields = {text_of(k): text_of(v) for k, v in raw.items()}
         profile = profiles.get(npc_id)
         try:
-            x = int(fields["x"]) if "x" in fields else (profile.x if profile else None)
-            y = int(fields["y"]) if "y" in fields else (profile.y if profile else None)
-        except ValueError:
-            x = y = None
-        where = fields.get("map") or listed.get(npc_id) or (profile.map if profile else None)
-        if where is None or x is None or y is None:
-            continue  # a damaged entry: drawn again once the NPC saves its next decision
+            where, x, y = fields["map"], int(fields["x"]), int(fields["y"])
+        except (KeyError, ValueError):
+            # Not saved yet, or damaged: the world file's place, else drawn after its next save.
+            if profile is None:
+                continue
+            where, x, y = profile.map, profile.x, profile.y
         npcs.append(
             {
                 "npc_id": npc_id,

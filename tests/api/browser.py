@@ -33,8 +33,8 @@ FLAGS = [
 ARTIFACTS = Path(__file__).parents[2] / ".aiworld" / "test-artifacts" / "viewer"
 
 
-def require_chromium() -> None:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+def require_chromium(chromium: Path = CHROMIUM, driver: Path = CHROMEDRIVER) -> None:
+    missing = [str(path) for path in (chromium, driver) if not path.is_file()]
     if missing:
         reason = (
             f"browser tests skipped: {', '.join(missing)} not installed "

@@ -383,3 +383,9 @@ async def test_the_page_reconnects_by_itself_after_the_api_restarts_and_misses_n
         wait(browser, LOAD_SECONDS, live)
 
     await asyncio.to_thread(caught_up)
+
+
+def test_without_chromium_the_browser_tests_are_skipped_loudly(tmp_path):
+    with pytest.warns(UserWarning, match="browser tests skipped"), pytest.raises(pytest.skip.Exception) as skipped:
+        require_chromium(tmp_path / "chromium", tmp_path / "chromedriver")
+    assert "apt-get install chromium chromium-driver" in str(skipped.value)

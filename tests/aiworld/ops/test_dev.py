@@ -56,6 +56,8 @@ def dev_env_vars(tmp_path: Path, small_world: Path) -> dict[str, str]:
         AIWORLD_TEMPORAL_UI_PORT=str(free_port()),
         AIWORLD_API_PORT=str(free_port()),
         AIWORLD_EMBEDDED_REDIS_PORT=str(free_port()),
+        AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT=str(free_port()),
+        AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT=str(free_port()),
         AIWORLD_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
     )
     return env
@@ -118,10 +120,22 @@ async def test_dev_starts_everything_stops_everything_and_resumes(dev_env_vars, 
     try:
         client = await wait_until_up(dev_env_vars, process)
         first_run = (await client.get_workflow_handle("npc-lina_baker").describe()).run_id
+        async with httpx.AsyncClient(timeout=5) as http:
+            viewer = await http.get(f"http://127.0.0.1:{dev_env_vars['AIWORLD_API_PORT']}/viewer")
+            ours = await http.get(
+                f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT']}/metrics"
+            )
+            sdk = await http.get(
+                f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT']}/metrics"
+            )
     finally:
         output = stop(process)
     assert process.returncode == 0, output
     assert "http://127.0.0.1:" in output and "/docs" in output
+    assert f"http://127.0.0.1:{dev_env_vars['AIWORLD_API_PORT']}/viewer" in output
+    assert f"http://127.0.0.1:{dev_env_vars['AIWORLD_TEMPORAL_UI_PORT']}" in output
+    assert viewer.status_code == 200 and "rAthena AI World" in viewer.text
+    assert "aiworld_action_queue_depth" in ours.text and "temporal_" in sdk.text
     assert "3 started now" in output
     await asyncio.sleep(0.5)
     assert not group_alive(process.pid), "a child process of aiworld dev survived SIGTERM"
