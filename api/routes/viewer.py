@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ import redis.asyncio as redis
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.routing import APIRoute
+from redis.exceptions import RedisError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -34,6 +36,8 @@ from aiworld.world.definition import load_world
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.feed import WorldFeed
 from api.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 PAGE_DIR = Path(__file__).parents[1] / "viewer"
 PAGE_FILES = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
@@ -181,16 +185,21 @@ _NO_FRAMES = {
 
 
 async def _events(feed: WorldFeed, start: str, disconnected: Callable[[], Any]) -> AsyncIterator[str]:
-    last = start if start != "$" else await feed.last_id()
+    """The feed as server-sent events. A store that fails ends the stream (its status is long
+    sent): the page reconnects from the last id it saw, so nothing is lost meanwhile."""
     yield "retry: 2000\n\n"
-    while not await disconnected():
-        items = await feed.after(last, STREAM_BLOCK_MS)
-        if not items:
-            yield ": alive\n\n"
-            continue
-        for item in items:
-            last = item.stream_id
-            yield f"id: {item.stream_id}\ndata: {json.dumps({'stream_id': item.stream_id, **item.entry})}\n\n"
+    try:
+        last = start if start != "$" else await feed.last_id()
+        while not await disconnected():
+            items = await feed.after(last, STREAM_BLOCK_MS)
+            for item in items:
+                last = item.stream_id
+                yield f"id: {item.stream_id}\ndata: {json.dumps({'stream_id': item.stream_id, **item.entry})}\n\n"
+            if not items:
+                yield ": alive\n\n"
+    except (RedisError, OSError) as error:
+        log.warning("viewer stream ended: the state store failed: %r", error)
+        yield ": the state store is unavailable; reconnect\n\n"
 
 
 async def _hash(store: redis.Redis, key: str) -> dict[str, str]:

@@ -354,7 +354,9 @@ async function refreshPanels() {
 async function openCard(npcId) {
   const card = await api(`/ai/viewer/npc/${encodeURIComponent(npcId)}`);
   if (!card) return;
+  // The tiered memory service's endpoints, where deployed; the card's own reading otherwise.
   const tiered = await api(`/ai/npc/${encodeURIComponent(npcId)}/memories`);
+  const related = await api(`/ai/npc/${encodeURIComponent(npcId)}/relationships`);
   const body = $("card-body");
   const parts = [
     el("h2", { text: card.name }),
@@ -380,7 +382,11 @@ async function openCard(npcId) {
       `${m.text}${m.words ? ` “${m.words}”` : ""} `, el("small", { class: "nodata", text: `${m.kind || ""} · importance ${m.importance} · ${m.emotion || ""}` }))))
     : noData("no memories yet"));
   parts.push(el("h3", { text: "Relationships" }));
-  parts.push(card.relationships.length ? table(card.relationships.map((r) => [r.party, String(r.score)]), ["with", "score"]) : noData("no relationships yet"));
+  const listed = Array.isArray(related) ? related : (related && Array.isArray(related.relationships) ? related.relationships : null);
+  const relationships = listed && listed.every((r) => r && r.score !== undefined) ? listed : card.relationships;
+  parts.push(relationships.length
+    ? table(relationships.map((r) => [r.party || r.other || r.with || "", String(r.score)]), ["with", "score"])
+    : noData("no relationships yet"));
   body.replaceChildren(...parts);
   $("card").dataset.npc = npcId;
   $("card").hidden = false;

@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 import uuid
 
+import httpx
 import pytest
+import redis.asyncio as redis
 
 from aiworld.npc.control import ensure_npc_started
 from aiworld.temporal import npc_workflow_id
 from aiworld.world.definition import load_world
+from api.app import create_app
+from tests.aiworld.ops.test_demo import Relay
+from tests.api.conftest import API_KEYS, api_settings, served
 from tests.conftest import demo_profile
 
 pytestmark = pytest.mark.dev_server
@@ -77,3 +82,24 @@ async def test_the_card_of_an_npc_whose_worker_does_not_answer_comes_without_dec
         await dev_env.client.get_workflow_handle(npc_workflow_id("fenwick_scholar")).terminate("test finished")
     assert card["decisions"] == [] and card["decisions_missing"] == "its worker did not answer in time"
     assert card["memories"] == [] and card["relationships"] == []
+
+
+async def test_a_store_failure_ends_the_stream_cleanly_and_the_api_stays_up(dev_env, keys, task_queue, caplog):
+    """The API reads the store through a relay that goes down while a viewer is connected."""
+    relay = await Relay.start()
+    store = redis.Redis.from_url(f"redis://127.0.0.1:{relay.port}/0", decode_responses=True)
+    app = create_app(api_settings(keys, task_queue), client=dev_env.client, store=store)
+    try:
+        async with served(app) as url:
+            async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": API_KEYS[0]}, timeout=60) as http:
+                async with http.stream("GET", "/ai/viewer/stream") as stream:
+                    lines = stream.aiter_lines()
+                    assert (await anext(lines)).startswith("retry:")
+                    await relay.stop()
+                    rest = [line async for line in lines]  # the stream ends: the page reconnects
+                assert ": the state store is unavailable; reconnect" in rest
+                assert (await http.get("/health")).status_code == 200
+    finally:
+        await store.aclose()
+        await relay.stop()
+    assert "viewer stream ended: the state store failed" in caplog.text
