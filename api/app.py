@@ -367,6 +367,8 @@ def create_app(
         """What the game did with an action; the NPC remembers it. Idempotent."""
         try:
             recorded = await report_action_result(temporal(), queue(), action_id, body.outcome, body.detail)
+            if recorded:
+                metrics.action_results.labels(body.outcome).inc()
         except UnknownAction:
             raise ApiError(404, f"no action {action_id!r} was ever queued") from None
         except ConflictingResult as error:

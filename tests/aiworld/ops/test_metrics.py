@@ -164,8 +164,13 @@ async def test_every_metric_the_dashboard_queries_is_exported_by_a_real_worker_o
         sdk = await scrape_until(sdk_port, lambda s: s.total("temporal_workflow_task_queue_poll_succeed_total") > 0)
         async with app.router.lifespan_context(app), await open_api(app) as http:
             http.headers["X-API-Key"] = API_KEYS[0]
-            await http.get("/ai/world/state")
+            claimed = (await http.get("/ai/actions", params={"limit": 1})).json()["actions"]
+            assert claimed, "the busy worker queued actions"
+            for _ in range(2):  # a bridge retry: counted once
+                reported = await http.post(f"/ai/actions/{claimed[0]['action_id']}/result", json={"outcome": "done"})
+                assert reported.status_code == 200, reported.text
             api = parse((await http.get("/metrics")).text)
+    assert api.total('aiworld_action_results_total{outcome="done"}') == 1
     exported = {name.split("{")[0] for scrape in (ours, sdk, api) for name in scrape.samples}
     # Histograms are queried by their series (_bucket, _count, _sum), all exported under the family.
     queried = dashboard_metric_names()
