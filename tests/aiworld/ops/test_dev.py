@@ -105,6 +105,16 @@ async def wait_until_up(env: dict[str, str], process: subprocess.Popen) -> Clien
             await asyncio.sleep(0.5)
 
 
+async def answer(url: str) -> httpx.Response:
+    """The first answer of a server that may still be starting."""
+    async with asyncio.timeout(120), httpx.AsyncClient(timeout=5) as http:
+        while True:
+            try:
+                return await http.get(url)
+            except httpx.HTTPError:
+                await asyncio.sleep(0.5)
+
+
 def stop(process: subprocess.Popen) -> str:
     process.send_signal(signal.SIGTERM)
     try:
@@ -120,14 +130,10 @@ async def test_dev_starts_everything_stops_everything_and_resumes(dev_env_vars, 
     try:
         client = await wait_until_up(dev_env_vars, process)
         first_run = (await client.get_workflow_handle("npc-lina_baker").describe()).run_id
-        async with httpx.AsyncClient(timeout=5) as http:
-            viewer = await http.get(f"http://127.0.0.1:{dev_env_vars['AIWORLD_API_PORT']}/viewer")
-            ours = await http.get(
-                f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT']}/metrics"
-            )
-            sdk = await http.get(
-                f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT']}/metrics"
-            )
+        viewer = await answer(f"http://127.0.0.1:{dev_env_vars['AIWORLD_API_PORT']}/viewer")
+        # NPCs count as running before the worker polls: its metrics answer once it is up.
+        ours = await answer(f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT']}/metrics")
+        sdk = await answer(f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT']}/metrics")
     finally:
         output = stop(process)
     assert process.returncode == 0, output

@@ -18,6 +18,7 @@ from aiworld.llm.bucket import TokenBucket
 from aiworld.memory.store import MemoryStore
 from aiworld.models import Memory, QueuedAction, SayAction
 from aiworld.store.action_queue import ActionQueue
+from aiworld.world.feed import WorldFeed
 from tests.conftest import REDIS_URL
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -62,8 +63,9 @@ def test_the_guard_sees_every_script_of_the_project():
         for path in PROJECT.glob(pattern)
         if "register_script(" in path.read_text()
     ]
-    # Five in the action queue and memory store, one in the token bucket; none elsewhere.
-    assert registered == 6 and others == []
+    # Five in the action queue and memory store, one in the token bucket, one in the world feed;
+    # none elsewhere.
+    assert registered == 7 and others == []
 
 
 async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
@@ -100,4 +102,7 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
 
     bucket = TokenBucket(checking_client, keys)
     await bucket.acquire("openai", 60, 10_000, 100)
-    assert len(checking_client.sources) == 6
+
+    feed = WorldFeed(checking_client, keys)
+    assert await feed.publish([{"id": "lina_baker-1-0", "type": "action"}]) == {"lina_baker-1-0"}
+    assert len(checking_client.sources) == 7
