@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench rathena-check clean
+.PHONY: demo test lint browser bench rathena-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,21 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The browser tests drive Debian's Chromium (never a downloaded browser): installed here where we
+# can (root with apt); elsewhere they are skipped, and pytest's summary says why (-rs).
+CHROMIUM_PACKAGES := chromium chromium-driver
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make test: installing $(CHROMIUM_PACKAGES) for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CHROMIUM_PACKAGES) >/dev/null; \
+	else \
+		echo "make test: WARNING: no Chromium (/usr/bin/chromium, /usr/bin/chromedriver) and no root apt to install it;" >&2; \
+		echo "make test: WARNING: the browser tests of the world viewer will be SKIPPED (apt-get install $(CHROMIUM_PACKAGES))" >&2; \
+	fi
+
 # pytest exits 5 when a selection collects no test; say so instead of passing silently.
-test: lint
+test: lint browser
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc

@@ -19,6 +19,7 @@ from aiworld.memory.consolidation import maybe_consolidate
 from aiworld.memory.reflection import Insight
 from aiworld.memory.store import MemoryStore
 from aiworld.models import (
+    DecisionRecord,
     DecisionResult,
     DecisionUsage,
     DialogueContext,
@@ -31,7 +32,9 @@ from aiworld.models import (
     QueuedAction,
     TalkTurn,
 )
+from aiworld.ops.metrics import WorkerMetrics
 from aiworld.store.action_queue import ActionQueue
+from aiworld.world.feed import WorldFeed, action_entry, decision_entry, decision_entry_id
 
 
 class DecisionMaker(Protocol):
@@ -89,6 +92,8 @@ class OutcomeWrite(BaseModel):
 
     record: RecordRequest | None = None
     actions: list[QueuedAction] = Field(default_factory=list)
+    # The decision these writes come from (None: only memories), for the world feed and metrics.
+    decision: DecisionRecord | None = None
     # Past this the write gives up with a clean failure, inside its activity's own timeout.
     budget_seconds: float = Field(default=2.5, gt=0, le=60)
 
@@ -130,10 +135,19 @@ def situation_of(request: ContextRequest) -> str | None:
 
 
 class NpcActivities:
-    def __init__(self, memory: MemoryStore, actions: ActionQueue, brain: DecisionMaker) -> None:
+    def __init__(
+        self,
+        memory: MemoryStore,
+        actions: ActionQueue,
+        brain: DecisionMaker,
+        feed: WorldFeed,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self._memory = memory
         self._actions = actions
         self._brain = brain
+        self._feed = feed
+        self.metrics = metrics or WorkerMetrics()
 
     @activity.defn
     async def load_npc_context(self, request: ContextRequest) -> NpcContext:
@@ -178,9 +192,9 @@ class NpcActivities:
         context = NpcContext(**await self._context_fields(request))
         used = [memory.memory_id for memory in context.memories]
         if self._brain.decides_locally("routine"):
-            return PreparedDecision(
-                result=await self._brain.decide(context), degraded=context.degraded, memory_ids=used
-            )
+            result = await self._brain.decide(context)
+            self.metrics.usage(result.usage)
+            return PreparedDecision(result=result, degraded=context.degraded, memory_ids=used)
         return PreparedDecision(context=context, degraded=context.degraded, memory_ids=used)
 
     @activity.defn
@@ -192,6 +206,7 @@ class NpcActivities:
         used = [memory.memory_id for memory in context.memories]
         if self._brain.decides_locally("dialogue"):
             draft, usage = await self._brain.converse(context)
+            self.metrics.usage(usage)
             return PreparedReply(
                 reply=ReplyResult(draft=draft, usage=usage), degraded=context.degraded, memory_ids=used
             )
@@ -200,22 +215,41 @@ class NpcActivities:
     @activity.defn
     async def save_outcome(self, write: OutcomeWrite) -> dict[str, int]:
         """Local activity: a decision's memories, relationship changes, public fields and actions in
-        one go, each idempotent. Returns the parties' relationship scores."""
+        one go, each idempotent, then the world feed's entries for them. Returns the parties'
+        relationship scores."""
         try:
             async with asyncio.timeout(write.budget_seconds):
                 scores = await self.record_outcome(write.record) if write.record else {}
                 await self.enqueue_actions(write.actions)
+                appended = await self._feed.publish(self._feed_entries(write))
         except (RedisError, OSError, TimeoutError) as error:
             raise StoreUnavailable(f"state store unavailable: {type(error).__name__}") from None
+        # Counted with the feed's once-per-id appends, so a re-run save counts nothing twice.
+        decision = write.decision
+        self.metrics.saved(
+            decision if decision is not None and _decision_entry_id(write) in appended else None,
+            [queued for queued in write.actions if queued.action_id in appended],
+        )
         return scores
+
+    @staticmethod
+    def _feed_entries(write: OutcomeWrite) -> list[dict]:
+        entries = [action_entry(queued) for queued in write.actions]
+        if write.record is not None and write.decision is not None:
+            profile = write.record.profile
+            entries.append(decision_entry(profile.npc_id, profile.map, write.record.npc_fields, write.decision))
+        return entries
 
     @activity.defn
     async def decide_next_action(self, context: NpcContext) -> DecisionResult:
-        return await self._brain.decide(context)
+        result = await self._brain.decide(context)
+        self.metrics.usage(result.usage)
+        return result
 
     @activity.defn
     async def compose_reply(self, context: DialogueContext) -> ReplyResult:
         draft, usage = await self._brain.converse(context)
+        self.metrics.usage(usage)
         return ReplyResult(draft=draft, usage=usage)
 
     @activity.defn
@@ -255,3 +289,9 @@ class NpcActivities:
             self.record_outcome,
             self.enqueue_actions,
         ]
+
+
+def _decision_entry_id(write: OutcomeWrite) -> str | None:
+    if write.record is None or write.decision is None:
+        return None
+    return decision_entry_id(write.record.profile.npc_id, write.decision.sequence)

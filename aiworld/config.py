@@ -50,6 +50,9 @@ class ProviderSettings(BaseModel):
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     requests_per_minute: int = Field(default=60, ge=1)
     tokens_per_minute: int = Field(default=200_000, ge=1)
+    # Prices, for the spend the worker's metrics count (0: not counted as spend).
+    usd_per_million_input_tokens: float = Field(default=0.0, ge=0)
+    usd_per_million_output_tokens: float = Field(default=0.0, ge=0)
 
 
 class LlmSettings(BaseModel):
@@ -162,6 +165,22 @@ class MemorySettings(BaseModel):
     gossip_hops: int = Field(default=2, ge=0, le=10)
 
 
+class ObservabilitySettings(BaseModel):
+    """Metrics and traces. Metrics ports unset: the worker serves no metrics (several workers on one
+    host would otherwise fight over one port); `aiworld dev` and the compose file set them."""
+
+    metrics_host: str = "127.0.0.1"
+    # Temporal SDK metrics of the worker (workflow tasks, activities, polls, cache).
+    temporal_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Our own: decisions, actions, queue depth, LLM calls, tokens, spend, cache hits.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # OTLP over HTTP, e.g. http://127.0.0.1:4318/v1/traces; unset: no traces are exported.
+    otlp_endpoint: str | None = None
+    service_name_prefix: str = "aiworld"
+    # The Temporal UI the viewer links NPC cards to.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AIWORLD_",
@@ -223,6 +242,7 @@ class Settings(BaseSettings):
     world: WorldSettings = Field(default_factory=WorldSettings)
     coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("redis_url")

@@ -7,10 +7,12 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS, ClientConnectConfig
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiworld.config import Settings
 from aiworld.npc import search_attributes
+from aiworld.ops.tracing import temporal_interceptors
 
 NPC_WORKFLOW_TYPE = "NpcLifeWorkflow"
 
@@ -48,8 +50,15 @@ def connect_config(settings: Settings) -> ClientConnectConfig:
     return profile.to_client_connect_config()
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(**connect_config(settings), data_converter=pydantic_data_converter)
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client with tracing (workers built on it trace workflows and activities too); `runtime`
+    carries the worker's Temporal SDK metrics exporter."""
+    return await Client.connect(
+        **connect_config(settings),
+        data_converter=pydantic_data_converter,
+        interceptors=temporal_interceptors(settings.observability),
+        runtime=runtime,
+    )
 
 
 async def ensure_search_attributes(client: Client) -> None:

@@ -35,6 +35,7 @@ from aiworld.config import Settings
 from aiworld.memory.store import MemoryStore
 from aiworld.models import NpcProfile, NpcStateView, Personality, TalkReply
 from aiworld.npc.control import ensure_npc_started, report_action_result
+from aiworld.ops.tracing import instrument_api
 from aiworld.store.action_queue import ActionQueue, ConflictingResult, UnknownAction
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, npc_workflow_id
@@ -44,6 +45,7 @@ from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
 from api.routes.memory import memory_routes
+from api.routes.viewer import viewer_router
 from api.routes.world import register_world_routes
 from api.routes.world_events import world_event_routes
 from api.schemas import (
@@ -378,6 +380,8 @@ def create_app(
             recorded = await report_action_result(
                 temporal(), queue(), action_id, body.outcome, body.detail, resources["inbox"]
             )
+            if recorded:
+                metrics.action_results.labels(body.outcome).inc()
         except UnknownAction:
             raise ApiError(404, f"no action {action_id!r} was ever queued") from None
         except ConflictingResult as error:
@@ -414,6 +418,8 @@ def create_app(
     app.include_router(
         memory_routes(guarded.route_class, lambda: resources["store"], keys, settings, WITH_QUERY_ERRORS)
     )
+    app.include_router(viewer_router(settings, _authenticated_first(authenticator), resources))
+    instrument_api(app, settings.observability)
     return app
 
 

@@ -26,6 +26,12 @@ class ApiMetrics:
         self.latency = Histogram(
             "aiworld_api_request_seconds", "API request latency", ["route"], registry=self.registry
         )
+        self.action_results = Counter(
+            "aiworld_action_results",
+            "Actions the game reported done or failed, each counted once",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.llm = Gauge(
             "aiworld_llm_total",
             "LLM layer counters across all workers (tokens, calls, cache hits, fallbacks)",

@@ -7,7 +7,9 @@ from typing import Any
 
 import httpx
 
+from aiworld.config import ObservabilitySettings
 from aiworld.models import GameEvent, TalkReply, TalkTurn
+from aiworld.ops.tracing import instrument_http_client
 
 
 class ApiUnavailable(Exception):
@@ -33,9 +35,13 @@ class ReplyLate(Exception):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, api_key: str, timeout: float = 15.0) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, timeout: float = 15.0, observability: ObservabilitySettings | None = None
+    ) -> None:
         self._api_key = api_key
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        # With tracing on, the trace of a game event or a player's line starts at this call.
+        instrument_http_client(self._http, observability or ObservabilitySettings())
         self._token: str | None = None
         self._token_expires = 0.0
 

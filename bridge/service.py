@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from aiworld.config import ConfigError, Settings
 from aiworld.models import GameEvent, GameEventKind, PlayerRef, QueuedAction, describe_invalid
+from aiworld.ops.tracing import configure_tracing
 from bridge import translate
 from bridge.api_client import ApiClient, ApiRefused, ApiUnavailable, ReplyLate
 from bridge.translate import RejectedRow
@@ -427,6 +428,7 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 async def run_bridge(settings: Settings, stop: asyncio.Event, options: BridgeOptions | None = None) -> None:
     if not settings.api_keys:
         raise ConfigError("AIWORLD_API_KEYS: the bridge needs an API key to reach the API")
+    configure_tracing(settings.observability, "bridge")
     pools: list[aiomysql.Pool] = []
 
     async def connect() -> None:
@@ -449,7 +451,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event, options: BridgeOpt
     if not pools:
         return  # stopped before the database ever answered
     pool = pools[0]
-    api = ApiClient(settings.api_url, settings.api_keys[0].get_secret_value())
+    api = ApiClient(settings.api_url, settings.api_keys[0].get_secret_value(), observability=settings.observability)
     try:
         await Bridge(pool, api, options or BridgeOptions()).run(stop)
     finally:

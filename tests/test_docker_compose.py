@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aiworld.config import LlmSettings, Settings
+from aiworld.config import LlmSettings, ObservabilitySettings, Settings
 
 ROOT = Path(__file__).parents[1]
 COMPOSE = ROOT / "docker-compose.temporal.yml"
@@ -22,9 +22,11 @@ REQUIRED_ENV = {
     "AIWORLD_DB_HOST": "db",
     "AIWORLD_DB_PASSWORD": "p",
     "TEMPORAL_DB_PASSWORD": "t",
+    "PROMETHEUS_API_KEY": "k1",
+    "GRAFANA_ADMIN_PASSWORD": "g",
 }
 # Services without authentication of their own: never published beyond this host.
-UNAUTHENTICATED = ("temporal", "temporal-ui", "postgresql", "dragonfly", "temporal-admin-tools")
+UNAUTHENTICATED = ("temporal", "temporal-ui", "postgresql", "dragonfly", "temporal-admin-tools", "prometheus")
 OUR_SERVICES = ("worker", "api", "bridge")
 
 
@@ -36,6 +38,7 @@ def compose() -> dict:
 def settings_env_names() -> set[str]:
     names = {f"AIWORLD_{name.upper()}" for name in Settings.model_fields}
     names |= {f"AIWORLD_LLM__{name.upper()}" for name in LlmSettings.model_fields}
+    names |= {f"AIWORLD_OBSERVABILITY__{name.upper()}" for name in ObservabilitySettings.model_fields}
     return names
 
 
@@ -127,3 +130,26 @@ def test_secrets_are_required_never_defaulted():
     }
     defaulted = sorted({name for name, form in secrets if form != ":?"})
     assert not defaulted, f"secrets with a default: {defaulted}"
+
+
+def test_prometheus_scrapes_every_metrics_port_and_grafana_gets_the_dashboard(compose):
+    services = compose["services"]
+    worker = services["worker"]["environment"]
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    ports = {job["dns_sd_configs"][0]["port"] for job in jobs.values() if "dns_sd_configs" in job}
+    assert ports == {
+        worker["AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT"],
+        worker["AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT"],
+    }
+    assert worker["AIWORLD_OBSERVABILITY__METRICS_HOST"] == "0.0.0.0"
+    api = jobs["aiworld-api"]
+    assert api["static_configs"][0]["targets"] == ["api:8000"]
+    key_file = api["http_headers"]["X-API-Key"]["files"][0]
+    assert {"source": "prometheus-api-key", "target": key_file} in services["prometheus"]["configs"]
+    mounted = {volume.split(":")[1]: volume.split(":")[0] for volume in services["grafana"]["volumes"]}
+    provisioning = ROOT / mounted["/etc/grafana/provisioning"]
+    dashboards = yaml.safe_load((provisioning / "dashboards" / "aiworld.yml").read_text())["providers"][0]
+    assert (ROOT / mounted[dashboards["options"]["path"]] / "aiworld.json").is_file()
+    source = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert source["url"] == "http://prometheus:9090"

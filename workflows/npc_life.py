@@ -10,6 +10,7 @@ else follows the NPC's routine in workflow code, without an activity for the dec
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -489,26 +490,26 @@ class NpcLifeWorkflow:
                 "reason": decision.reason,
                 "last_decision_ts": now.isoformat(),
                 "decision_sequence": str(sequence),
+                "players_near": self._players_near_json(),
             },
         )
-        await self._save(record, queued, STORE_SCHEDULE_TIMEOUT)
+        decided = DecisionRecord(
+            sequence=sequence,
+            decided_at=now,
+            trigger=trigger,
+            event_ids=[event.event_id for event in events],
+            decision=decision,
+            usage=result.usage,
+            queued_action_ids=[action.action_id for action in queued],
+            rejections=verdict.rejections + verdict.clamped,
+            memory_ids=memory_ids or [],
+        )
+        await self._save(record, queued, STORE_SCHEDULE_TIMEOUT, decided)
         self._state.mood = decision.mood
         self._state.activity = decision.activity
         self._state.activity_reason = decision.reason or trigger
         await self._live_socially(sequence, memories, events)
-        self._record(
-            DecisionRecord(
-                sequence=sequence,
-                decided_at=now,
-                trigger=trigger,
-                event_ids=[event.event_id for event in events],
-                decision=decision,
-                usage=result.usage,
-                queued_action_ids=[action.action_id for action in queued],
-                rejections=verdict.rejections + verdict.clamped,
-                memory_ids=memory_ids or [],
-            )
-        )
+        self._record(decided)
 
     async def _remember_quietly(self, events: list[GameEvent]) -> None:
         """Events worth remembering but not worth a decision (a player leaving, an action done)."""
@@ -600,7 +601,11 @@ class NpcLifeWorkflow:
     # --- writing to the state store ---------------------------------------------------------
 
     async def _save(
-        self, record: RecordRequest | None, actions: list[QueuedAction], bound: timedelta
+        self,
+        record: RecordRequest | None,
+        actions: list[QueuedAction],
+        bound: timedelta,
+        decision: DecisionRecord | None = None,
     ) -> dict[str, int]:
         """Write a decision's memories and actions; the parties' relationship scores come back.
 
@@ -608,7 +613,7 @@ class NpcLifeWorkflow:
         answers again (`_save_unsaved`): a store outage delays what the NPC writes, never loses it
         and never fails the NPC. Both writes are idempotent, so writing one again is harmless.
         """
-        write = OutcomeWrite(record=record, actions=actions, budget_seconds=SAVE_BUDGET_SECONDS)
+        write = OutcomeWrite(record=record, actions=actions, decision=decision, budget_seconds=SAVE_BUDGET_SECONDS)
         if self._state.unsaved:  # the store is known to be down: keep the order, don't wait on it
             self._state.unsaved.append(write)
             return {}
@@ -728,6 +733,15 @@ class NpcLifeWorkflow:
             return None
         return RelationshipChange(
             party=f"player:{event.player.char_id}", delta=delta, change_id=event.event_id, reason=event.kind.value
+        )
+
+    def _players_near_json(self) -> str:
+        """Who stands near, for the `npc:{id}` hash the world viewer reads."""
+        return json.dumps(
+            [
+                {"char_id": p.player.char_id, "name": p.player.name, "x": p.player.x, "y": p.player.y}
+                for p in self._state.players_near.values()
+            ]
         )
 
     def _record(self, record: DecisionRecord) -> None:
@@ -862,7 +876,11 @@ class NpcLifeWorkflow:
             relationship_changes=[
                 RelationshipChange(party=party, delta=change, change_id=f"talk-{turn_id}", reason="conversation")
             ],
-            npc_fields={"action": "talking", "last_decision_ts": now.isoformat()},
+            npc_fields={
+                "action": "talking",
+                "last_decision_ts": now.isoformat(),
+                "players_near": self._players_near_json(),
+            },
         )
         reply_action = QueuedAction(
             action_id=f"{profile.npc_id}-talk-{turn_id}",
@@ -878,20 +896,20 @@ class NpcLifeWorkflow:
         )
         # The reply is queued even when the API has answered the player already: a caller that
         # gave up waiting (504) was promised it arrives as an action.
-        scores = await self._save(record, [reply_action], TALK_STORE_SCHEDULE_TIMEOUT)
+        decided = DecisionRecord(
+            sequence=sequence,
+            decided_at=now,
+            trigger="talk",
+            event_ids=[turn_id],
+            decision=Decision(mood=self._state.mood, activity="talking", reason=f"{turn.player.name} spoke to me"),
+            usage=usage or DecisionUsage(),
+            queued_action_ids=[reply_action.action_id],
+            memory_ids=memory_ids,
+        )
+        scores = await self._save(record, [reply_action], TALK_STORE_SCHEDULE_TIMEOUT, decided)
         self._note_lived(record.memories)
         self._state.activity, self._state.activity_reason = "talking", f"talking with {turn.player.name}"
-        self._record(
-            DecisionRecord(
-                sequence=sequence,
-                decided_at=now,
-                trigger="talk",
-                event_ids=[turn_id],
-                decision=Decision(mood=self._state.mood, activity="talking", reason=f"{turn.player.name} spoke to me"),
-                usage=usage or DecisionUsage(),
-                memory_ids=memory_ids,
-            )
-        )
+        self._record(decided)
         return TalkReply(
             text=text,
             emotion=draft.emotion,

@@ -39,6 +39,9 @@ from aiworld.world.definition import WorldDefinition, load_world
 console = Console(highlight=False, soft_wrap=True)
 
 STARTUP_TIMEOUT_SECONDS = 60
+# Where the embedded worker serves its metrics unless AIWORLD_OBSERVABILITY__*_METRICS_PORT says otherwise.
+DEV_TEMPORAL_METRICS_PORT = 9000
+DEV_WORKER_METRICS_PORT = 9001
 STOP_GRACE_SECONDS = 8  # children get this long after SIGTERM, then SIGKILL: all gone within 10 s
 
 
@@ -217,6 +220,11 @@ async def run_dev(settings: Settings, world_file: Path | None = None) -> None:
     ensure_port_free(settings.temporal_port, "AIWORLD_TEMPORAL_PORT")
     ensure_port_free(settings.temporal_ui_port, "AIWORLD_TEMPORAL_UI_PORT")
     ensure_port_free(settings.api_port, "AIWORLD_API_PORT")
+    observability = settings.observability
+    sdk_metrics_port = observability.temporal_metrics_port or DEV_TEMPORAL_METRICS_PORT
+    worker_metrics_port = observability.worker_metrics_port or DEV_WORKER_METRICS_PORT
+    ensure_port_free(sdk_metrics_port, "AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT")
+    ensure_port_free(worker_metrics_port, "AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT")
 
     children = Children()
     stop = asyncio.Event()
@@ -247,6 +255,9 @@ async def run_dev(settings: Settings, world_file: Path | None = None) -> None:
             "AIWORLD_API_HOST": "127.0.0.1",
             "AIWORLD_API_PORT": str(settings.api_port),
             "AIWORLD_WORLD__DEMO_SPEED": os.environ.get("AIWORLD_WORLD__DEMO_SPEED", "true"),
+            "AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT": str(sdk_metrics_port),
+            "AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT": str(worker_metrics_port),
+            "AIWORLD_OBSERVABILITY__TEMPORAL_UI_URL": f"http://127.0.0.1:{settings.temporal_ui_port}",
         }
         temporal_address = env["AIWORLD_TEMPORAL_ADDRESS"]
         await _wait_for_temporal(temporal_address, children)
@@ -264,7 +275,14 @@ async def run_dev(settings: Settings, world_file: Path | None = None) -> None:
         console.print()
         console.print(f"  Temporal UI   [link]http://127.0.0.1:{settings.temporal_ui_port}[/link]")
         console.print(
+            f"  World viewer  [link]http://127.0.0.1:{settings.api_port}/viewer[/link]   (log in with the API key below)"
+        )
+        console.print(
             f"  API docs      [link]http://127.0.0.1:{settings.api_port}/docs[/link]   API key: [bold]{api_key}[/]"
+        )
+        console.print(
+            f"  metrics       worker http://127.0.0.1:{worker_metrics_port}/metrics · "
+            f"Temporal SDK http://127.0.0.1:{sdk_metrics_port}/metrics · API /metrics (with the key)"
         )
         console.print(f"  logs          {settings.data_dir / 'logs'}")
         console.print(

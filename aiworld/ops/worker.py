@@ -6,11 +6,12 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import redis.asyncio as redis
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -18,14 +19,17 @@ from activities.broadcast_activities import BroadcastActivities
 from activities.memory_activities import MemoryActivities
 from activities.npc_activities import DecisionMaker, NpcActivities
 from activities.world_activities import WorldActivities
-from aiworld.config import ConfigError, CoordinatorSettings, MemorySettings, Settings
+from aiworld.config import ConfigError, CoordinatorSettings, MemorySettings, ObservabilitySettings, Settings
 from aiworld.memory.embeddings import Embedder
 from aiworld.memory.store import MemoryStore
 from aiworld.ops.doctor import MEMORI_UNAVAILABLE
+from aiworld.ops.metrics import WorkerMetrics
+from aiworld.ops.tracing import configure_tracing
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
 from aiworld.world.directory import NpcDirectory
+from aiworld.world.feed import WorldFeed
 from aiworld.world.schedules import apply_schedules
 from aiworld.world.store import WorldStore
 from aiworld.world.words import OfflineNarrator, WorldNarrator
@@ -47,6 +51,7 @@ def build_worker(
     brain: DecisionMaker,
     coordinator: CoordinatorSettings | None = None,
     memory: MemorySettings | None = None,
+    metrics: WorkerMetrics | None = None,
     **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency)."""
@@ -54,7 +59,7 @@ def build_worker(
     actions = ActionQueue(store, keys)
     narrator = brain if isinstance(brain, WorldNarrator) else OfflineNarrator()
     activities = [
-        *NpcActivities(memories, actions, brain).all(),
+        *NpcActivities(memories, actions, brain, WorldFeed(store, keys), metrics).all(),
         *MemoryActivities(client, memories, brain).all(),
         *WorldActivities(WorldStore(store, keys), memories, actions, narrator).all(),
         *BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings()).all(),
@@ -77,6 +82,20 @@ def memory_store(store: redis.Redis, keys: Keys, brain: DecisionMaker, settings:
     return MemoryStore(store, keys, settings, embedder)
 
 
+def sdk_metrics_runtime(settings: ObservabilitySettings) -> Runtime | None:
+    """A Temporal runtime whose core serves the SDK's metrics for Prometheus, named its way
+    (`_total` on counters, durations in `_seconds`); None when no port is configured."""
+    if settings.temporal_metrics_port is None:
+        return None
+    prometheus = PrometheusConfig(
+        bind_address=f"{settings.metrics_host}:{settings.temporal_metrics_port}",
+        counters_total_suffix=True,
+        unit_suffix=True,
+        durations_as_seconds=True,
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
 @asynccontextmanager
 async def running_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
     """A worker wired from settings: Temporal, the state store and the LLM router."""
@@ -84,7 +103,8 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
 
     if settings.memory.backend == "memori":
         raise ConfigError(f"AIWORLD_MEMORY__BACKEND: {MEMORI_UNAVAILABLE}")
-    client = client or await connect(settings)
+    configure_tracing(settings.observability, "worker")
+    client = client or await connect(settings, sdk_metrics_runtime(settings.observability))
     # A plain `temporal server start-dev` or a new namespace lacks them, and every NPC start
     # would be refused: create what is missing before polling.
     await ensure_search_attributes(client)
@@ -95,8 +115,16 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
+    metrics = WorkerMetrics(settings.llm)
     worker = build_worker(
-        client, settings.task_queue, store, keys, router, coordinator=settings.coordinator, memory=settings.memory
+        client,
+        settings.task_queue,
+        store,
+        keys,
+        router,
+        coordinator=settings.coordinator,
+        memory=settings.memory,
+        metrics=metrics,
     )
     if settings.world.schedules_enabled:
         try:
@@ -105,9 +133,15 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
             log.warning("world schedules not applied (%s); run `aiworld schedules apply` later", error.message)
         else:
             log.info("world schedules: %s", ", ".join(f"{sid} {how}" for sid, how in applied.items()))
+    observability = settings.observability
     try:
-        async with worker:
-            yield worker
+        async with AsyncExitStack() as serving:
+            if observability.worker_metrics_port is not None:
+                await serving.enter_async_context(
+                    metrics.served(observability.metrics_host, observability.worker_metrics_port, store, keys)
+                )
+            async with worker:
+                yield worker
     finally:
         await router.aclose()
         await store.aclose()

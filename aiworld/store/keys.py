@@ -130,6 +130,14 @@ class Keys:
     def llm_counter(self) -> str:
         return f"{self.prefix}llm:stats"
 
+    def feed(self) -> str:
+        """Bounded stream of what NPCs say and do, for the world viewer."""
+        return f"{self.prefix}feed"
+
+    def feed_appended(self, entry_id: str) -> str:
+        """Marker that one feed entry was appended, so a re-run activity does not append it twice."""
+        return f"{self.prefix}feed:appended:{entry_id}"
+
 
 def text_of(value: object) -> str:
     """A value the store returned, as text: clients may be set to answer bytes or str."""

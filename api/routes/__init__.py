@@ -1,0 +1,1 @@
+"""Endpoints grouped by concept, each an APIRouter that api/app.py includes."""

@@ -34,6 +34,7 @@ from aiworld.models import (
 from aiworld.npc.offline_policy import OfflineDecisionMaker
 from aiworld.ops.worker import STORE_SOCKET_TIMEOUT, WORKFLOWS, build_worker
 from aiworld.store.action_queue import ActionQueue
+from aiworld.world.feed import WorldFeed
 from tests.conftest import NpcLife, demo_profile, end_lives
 from tests.processes import ServerProcess, redis_process
 
@@ -206,7 +207,7 @@ class BrokenActivities:
 
     def __init__(self, store: redis.Redis, keys, client: Client) -> None:
         memory = MemoryStore(store, keys)
-        self._real = NpcActivities(memory, ActionQueue(store, keys), OfflineDecisionMaker())
+        self._real = NpcActivities(memory, ActionQueue(store, keys), OfflineDecisionMaker(), WorldFeed(store, keys))
         self._social = MemoryActivities(client, memory, OfflineDecisionMaker())
 
     @activity.defn(name="prepare_decision")

@@ -56,6 +56,8 @@ def dev_env_vars(tmp_path: Path, small_world: Path) -> dict[str, str]:
         AIWORLD_TEMPORAL_UI_PORT=str(free_port()),
         AIWORLD_API_PORT=str(free_port()),
         AIWORLD_EMBEDDED_REDIS_PORT=str(free_port()),
+        AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT=str(free_port()),
+        AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT=str(free_port()),
         AIWORLD_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
     )
     return env
@@ -103,6 +105,16 @@ async def wait_until_up(env: dict[str, str], process: subprocess.Popen) -> Clien
             await asyncio.sleep(0.5)
 
 
+async def answer(url: str) -> httpx.Response:
+    """The first answer of a server that may still be starting."""
+    async with asyncio.timeout(120), httpx.AsyncClient(timeout=5) as http:
+        while True:
+            try:
+                return await http.get(url)
+            except httpx.HTTPError:
+                await asyncio.sleep(0.5)
+
+
 def stop(process: subprocess.Popen) -> str:
     process.send_signal(signal.SIGTERM)
     try:
@@ -118,10 +130,18 @@ async def test_dev_starts_everything_stops_everything_and_resumes(dev_env_vars, 
     try:
         client = await wait_until_up(dev_env_vars, process)
         first_run = (await client.get_workflow_handle("npc-lina_baker").describe()).run_id
+        viewer = await answer(f"http://127.0.0.1:{dev_env_vars['AIWORLD_API_PORT']}/viewer")
+        # NPCs count as running before the worker polls: its metrics answer once it is up.
+        ours = await answer(f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT']}/metrics")
+        sdk = await answer(f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT']}/metrics")
     finally:
         output = stop(process)
     assert process.returncode == 0, output
     assert "http://127.0.0.1:" in output and "/docs" in output
+    assert f"http://127.0.0.1:{dev_env_vars['AIWORLD_API_PORT']}/viewer" in output
+    assert f"http://127.0.0.1:{dev_env_vars['AIWORLD_TEMPORAL_UI_PORT']}" in output
+    assert viewer.status_code == 200 and "rAthena AI World" in viewer.text
+    assert "aiworld_action_queue_depth" in ours.text and "temporal_" in sdk.text
     assert "3 started now" in output
     await asyncio.sleep(0.5)
     assert not group_alive(process.pid), "a child process of aiworld dev survived SIGTERM"

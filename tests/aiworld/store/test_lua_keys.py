@@ -20,6 +20,7 @@ from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, Memory, PlayerRef, QueuedAction, SayAction
 from aiworld.store.action_queue import ActionQueue
 from aiworld.world.cycle import CycleOutcome, CycleWrite, WorldChange
+from aiworld.world.feed import WorldFeed
 from aiworld.world.routing import WorldInbox
 from aiworld.world.store import WorldStore
 from tests.conftest import REDIS_URL
@@ -67,8 +68,8 @@ def test_the_guard_sees_every_script_of_the_project():
         if "register_script(" in path.read_text()
     ]
     # Five in the action queue and memory store, one in the token bucket, one in the world store,
-    # one in the world systems' inboxes; none elsewhere.
-    assert registered == 8 and others == []
+    # one in the world systems' inboxes, one in the world feed; none elsewhere.
+    assert registered == 9 and others == []
 
 
 async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
@@ -110,7 +111,10 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
     kill = GameEvent(event_id="ev-1", kind="player_killed_monster", player=PlayerRef(char_id=1, name="Aria"))
     assert await inbox.route(kill, map_name="prontera") == ["quests"]
     assert await inbox.route(kill, map_name="prontera") == []
-    assert len(checking_client.sources) == 7
+
+    feed = WorldFeed(checking_client, keys)
+    assert await feed.publish([{"id": "lina_baker-1-0", "type": "action"}]) == {"lina_baker-1-0"}
+    assert len(checking_client.sources) == 8
 
 
 async def test_the_world_cycle_write_declares_its_keys(checking_client, keys):
