@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiworld.config import CoordinatorSettings
+from aiworld.ops.metrics import WorkerMetrics
 from aiworld.temporal import npc_workflow_id
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.news import Scope, WorldNews
@@ -48,10 +49,17 @@ class DeliveryReport(BaseModel):
 
 
 class BroadcastActivities:
-    def __init__(self, client: Client, directory: NpcDirectory, settings: CoordinatorSettings) -> None:
+    def __init__(
+        self,
+        client: Client,
+        directory: NpcDirectory,
+        settings: CoordinatorSettings,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self._client = client
         self._directory = directory
         self._settings = settings
+        self._metrics = metrics or WorkerMetrics()
 
     @activity.defn
     async def find_recipients(self, request: RecipientsRequest) -> RecipientPage:
@@ -72,6 +80,7 @@ class BroadcastActivities:
             progress.delivered += sum(outcomes)
             progress.not_living.extend(npc_id for npc_id, told in zip(chunk, outcomes, strict=True) if not told)
             progress.next_index += len(chunk)
+            self._metrics.told(sum(outcomes), len(chunk) - sum(outcomes))
             activity.heartbeat(progress.model_dump())
         return DeliveryReport(
             delivered=progress.delivered,

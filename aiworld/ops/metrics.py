@@ -83,6 +83,18 @@ class WorkerMetrics:
             registry=self.registry,
         )
 
+        self.fanout_signals = Counter(
+            "aiworld_coordinator_signals",
+            "World news signalled by the event coordinator, by outcome: told a living NPC, or the NPC no longer lives",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def told(self, delivered: int, not_living: int) -> None:
+        """One page of a fan-out was delivered (a retried page counts what it sends again)."""
+        self.fanout_signals.labels("delivered").inc(delivered)
+        self.fanout_signals.labels("not_living").inc(not_living)
+
     def usage(self, usage: DecisionUsage) -> None:
         """One decision or reply from the decision maker: a call, a cache hit, or the offline policy."""
         if usage.cached:

@@ -55,6 +55,7 @@ def build_worker(
     **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency)."""
+    metrics = metrics or WorkerMetrics()  # one registry for every activity of this worker
     memories = memory_store(store, keys, brain, memory or MemorySettings())
     actions = ActionQueue(store, keys)
     narrator = brain if isinstance(brain, WorldNarrator) else OfflineNarrator()
@@ -62,7 +63,7 @@ def build_worker(
         *NpcActivities(memories, actions, brain, WorldFeed(store, keys), metrics).all(),
         *MemoryActivities(client, memories, brain).all(),
         *WorldActivities(WorldStore(store, keys), memories, actions, narrator).all(),
-        *BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings()).all(),
+        *BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings(), metrics).all(),
     ]
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities, **options)
 

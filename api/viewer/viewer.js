@@ -376,16 +376,18 @@ async function openCard(npcId) {
     ]), ["when", "trigger", "did / why", "decided by", "inputs"])
     : noData(card.decisions_missing ? `decisions unavailable: ${card.decisions_missing}` : "no decisions yet"));
   parts.push(el("h3", { text: "Top memories" }));
-  const memories = Array.isArray(tiered) ? tiered : (tiered && Array.isArray(tiered.memories) ? tiered.memories : card.memories);
+  // Scored memories (GET /ai/npc/{id}/memories) when the store answers, else the card's own recall.
+  const memories = tiered && Array.isArray(tiered.memories)
+    ? tiered.memories.map((scored) => ({ ...scored.memory, score: scored.score }))
+    : card.memories;
   parts.push(memories.length
     ? el("ol", { class: "memories" }, ...memories.map((m) => el("li", { "data-memory": m.memory_id || "" },
-      `${m.text}${m.words ? ` “${m.words}”` : ""} `, el("small", { class: "nodata", text: `${m.kind || ""} · importance ${m.importance} · ${m.emotion || ""}` }))))
+      `${m.text}${m.words ? ` “${m.words}”` : ""} `, el("small", { class: "nodata", text: `${m.kind || ""} · importance ${m.importance} · ${m.emotion || ""}${m.score !== undefined ? ` · score ${m.score.toFixed(2)}` : ""}` }))))
     : noData("no memories yet"));
   parts.push(el("h3", { text: "Relationships" }));
-  const listed = Array.isArray(related) ? related : (related && Array.isArray(related.relationships) ? related.relationships : null);
-  const relationships = listed && listed.every((r) => r && r.score !== undefined) ? listed : card.relationships;
+  const relationships = related && Array.isArray(related.relationships) ? related.relationships : card.relationships;
   parts.push(relationships.length
-    ? table(relationships.map((r) => [r.party || r.other || r.with || "", String(r.score)]), ["with", "score"])
+    ? table(relationships.map((r) => [r.party, String(r.score), r.type || ""]), ["with", "score", "type"])
     : noData("no relationships yet"));
   body.replaceChildren(...parts);
   $("card").dataset.npc = npcId;

@@ -17,6 +17,7 @@ from aiworld.config import CoordinatorSettings
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, NpcProfile, NpcStateView, PlayerRef
 from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops.metrics import WorkerMetrics
 from aiworld.ops.worker import build_worker
 from aiworld.temporal import npc_workflow_id
 from aiworld.world.broadcast import start_broadcast
@@ -288,3 +289,23 @@ async def test_a_large_scope_goes_page_by_page_and_continues_as_new(time_skippin
         await end_lives(client, task_queue, npcs.started, visibility=False)
     assert report.delivered == 2 and report.not_living == 298
     assert report.pages >= 6 and report.runs >= 3
+
+
+async def test_the_worker_counts_what_its_fan_outs_told(time_skipping_env, task_queue, redis_client, keys):
+    """`aiworld_coordinator_signals_total` on the worker's metrics: NPCs told, and listed NPCs
+    that no longer live."""
+    metrics = WorkerMetrics()
+    npcs = NpcLife(time_skipping_env.client, task_queue, keys)
+    try:
+        async with build_worker(
+            time_skipping_env.client, task_queue, redis_client, keys, OfflineDecisionMaker(), metrics=metrics
+        ):
+            await settle_town(npcs, redis_client, keys)
+            assert await start_broadcast(npcs.client, news("n-counted", Scope(kind="map", map="prontera")), task_queue)
+            handle = npcs.client.get_workflow_handle(broadcast_workflow_id("n-counted"), result_type=BroadcastReport)
+            assert (await handle.result()).delivered == 3
+    finally:
+        await end_lives(time_skipping_env.client, task_queue, npcs.started, visibility=False)
+    sample = metrics.registry.get_sample_value
+    assert sample("aiworld_coordinator_signals_total", {"outcome": "delivered"}) == 3
+    assert sample("aiworld_coordinator_signals_total", {"outcome": "not_living"}) == 1  # the ghost of prontera
