@@ -41,6 +41,7 @@ from aiworld.world.definition import load_world
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
+from api.routes import llm as llm_routes
 from api.schemas import (
     ActionBatch,
     ActionResultRecorded,
@@ -393,6 +394,7 @@ def create_app(
             systems[system] = await resources["store"].hgetall(keys.world(system))
         return WorldState(**systems)
 
+    llm_routes.install(guarded, settings, keys, lambda: resources["store"])
     app.include_router(guarded)
     return app
 

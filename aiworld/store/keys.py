@@ -82,6 +82,19 @@ class Keys:
     def llm_counter(self) -> str:
         return f"{self.prefix}llm:stats"
 
+    def llm_spend(self, scope: str, dimension: str, window: int) -> str:
+        """What one scope ("all" or "tier:{tier}") spent of one budget dimension (calls, tokens,
+        money) in one time window (minute, hour or day number since the epoch); expires after it."""
+        return f"{self.prefix}llm:budget:{scope}:{dimension}:{window}"
+
+    def llm_ladder(self) -> str:
+        """Hash of each tier's rung of the degradation ladder, since when and why."""
+        return f"{self.prefix}llm:budget:ladder"
+
+    def llm_ladder_history(self) -> str:
+        """Bounded stream of the ladder's rung changes."""
+        return f"{self.prefix}llm:budget:history"
+
 
 def text_of(value: object) -> str:
     """A value the store returned, as text: clients may be set to answer bytes or str."""
