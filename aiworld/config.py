@@ -114,6 +114,19 @@ class LlmSettings(BaseModel):
         return self
 
 
+class CoherenceSettings(BaseModel):
+    """The coherence monitor: a scheduled check of the world's invariants, with repairs."""
+
+    schedule_enabled: bool = True
+    interval_seconds: int = Field(default=600, ge=10, le=86_400)
+    # An action leased this many times and never reported is a dead letter.
+    dead_letter_attempts: int = Field(default=5, ge=2, le=1000)
+    # A merchant's price this many times above or below the economy's price is out of line.
+    shop_price_factor: float = Field(default=3.0, gt=1, le=100)
+    # Examples kept per check in the report.
+    examples_per_check: int = Field(default=5, ge=1, le=50)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AIWORLD_",
@@ -172,6 +185,7 @@ class Settings(BaseSettings):
     world_file: Path | None = None
 
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    coherence: CoherenceSettings = Field(default_factory=CoherenceSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("redis_url")

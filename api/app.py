@@ -41,6 +41,7 @@ from aiworld.world.definition import load_world
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
+from api.routes import coherence as coherence_routes
 from api.routes import llm as llm_routes
 from api.schemas import (
     ActionBatch,
@@ -395,6 +396,7 @@ def create_app(
         return WorldState(**systems)
 
     llm_routes.install(guarded, settings, keys, lambda: resources["store"])
+    coherence_routes.install(guarded, keys, lambda: resources["store"])
     app.include_router(guarded)
     return app
 

@@ -601,6 +601,7 @@ class NpcLifeWorkflow:
             about=about,
             created_at=workflow.now(),
             words=event.text if event.kind is GameEventKind.NPC_SPOKE else None,
+            facts=event.facts if event.kind is GameEventKind.WORLD_EVENT else None,
         )
 
     @staticmethod
@@ -898,3 +899,8 @@ class NpcLifeWorkflow:
     @workflow.query
     def recent_decisions(self) -> list[DecisionRecord]:
         return list(self._state.recent_decisions)
+
+    @workflow.query
+    def profile(self) -> NpcProfile:
+        """Who the NPC is now (registration and `configure` included): where it lives, its shop."""
+        return self._state.profile

@@ -1,4 +1,4 @@
-"""The worker process: NPC workflows and their activities on the `aiworld` task queue."""
+"""The worker process: NPC and coherence workflows and their activities on the `aiworld` task queue."""
 
 from __future__ import annotations
 
@@ -10,28 +10,51 @@ from typing import Any
 
 import redis.asyncio as redis
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.coherence_activities import CoherenceActivities
 from activities.npc_activities import DecisionMaker, NpcActivities
-from aiworld.config import Settings
+from aiworld.config import CoherenceSettings, Settings
 from aiworld.memory.store import MemoryStore
+from aiworld.models import NpcProfile
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
+from aiworld.world.coherence import CoherenceMonitor, apply_coherence_schedule
+from aiworld.world.definition import load_world
+from workflows.coherence import CoherenceCheckWorkflow
 from workflows.npc_life import NpcLifeWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [NpcLifeWorkflow]
+WORKFLOWS = [NpcLifeWorkflow, CoherenceCheckWorkflow]
 STORE_SOCKET_TIMEOUT = 2.0
 
 
 def build_worker(
-    client: Client, task_queue: str, store: redis.Redis, keys: Keys, brain: DecisionMaker, **options: Any
+    client: Client,
+    task_queue: str,
+    store: redis.Redis,
+    keys: Keys,
+    brain: DecisionMaker,
+    *,
+    coherence: CoherenceSettings | None = None,
+    known_profiles: list[NpcProfile] | None = None,
+    **options: Any,
 ) -> Worker:
-    """`options` go to the Worker as they are (cache size, concurrency)."""
+    """`options` go to the Worker as they are (cache size, concurrency). The coherence monitor
+    restarts NPCs from `known_profiles` (the world file's; the demo world's by default)."""
     activities = NpcActivities(MemoryStore(store, keys), ActionQueue(store, keys), brain)
-    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities.all(), **options)
+    profiles = known_profiles if known_profiles is not None else load_world().npcs
+    monitor = CoherenceMonitor(client, store, keys, task_queue, coherence or CoherenceSettings(), profiles)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[*activities.all(), *CoherenceActivities(monitor).all()],
+        **options,
+    )
 
 
 @asynccontextmanager
@@ -50,7 +73,21 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
-    worker = build_worker(client, settings.task_queue, store, keys, router)
+    worker = build_worker(
+        client,
+        settings.task_queue,
+        store,
+        keys,
+        router,
+        coherence=settings.coherence,
+        known_profiles=load_world(settings.world_file).npcs,
+    )
+    if settings.coherence.schedule_enabled:
+        try:
+            how = await apply_coherence_schedule(client, settings.coherence, settings.task_queue)
+            log.info("schedule world-coherence %s", how)
+        except RPCError as error:  # a server without schedules: NPCs live on, unwatched
+            log.warning("schedule world-coherence not applied (%s); run `aiworld schedules apply` later", error.message)
     try:
         async with worker:
             yield worker

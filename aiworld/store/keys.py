@@ -82,6 +82,14 @@ class Keys:
     def llm_counter(self) -> str:
         return f"{self.prefix}llm:stats"
 
+    def quarantined_memory(self, npc_id: str, memory_id: str) -> str:
+        """A memory record that failed its schema, set aside (with a TTL) by the coherence monitor."""
+        return f"{self.prefix}npc:{npc_id}:memory:{memory_id}:quarantined"
+
+    def coherence_report(self) -> str:
+        """The coherence monitor's last report (JSON)."""
+        return f"{self.prefix}coherence:report"
+
     def llm_spend(self, scope: str, dimension: str, window: int) -> str:
         """What one scope ("all" or "tier:{tier}") spent of one budget dimension (calls, tokens,
         money) in one time window (minute, hour or day number since the epoch); expires after it."""
