@@ -13,6 +13,8 @@
    a rate is not sustained and the processed rate no longer grows.
 3. Cost: history events per decision on a sample of NPCs, CPU ms per decision and RSS of each
    process from /proc; `--soak MINUTES` keeps the first rate going and samples RSS over time.
+4. LLM budget: calls and money per NPC-hour and the share of player lines an LLM answered, with
+   the budget governor off and on at two budget levels (benchmarks/llm_budget.py).
 
 Every figure is printed with the command and the machine load, and written as JSON (the path is
 printed at the end). Nothing is asserted: this measures, the README quotes it.
@@ -34,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import raw
+from benchmarks import llm_budget, raw
 from benchmarks.measure import describe_latency, describe_load, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
 
@@ -211,6 +213,13 @@ async def main(arguments: argparse.Namespace) -> Path:
         flush=True,
     )
     report["pipeline"] = pipeline = await run_pipeline(arguments, directory, raw_rate)
+    if not arguments.skip_llm_budget:
+        print(
+            f"\nLLM budget: {arguments.npcs} NPCs, {llm_budget.NEAR_SHARE:.0%} near players, one game hour, "
+            "the router and governor against the tests' provider server (benchmarks/llm_budget.py)",
+            flush=True,
+        )
+        report["llm_budget"] = await llm_budget.measure(arguments.npcs)
     report["machine_at_end"] = machine_load()
 
     print(f"\nsummary ({report['command']}; {describe_load(report['machine_at_end'])})")
@@ -231,6 +240,13 @@ async def main(arguments: argparse.Namespace) -> Path:
         "RSS start -> end (MiB)",
         json.dumps({n: f"{pipeline['rss_mib_at_start'][n]}->{v}" for n, v in pipeline["rss_mib_at_end"].items()}),
     )
+
+    for run in report.get("llm_budget", {}).get("runs", []):
+        show(
+            f"LLM, {run['label']}",
+            f"{run['llm_calls_per_npc_hour']} calls and {run['money_per_npc_hour']} money per NPC-hour, "
+            f"{run['player_lines_llm_share']:.0%} of player lines by an LLM",
+        )
 
     out = arguments.out or Path(".aiworld/bench") / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +271,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--soak-sample-seconds", type=float, default=30, help="how often the soak samples RSS")
     parser.add_argument("--skip-raw", action="store_true", help="no raw baseline (e.g. when only scaling out)")
+    parser.add_argument("--skip-llm-budget", action="store_true", help="no LLM budget figures")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default .aiworld/bench/<time>.json)")
     arguments = parser.parse_args(argv)
     for key, value in (FULL if arguments.full else SHORT).items():

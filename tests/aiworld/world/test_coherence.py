@@ -258,3 +258,21 @@ async def test_the_schedule_is_applied_idempotently_and_keeps_an_operators_pause
         assert described.schedule.action.workflow == "CoherenceCheckWorkflow"  # type: ignore[union-attr]
     finally:
         await handle.delete()
+
+
+async def test_a_check_that_fails_is_reported_and_the_others_still_run(
+    dev_life, dev_env, redis_client, keys, coherence_schedule
+):
+    await living_world(dev_life, redis_client, keys, ["kafra_elin"])
+    await redis_client.hset(keys.relationships("kafra_elin"), "player:3", "-300")
+    # The economy's hash damaged into a string: every read of it fails with WRONGTYPE.
+    await redis_client.set(keys.world("economy"), "not a hash")
+
+    report = await scheduled_run(dev_env.client, coherence_schedule)
+
+    errors = {check.name: check.error for check in report.checks if check.error}
+    assert sorted(errors) == ["shop_price_drift", "stale_beliefs", "world_values_out_of_bounds"]
+    assert all("WRONGTYPE" in error for error in errors.values() if error)
+    assert found(report) == {"invalid_records": (1, 1, 0)}
+    assert await redis_client.hget(keys.relationships("kafra_elin"), "player:3") == "-100"
+    assert "error: " in report.summary()
