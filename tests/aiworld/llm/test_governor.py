@@ -232,3 +232,35 @@ async def test_the_governor_off_counts_spend_and_never_degrades(provider_server,
         await router.aclose()
     assert [(r.usage.provider, r.usage.budget_rung) for r in results] == [("openai", "normal")] * 3
     assert (await router.governor.spent())["calls"] == 3
+
+
+async def test_each_rung_is_left_as_spend_falls_below_its_threshold(redis_client, keys):
+    """Spend falls as windows pass: each hour here spends less than the last."""
+    clock = Clock()
+    governor = BudgetGovernor(
+        BudgetSettings(overall=BudgetLimits(tokens_per_hour=TOKENS_PER_HOUR)), redis_client, keys, clock
+    )
+    seen = []
+    for share in (1.0, 0.9, 0.8999, 0.8, 0.65, 0.6499, 0.5, 0.4999):
+        clock.now += 3600
+        await spend_to(governor, share)
+        seen.append((share, (await governor.standing("routine")).rung.label))
+    assert seen == [
+        (1.0, "hard_cap"),
+        (0.9, "offline_below_importance"),
+        (0.8999, "cheapest_model"),
+        (0.8, "cheapest_model"),
+        (0.65, "wide_cache"),
+        (0.6499, "stretch_cadence"),
+        (0.5, "stretch_cadence"),
+        (0.4999, "normal"),
+    ]
+    changes = (await governor.report())["changes"]
+    assert [(c["from"], c["rung"]) for c in reversed(changes)] == [
+        ("0", "hard_cap"),
+        ("5", "offline_below_importance"),
+        ("4", "cheapest_model"),
+        ("3", "wide_cache"),
+        ("2", "stretch_cadence"),
+        ("1", "normal"),
+    ]

@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 import pytest_asyncio
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
+from temporalio.worker import Replayer
 
 from aiworld.config import CoherenceSettings
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, Memory, NpcStateView, QueuedAction, SayAction
+from aiworld.ops.worker import WORKFLOWS
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import text_of
 from aiworld.temporal import npc_workflow_id
@@ -51,7 +54,11 @@ async def scheduled_run(client: Client, schedule) -> CoherenceReport:
     run = client.get_workflow_handle(
         started.workflow_id, run_id=started.first_execution_run_id, result_type=CoherenceReport
     )
-    return await run.result()
+    report = await run.result()
+    # The run's history replays with the current code.
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(await run.fetch_history())
+    return report
 
 
 async def living_world(life, redis_client, keys, npc_ids: list[str]) -> None:
