@@ -264,3 +264,22 @@ async def test_each_rung_is_left_as_spend_falls_below_its_threshold(redis_client
         ("2", "stretch_cadence"),
         ("1", "normal"),
     ]
+
+
+async def test_a_call_whose_worst_case_does_not_fit_is_not_made(provider_server, redis_client, keys):
+    """Nothing spent yet, but the most this call could cost (its prompt and the most output it may
+    return) is over the day's money: neither the decision nor the reply is sent."""
+    clock = Clock()
+    budget = BudgetSettings(overall=BudgetLimits(money_per_day=0.5))
+    router = governed_router(provider_server, redis_client, keys, clock, budget, decision_cache_ttl_seconds=0)
+    calls = sum(provider_server.calls.values())
+    try:
+        decided = await router.decide(context())
+        _, replied = await router.converse(dialogue())
+    finally:
+        await router.aclose()
+    assert sum(provider_server.calls.values()) == calls
+    for usage in (decided.usage, replied):
+        assert (usage.provider, usage.budget_rung) == ("offline", "hard_cap")
+        assert usage.fallbacks[-1].startswith("hard cap: all tiers would pass money/day 0.5")
+    assert await router.governor.spent() == {"calls": 0.0, "tokens": 0.0, "money": 0.0}
