@@ -16,7 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.coherence_activities import CoherenceActivities
     from aiworld.world.coherence import CHECKS, CheckRequest, CheckResult, CoherenceReport
 
-CHECK_TIMEOUT = timedelta(minutes=2)
+# A check reads every NPC of the world once (a query each for the living): minutes for thousands.
+CHECK_TIMEOUT = timedelta(minutes=5)
 SAVE_TIMEOUT = timedelta(seconds=10)
 CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
 SAVE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)

@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 SCHEDULE_NAME = "world-coherence"
 WORKFLOW_TYPE = "CoherenceCheckWorkflow"
 # A run is short; one that takes longer than this is stuck and the next may start.
-RUN_TIMEOUT = timedelta(minutes=10)
+RUN_TIMEOUT = timedelta(minutes=30)
 QUERY_TIMEOUT = timedelta(seconds=5)
 MAX_PRICE = 1_000_000_000  # rAthena's zeny limit
 RELATION_BOUNDS = (-100, 100)

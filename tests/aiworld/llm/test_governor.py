@@ -123,8 +123,8 @@ async def test_each_rung_is_entered_and_left_at_its_threshold(provider_server, r
         noon = await router.decide(context(importance=important, minute=0, char_id=8))
         assert provider_server.calls["openai"] == calls + 1
         assert (morning.usage.cached, noon.usage.cached, noon.usage.budget_rung) == (False, True, "wide_cache")
-        ttl = await redis_client.ttl(next(iter(await redis_client.keys(f"{keys.prefix}llm:decision:*"))))
-        assert ttl > 300
+        ttls = [await redis_client.ttl(key) for key in await redis_client.keys(f"{keys.prefix}llm:decision:*")]
+        assert max(ttls) > 300, "the wide cache keeps decisions longer than the usual 5 minutes"
 
         await spend_to(governor, 0.80)  # 3: the cheapest model first
         cheap = await router.decide(context(importance=important, minute=3))
