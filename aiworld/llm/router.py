@@ -132,9 +132,10 @@ class LlmRouter:
         """One request: its worst case is reserved from the budget first (BudgetExhausted when it
         could pass a limit), then settled to the tokens the provider reports."""
         settings = provider.settings
-        # At least one token per three characters of prompt, and the most output we ask for:
-        # a bound the provider's reported usage stays under, so spend cannot pass a limit.
-        tokens_in = (len(system) + len(prompt)) // 3 + PROMPT_FRAMING_TOKENS
+        # A token is at least one byte of UTF-8 to the providers' byte-level tokenizers, and the
+        # answer is at most MAX_OUTPUT_TOKENS: a bound the reported usage stays under, so spend
+        # cannot pass a limit.
+        tokens_in = len(system.encode()) + len(prompt.encode()) + PROMPT_FRAMING_TOKENS
         reservation = await self.governor.reserve(
             tier, tokens_in + MAX_OUTPUT_TOKENS, _price(provider, tokens_in, MAX_OUTPUT_TOKENS)
         )
