@@ -113,18 +113,22 @@ def schedules() -> None:
 @schedules.command("apply")
 @operator_errors
 def schedules_apply() -> None:
-    """Create the world schedules, or update them to the settings (an operator's pause is kept)."""
+    """Create the world schedules and the coherence check's, or update them to the settings (an
+    operator's pause is kept)."""
     asyncio.run(_schedules_apply(_settings()))
 
 
 async def _schedules_apply(settings: Settings) -> None:
     from aiworld.temporal import connect
+    from aiworld.world.coherence import apply_coherence_schedule
     from aiworld.world.schedules import apply_schedules, interval_of
 
     client = await _connect_or_explain(connect, settings)
     for schedule_id, how in (await apply_schedules(client, settings.world, settings.task_queue)).items():
         system = schedule_id.removeprefix("world-")
         console.print(f"{schedule_id}: {how} (every {interval_of(settings.world, system)})")
+    how = await apply_coherence_schedule(client, settings.coherence, settings.task_queue)
+    console.print(f"world-coherence: {how} (every {settings.coherence.interval_seconds:g}s)")
 
 
 @main.group()

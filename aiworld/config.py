@@ -50,9 +50,46 @@ class ProviderSettings(BaseModel):
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     requests_per_minute: int = Field(default=60, ge=1)
     tokens_per_minute: int = Field(default=200_000, ge=1)
-    # Prices, for the spend the worker's metrics count (0: not counted as spend).
-    usd_per_million_input_tokens: float = Field(default=0.0, ge=0)
-    usd_per_million_output_tokens: float = Field(default=0.0, ge=0)
+    # What the provider's model costs, in the operator's currency per 1,000 tokens; the budget
+    # governor prices every call with them (0: free, e.g. a local Ollama).
+    input_price_per_1k: float = Field(default=0.0, ge=0)
+    output_price_per_1k: float = Field(default=0.0, ge=0)
+
+
+class BudgetLimits(BaseModel):
+    """Spending limits of one scope (all tiers together, or one tier); None: no limit."""
+
+    calls_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_hour: int | None = Field(default=None, ge=1)
+    money_per_day: float | None = Field(default=None, gt=0)
+
+
+class BudgetSettings(BaseModel):
+    """The LLM budget governor: limits, and the spend (as a share of the tightest limit) at which
+    each rung of the degradation ladder is entered. A rung is left as soon as spend falls below its
+    threshold again (a new minute, hour or day starts a new window)."""
+
+    enabled: bool = True
+    overall: BudgetLimits = Field(default_factory=BudgetLimits)
+    tiers: dict[str, BudgetLimits] = Field(default_factory=dict)
+    stretch_cadence_at: float = Field(default=0.5, gt=0, le=1)
+    widen_cache_at: float = Field(default=0.65, gt=0, le=1)
+    cheapest_model_at: float = Field(default=0.8, gt=0, le=1)
+    offline_below_importance_at: float = Field(default=0.9, gt=0, le=1)
+    # NPCs below this importance (1..10) are the "least important": stretched first, offline at rung 4.
+    importance_threshold: int = Field(default=5, ge=1, le=11)
+    cadence_stretch: float = Field(default=4.0, ge=1, le=100)
+    wide_decision_cache_ttl_seconds: int = Field(default=1800, ge=0)
+
+    @model_validator(mode="after")
+    def _rungs_in_order(self) -> BudgetSettings:
+        rungs = [self.stretch_cadence_at, self.widen_cache_at, self.cheapest_model_at, self.offline_below_importance_at]
+        if rungs != sorted(rungs):
+            raise ValueError(
+                "budget thresholds must rise: stretch_cadence_at <= widen_cache_at <= cheapest_model_at "
+                "<= offline_below_importance_at"
+            )
+        return self
 
 
 class LlmSettings(BaseModel):
@@ -66,6 +103,7 @@ class LlmSettings(BaseModel):
     decision_cache_ttl_seconds: int = Field(default=300, ge=0)
     batch_window_ms: int = Field(default=150, ge=0, le=10_000)
     batch_size: int = Field(default=10, ge=1, le=100)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
 
     @model_validator(mode="after")
     def _azure_is_the_default_when_configured(self) -> LlmSettings:
@@ -181,6 +219,19 @@ class ObservabilitySettings(BaseModel):
     temporal_ui_url: str = "http://127.0.0.1:8233"
 
 
+class CoherenceSettings(BaseModel):
+    """The coherence monitor: a scheduled check of the world's invariants, with repairs."""
+
+    schedule_enabled: bool = True
+    interval_seconds: int = Field(default=600, ge=10, le=86_400)
+    # An action leased this many times and never reported is a dead letter.
+    dead_letter_attempts: int = Field(default=5, ge=2, le=1000)
+    # A merchant's price this many times above or below the economy's price is out of line.
+    shop_price_factor: float = Field(default=3.0, gt=1, le=100)
+    # Examples kept per check in the report.
+    examples_per_check: int = Field(default=5, ge=1, le=50)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AIWORLD_",
@@ -243,6 +294,7 @@ class Settings(BaseSettings):
     coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    coherence: CoherenceSettings = Field(default_factory=CoherenceSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("redis_url")

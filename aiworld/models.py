@@ -399,6 +399,12 @@ class DecisionUsage(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)
     # How many NPCs shared the call that made this decision (batching).
     batch_size: int = 1
+    # What the call cost at the provider's configured prices (this NPC's share of a batched call).
+    cost: float = 0.0
+    # The budget governor's rung that decided it ("normal" … "hard_cap", aiworld.llm.governor),
+    # and how much longer the NPC should wait between routine steps while that rung holds.
+    budget_rung: str = "normal"
+    cadence_stretch: float = Field(default=1.0, ge=1, le=100)
 
 
 class DecisionResult(BaseModel):
@@ -509,6 +515,9 @@ class Memory(BaseModel):
     # News passed on by word of mouth: which piece of news, and how many retellings from its source.
     news_id: str | None = Field(default=None, max_length=80)
     retellings: int = Field(default=0, ge=0, le=100)
+    # The structured facts of the world news this memory was made from (GameEvent.facts): what
+    # the NPC believes of the world, checked against world state by the coherence monitor.
+    facts: dict[str, str | int | float] | None = None
 
     @model_validator(mode="before")
     @classmethod

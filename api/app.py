@@ -44,6 +44,8 @@ from aiworld.world.routing import WorldInbox
 from api.auth import Authenticator
 from api.errors import ApiError, Unavailable, install_error_handlers, install_request_ids, invalid_field, within
 from api.metrics import ApiMetrics
+from api.routes import coherence as coherence_routes
+from api.routes import llm as llm_routes
 from api.routes.memory import memory_routes
 from api.routes.viewer import viewer_router
 from api.routes.world import register_world_routes
@@ -414,6 +416,8 @@ def create_app(
     guarded.include_router(
         world_event_routes(settings, keys, temporal, lambda: resources["store"], guarded.route_class)
     )
+    llm_routes.install(guarded, settings, keys, lambda: resources["store"])
+    coherence_routes.install(guarded, keys, lambda: resources["store"])
     app.include_router(guarded)
     app.include_router(
         memory_routes(guarded.route_class, lambda: resources["store"], keys, settings, WITH_QUERY_ERRORS)

@@ -4,12 +4,13 @@ process adds to one hash in the state store (so one scrape of the API sees the w
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import redis.asyncio as redis
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from aiworld.store.keys import Keys
+from aiworld.store.keys import Keys, text_of
 
 
 class ApiMetrics:
@@ -38,6 +39,25 @@ class ApiMetrics:
             ["counter"],
             registry=self.registry,
         )
+        self.budget_rung = Gauge(
+            "aiworld_llm_budget_rung",
+            "Each tier's rung of the LLM budget ladder: 0 normal, 1 stretch_cadence, 2 wide_cache, "
+            "3 cheapest_model, 4 offline_below_importance, 5 hard_cap",
+            ["tier"],
+            registry=self.registry,
+        )
+        self.budget_pressure = Gauge(
+            "aiworld_llm_budget_pressure",
+            "Each tier's spend as a share of its tightest budget (1 = hard cap)",
+            ["tier"],
+            registry=self.registry,
+        )
+        self.budget_rung_since = Gauge(
+            "aiworld_llm_budget_rung_since_seconds",
+            "When each tier entered its current rung (Unix time)",
+            ["tier"],
+            registry=self.registry,
+        )
 
     def install(self, app: FastAPI) -> None:
         @app.middleware("http")
@@ -56,4 +76,15 @@ class ApiMetrics:
                 self.llm.labels(name).set(float(value))
             except ValueError:
                 continue  # not a number: never break a scrape over one bad field
+        for name, value in (await store.hgetall(self._keys.llm_ladder())).items():
+            tier, _, field = text_of(name).rpartition(".")
+            try:
+                if field == "rung":
+                    self.budget_rung.labels(tier).set(float(value))
+                elif field == "pressure":
+                    self.budget_pressure.labels(tier).set(float(value))
+                elif field == "since":
+                    self.budget_rung_since.labels(tier).set(datetime.fromisoformat(text_of(value)).timestamp())
+            except ValueError:
+                continue
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -17,6 +17,8 @@
 5. World cycles: the cost of one cycle of each world system at 1,000 NPCs (benchmarks/world_cycles.py).
 6. Memory: recall latency p50/p99 at 100, 1,000 and the cap's number of memories per NPC on both
    search paths, and the bytes of an NPC's memory after a game month (benchmarks/memory.py).
+7. LLM budget: calls and money per NPC-hour and the share of player lines an LLM answered, with
+   the budget governor off and on at two budget levels (benchmarks/llm_budget.py).
 
 Every figure is printed with the command and the machine load, and written as JSON (the path is
 printed at the end). Nothing is asserted: this measures, the README quotes it.
@@ -38,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fanout, memory, raw, world_cycles
+from benchmarks import fanout, llm_budget, memory, raw, world_cycles
 from benchmarks.measure import describe_latency, describe_load, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
 
@@ -227,6 +229,13 @@ async def main(arguments: argparse.Namespace) -> Path:
     if not arguments.skip_memory:
         print("\nmemory: recall latency by memories per NPC on both search paths; bytes after a game month", flush=True)
         report["memory"] = await memory.measure(directory / "memory")
+    if not arguments.skip_llm_budget:
+        print(
+            f"\nLLM budget: {arguments.npcs} NPCs, {llm_budget.NEAR_SHARE:.0%} near players, one game hour, "
+            "the router and governor against the tests' provider server (benchmarks/llm_budget.py)",
+            flush=True,
+        )
+        report["llm_budget"] = await llm_budget.measure(arguments.npcs)
     report["machine_at_end"] = machine_load()
 
     print(f"\nsummary ({report['command']}; {describe_load(report['machine_at_end'])})")
@@ -253,6 +262,13 @@ async def main(arguments: argparse.Namespace) -> Path:
         "RSS start -> end (MiB)",
         json.dumps({n: f"{pipeline['rss_mib_at_start'][n]}->{v}" for n, v in pipeline["rss_mib_at_end"].items()}),
     )
+
+    for run in report.get("llm_budget", {}).get("runs", []):
+        show(
+            f"LLM, {run['label']}",
+            f"{run['llm_calls_per_npc_hour']} calls and {run['money_per_npc_hour']} money per NPC-hour, "
+            f"{run['player_lines_llm_share']:.0%} of player lines by an LLM",
+        )
 
     out = arguments.out or Path(".aiworld/bench") / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,6 +297,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--world-npcs", type=int, default=1000, help="NPCs in the world the cycles are measured in")
     parser.add_argument("--skip-fanout", action="store_true", help="no fan-out of a world event")
     parser.add_argument("--skip-memory", action="store_true", help="no memory benchmark (benchmarks/memory.py)")
+    parser.add_argument("--skip-llm-budget", action="store_true", help="no LLM budget figures")
     parser.add_argument("--out", type=Path, help="where to write the JSON (default .aiworld/bench/<time>.json)")
     arguments = parser.parse_args(argv)
     for key, value in (FULL if arguments.full else SHORT).items():

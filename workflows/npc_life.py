@@ -113,6 +113,9 @@ OFFLINE = "offline"
 # Runs that began with this patch decide and write through local activities: one workflow task
 # per event. Runs that began before it keep their activities until their next continue-as-new.
 LOCAL_PIPELINE = "local-pipeline"
+# Runs that see a decision asking for another cadence (the LLM budget governor's first rung)
+# adopt it from then on; older histories never carry such a decision.
+BUDGET_CADENCE = "budget-cadence"
 SAVE_TIMEOUT = timedelta(seconds=3)
 SAVE_SCHEDULE_TIMEOUT = timedelta(seconds=7)
 SAVE_BUDGET_SECONDS = SAVE_TIMEOUT.total_seconds() - 0.5
@@ -239,12 +242,13 @@ class NpcLifeWorkflow:
     def _cadence(self) -> timedelta | None:
         """None means sleep: no timer, only an event wakes the NPC."""
         importance = self._state.profile.importance
+        budget_stretch = self._state.cadence_stretch
         if self._state.players_near:
             seconds = SLOWEST_CADENCE - (SLOWEST_CADENCE - FASTEST_CADENCE) * (importance - 1) / 9
             stretched = seconds * 2 ** min(self._state.quiet_steps, QUIET_DOUBLINGS)
-            return min(timedelta(seconds=round(stretched, 1)), QUIET_CADENCE_LIMIT)
+            return min(timedelta(seconds=round(stretched, 1)), QUIET_CADENCE_LIMIT) * budget_stretch
         if importance >= AMBIENT_IMPORTANCE:
-            return AMBIENT_CADENCE
+            return AMBIENT_CADENCE * budget_stretch
         return None
 
     def _forget_stale_presence(self) -> None:
@@ -357,6 +361,14 @@ class NpcLifeWorkflow:
         self._count_decision(result, trigger)
         await self._carry_out(sequence, trigger, events, result, memory_ids=prepared.memory_ids)
 
+    def _adopt_cadence(self, result: DecisionResult, trigger: str) -> None:
+        """The budget governor's cadence comes with each decision it made; a decision made without
+        it (the decision maker failed) says nothing about the budget."""
+        stretch = result.usage.cadence_stretch
+        if trigger != "routine-after-failure" and stretch != self._state.cadence_stretch:
+            if workflow.patched(BUDGET_CADENCE):
+                self._state.cadence_stretch = stretch
+
     async def _decision_by_activity(self, context: NpcContext, sequence: int) -> DecisionResult | None:
         """The decision maker's answer, or None when none could be had (providers down, retries spent)."""
         try:
@@ -375,6 +387,7 @@ class NpcLifeWorkflow:
             return None
 
     def _count_decision(self, result: DecisionResult, trigger: str) -> None:
+        self._adopt_cadence(result, trigger)
         if trigger == "routine-after-failure":
             self._state.routine_decisions += 1
         elif result.usage.provider == OFFLINE:
@@ -715,6 +728,7 @@ class NpcLifeWorkflow:
             place=self._state.profile.map,
             news_id=news_id,
             retellings=retellings,
+            facts=event.facts if event.kind is GameEventKind.WORLD_EVENT else None,
         )
 
     def _relationship_change(self, event: GameEvent) -> RelationshipChange | None:
@@ -793,8 +807,9 @@ class NpcLifeWorkflow:
         if state.recent_decisions:
             last = state.recent_decisions[-1]
             actions = ", ".join(action.kind for action in last.decision.actions) or "nothing"
+            budget = "" if last.usage.budget_rung == "normal" else f", budget rung {last.usage.budget_rung}"
             lines.append(
-                f"Last decision #{last.sequence} ({last.trigger}, by {last.usage.provider}): {actions}; "
+                f"Last decision #{last.sequence} ({last.trigger}, by {last.usage.provider}{budget}): {actions}; "
                 f"inputs: {', '.join(last.event_ids) or 'none'}"
                 + (f"; rejected: {'; '.join(last.rejections)}" if last.rejections else "")
             )
@@ -1037,3 +1052,8 @@ class NpcLifeWorkflow:
     @workflow.query
     def recent_decisions(self) -> list[DecisionRecord]:
         return list(self._state.recent_decisions)
+
+    @workflow.query
+    def profile(self) -> NpcProfile:
+        """Who the NPC is now (registration and `configure` included): where it lives, its shop."""
+        return self._state.profile

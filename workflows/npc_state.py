@@ -47,6 +47,9 @@ class NpcLifeState(BaseModel):
     published_at: datetime | None = None
     # Routine steps since the last event: each one stretches the cadence (see NpcLifeWorkflow).
     quiet_steps: int = 0
+    # How much longer the NPC waits between routine steps while the LLM budget is tight, as the
+    # budget governor's last decision for it said (DecisionUsage.cadence_stretch).
+    cadence_stretch: float = 1.0
     retired: bool = False
     # Writes the state store refused, oldest first; while any is here the NPC waits for the store.
     unsaved: list[OutcomeWrite] = Field(default_factory=list)

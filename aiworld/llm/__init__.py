@@ -3,6 +3,9 @@ the last link of every chain. `build_router` is what the worker hands to the NPC
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import redis.asyncio as redis
 
 from aiworld.config import ConfigError, Settings
@@ -12,7 +15,9 @@ from aiworld.store.keys import Keys
 __all__ = ["LlmRouter", "build_router"]
 
 
-def build_router(settings: Settings, store: redis.Redis, keys: Keys) -> LlmRouter:
+def build_router(
+    settings: Settings, store: redis.Redis, keys: Keys, clock: Callable[[], float] = time.time
+) -> LlmRouter:
     known = set(settings.llm.providers) | {"offline"}
     wanted = {settings.llm.default_provider, *settings.llm.fallback, *settings.llm.tiers.values()}
     unknown = sorted(wanted - known)
@@ -22,6 +27,6 @@ def build_router(settings: Settings, store: redis.Redis, keys: Keys) -> LlmRoute
             f"(configured: {', '.join(sorted(known))})"
         )
     try:
-        return LlmRouter(settings, store, keys)
+        return LlmRouter(settings, store, keys, clock)
     except ValueError as error:
         raise ConfigError(str(error)) from None

@@ -84,6 +84,7 @@ class DecisionBatcher:
             update={
                 "tokens_in": usage.tokens_in // len(batch),
                 "tokens_out": usage.tokens_out // len(batch),
+                "cost": usage.cost / len(batch),
                 "batch_size": len(batch),
             }
         )

@@ -72,6 +72,7 @@ class InvalidOutput(ProviderError):
         super().__init__(provider, reason)
         self.reason = reason
         self.raw = raw
+        self.completion: Completion | None = None
 
 
 class EmbeddingsUnsupported(ProviderError):
@@ -156,7 +157,11 @@ class Provider(ABC):
 
     async def generate_structured(self, system: str, prompt: str, schema: type[Model]) -> tuple[Model, Completion]:
         raw, completion = await self._generate_json(system, prompt, schema)
-        return parse_structured(self.name, raw, schema), completion
+        try:
+            return parse_structured(self.name, raw, schema), completion
+        except InvalidOutput as invalid:
+            invalid.completion = completion  # answered, and billed, though unusable
+            raise
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         raise EmbeddingsUnsupported(self.name, "this provider has no embeddings endpoint")

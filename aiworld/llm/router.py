@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as redis
 from pydantic import BaseModel
@@ -29,7 +29,10 @@ from aiworld.config import Settings
 from aiworld.llm import prompts
 from aiworld.llm.batching import BatchDecisions, DecisionBatcher, EntryInvalid
 from aiworld.llm.bucket import TokenBucket
+from aiworld.llm.governor import BudgetExhausted, BudgetGovernor, Rung
 from aiworld.llm.providers import (
+    MAX_OUTPUT_TOKENS,
+    Completion,
     InvalidOutput,
     Provider,
     ProviderError,
@@ -57,14 +60,19 @@ from aiworld.world.words import OfflineNarrator, WorldWords
 
 Model = TypeVar("Model", bound=BaseModel)
 OFFLINE = "offline"
+# Tokens a provider adds around the messages (roles, the schema's tool wrapper) in its own count.
+PROMPT_FRAMING_TOKENS = 64
 
 
 class LlmRouter:
-    def __init__(self, settings: Settings, store: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, settings: Settings, store: redis.Redis, keys: Keys, clock: Callable[[], float] = time.time
+    ) -> None:
         self._llm = settings.llm
         self._store = store
         self._keys = keys
         self._bucket = TokenBucket(store, keys)
+        self.governor = BudgetGovernor(settings.llm.budget, store, keys, clock)
         self._batchers: dict[str, DecisionBatcher] = {}
         self._providers: dict[str, Provider] = {
             name: build_provider(name, provider)
@@ -72,10 +80,20 @@ class LlmRouter:
             if (provider.kind or name) != OFFLINE
         }
 
-    def chain(self, tier: str) -> list[str]:
+    def chain(self, tier: str, rung: Rung = Rung.NORMAL) -> list[str]:
         first = self._llm.tiers.get(tier, self._llm.default_provider)
         names = [first, *self._llm.fallback, OFFLINE]
+        if rung >= Rung.CHEAPEST_MODEL and first != OFFLINE and (cheapest := self._cheapest()):
+            names.insert(0, cheapest)
         return list(dict.fromkeys(names))  # in order, once each
+
+    def _cheapest(self) -> str | None:
+        """The configured provider whose model costs least per 1k tokens (input and output)."""
+        priced = sorted(
+            self._providers.values(),
+            key=lambda provider: provider.settings.input_price_per_1k + provider.settings.output_price_per_1k,
+        )
+        return priced[0].name if priced else None
 
     def decides_locally(self, tier: str) -> bool:
         """The offline policy first: no network, so the NPC decides inside its context read."""
@@ -90,20 +108,18 @@ class LlmRouter:
     async def _ask(
         self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str
     ) -> tuple[Model, DecisionUsage]:
-        """One call within the provider's shared budget, with one repair attempt, counted."""
-        settings = provider.settings
-        await self._bucket.acquire(
-            provider.name, settings.requests_per_minute, settings.tokens_per_minute, (len(system) + len(prompt)) // 4
-        )
+        """One call within the provider's shared rate and the world's budget, with one repair
+        attempt, counted."""
         began = time.perf_counter()
         try:
-            value, completion = await provider.generate_structured(system, prompt, schema)
+            value, completion = await self._priced_call(provider, system, prompt, schema, tier)
         except InvalidOutput as invalid:
             await self._count(provider.name, tier, invalid_outputs=1)
-            value, completion = await provider.generate_structured(
-                system, prompts.repair_prompt(prompt, invalid.reason), schema
+            value, completion = await self._priced_call(
+                provider, system, prompts.repair_prompt(prompt, invalid.reason), schema, tier
             )
         latency = (time.perf_counter() - began) * 1000
+        cost = _price(provider, completion.tokens_in, completion.tokens_out)
         await self._count(
             provider.name,
             tier,
@@ -111,6 +127,7 @@ class LlmRouter:
             tokens_in=completion.tokens_in,
             tokens_out=completion.tokens_out,
             latency_ms=latency,
+            cost=cost,
         )
         usage = DecisionUsage(
             provider=provider.name,
@@ -119,8 +136,40 @@ class LlmRouter:
             tokens_in=completion.tokens_in,
             tokens_out=completion.tokens_out,
             latency_ms=latency,
+            cost=cost,
         )
         return value, usage
+
+    async def _priced_call(
+        self, provider: Provider, system: str, prompt: str, schema: type[Model], tier: str
+    ) -> tuple[Model, Completion]:
+        """One request: its worst case is reserved from the budget first (BudgetExhausted when it
+        could pass a limit), then settled to the tokens the provider reports."""
+        settings = provider.settings
+        # A token is at least one byte of UTF-8 to the providers' byte-level tokenizers, and the
+        # answer is at most MAX_OUTPUT_TOKENS: a bound the reported usage stays under, so spend
+        # cannot pass a limit.
+        tokens_in = len(system.encode()) + len(prompt.encode()) + PROMPT_FRAMING_TOKENS
+        reservation = await self.governor.reserve(
+            tier, tokens_in + MAX_OUTPUT_TOKENS, _price(provider, tokens_in, MAX_OUTPUT_TOKENS)
+        )
+        completion: Completion | None = None
+        try:
+            await self._bucket.acquire(
+                provider.name,
+                settings.requests_per_minute,
+                settings.tokens_per_minute,
+                (len(system) + len(prompt)) // 4,
+            )
+            value, completion = await provider.generate_structured(system, prompt, schema)
+            return value, completion
+        except InvalidOutput as invalid:
+            completion = invalid.completion
+            raise
+        finally:
+            tokens = (completion.tokens_in + completion.tokens_out) if completion else 0
+            money = _price(provider, completion.tokens_in, completion.tokens_out) if completion else 0.0
+            await self.governor.settle(reservation, tokens, money)
 
     async def _structured(
         self,
@@ -167,21 +216,31 @@ class LlmRouter:
             return DecisionResult(
                 decision=offline_policy.decide(context), usage=DecisionUsage(provider=OFFLINE, tier=tier)
             )
-        situation = self._decision_cache_key(context)
-        cached = await self._store.get(situation) if self._llm.decision_cache_ttl_seconds else None
+        budget = self._llm.budget
+        standing = await self.governor.standing(tier)
+        rung = standing.rung
+        least_important = context.profile.importance < budget.importance_threshold
+        governed = {
+            "budget_rung": rung.label,
+            "cadence_stretch": budget.cadence_stretch if rung >= Rung.STRETCH_CADENCE and least_important else 1.0,
+        }
+        if rung is Rung.HARD_CAP or (rung >= Rung.OFFLINE_BELOW_IMPORTANCE and least_important):
+            await self._count(OFFLINE, tier, governed=1)
+            return self._offline_decision(context, tier, [standing.why], governed)
+        wide = rung >= Rung.WIDE_CACHE
+        situation = self._decision_cache_key(context, coarse=wide)
+        ttl = budget.wide_decision_cache_ttl_seconds if wide else self._llm.decision_cache_ttl_seconds
+        cached = await self._store.get(situation) if ttl else None
         if cached is not None:
             await self._count("decision_cache", tier, hits=1)
             result = DecisionResult.model_validate_json(cached)
-            result.usage.cached = True
+            result.usage = result.usage.model_copy(update={"cached": True, "cost": 0.0, **governed})
             return result
         system, prompt = prompts.decision_prompt(context)
         fallbacks: list[str] = []
-        for position, name in enumerate(self.chain(tier)):
+        for position, name in enumerate(self.chain(tier, rung)):
             if name == OFFLINE:
-                return DecisionResult(
-                    decision=offline_policy.decide(context),
-                    usage=DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks),
-                )
+                return self._offline_decision(context, tier, fallbacks, governed)
             provider = self._providers.get(name)
             if provider is None:
                 fallbacks.append(f"{name}: not configured")
@@ -196,6 +255,11 @@ class LlmRouter:
                     Decision,
                     tier,
                     ask=functools.partial(batcher.submit, context) if batcher else None,
+                )
+            except BudgetExhausted as exhausted:  # no provider may be called: the offline policy decides
+                await self._count(OFFLINE, tier, governed=1)
+                return self._offline_decision(
+                    context, tier, [*fallbacks, str(exhausted)], governed | {"budget_rung": Rung.HARD_CAP.label}
                 )
             except EntryInvalid as invalid:
                 fallbacks.append(f"{name}: {invalid}")
@@ -215,32 +279,58 @@ class LlmRouter:
             except ProviderError as error:  # auth, bad request: the same call cannot work; next link
                 fallbacks.append(str(error))
             else:
-                usage.fallbacks = fallbacks
+                usage = usage.model_copy(update={"fallbacks": fallbacks, **governed})
                 result = DecisionResult(decision=decision, usage=usage)
-                if self._llm.decision_cache_ttl_seconds:
-                    await self._store.set(situation, result.model_dump_json(), ex=self._llm.decision_cache_ttl_seconds)
+                if ttl:
+                    await self._store.set(situation, result.model_dump_json(), ex=ttl)
                 return result
             await self._count(name, tier, fallbacks=1)
         raise AssertionError("the chain always ends with the offline policy")
 
+    @staticmethod
+    def _offline_decision(
+        context: NpcContext, tier: str, fallbacks: list[str], governed: dict[str, Any]
+    ) -> DecisionResult:
+        return DecisionResult(
+            decision=offline_policy.decide(context),
+            usage=DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks, **governed),
+        )
+
     async def converse(self, context: DialogueContext) -> tuple[DialogueDraft, DecisionUsage]:
+        """A player is waiting: the budget's ladder never touches dialogue, only its hard cap does."""
         tier = "dialogue"
+        if self.chain(tier)[0] == OFFLINE:
+            return offline_policy.reply(context), DecisionUsage(provider=OFFLINE, tier=tier)
+        standing = await self.governor.standing(tier)
+        if standing.rung is Rung.HARD_CAP:
+            await self._count(OFFLINE, tier, governed=1)
+            return offline_policy.reply(context), DecisionUsage(
+                provider=OFFLINE, tier=tier, fallbacks=[standing.why], budget_rung=Rung.HARD_CAP.label
+            )
         system, prompt = prompts.dialogue_prompt(context)
         fallbacks: list[str] = []
         for name in self.chain(tier):
             if name == OFFLINE:
-                return offline_policy.reply(context), DecisionUsage(provider=OFFLINE, tier=tier, fallbacks=fallbacks)
+                return offline_policy.reply(context), DecisionUsage(
+                    provider=OFFLINE, tier=tier, fallbacks=fallbacks, budget_rung=standing.rung.label
+                )
             provider = self._providers.get(name)
             if provider is None:
                 fallbacks.append(f"{name}: not configured")
                 continue
             try:
                 draft, usage = await self._structured(provider, system, prompt, DialogueDraft, tier)
+            except BudgetExhausted as exhausted:
+                await self._count(OFFLINE, tier, governed=1)
+                return offline_policy.reply(context), DecisionUsage(
+                    provider=OFFLINE, tier=tier, fallbacks=[*fallbacks, str(exhausted)], budget_rung=Rung.HARD_CAP.label
+                )
             except ProviderError as error:  # a player is waiting: never sit out a Retry-After here
                 fallbacks.append(str(error))
                 await self._count(name, tier, fallbacks=1)
                 continue
             usage.fallbacks = fallbacks
+            usage.budget_rung = standing.rung.label
             return draft, usage
         raise AssertionError("the chain always ends with the offline policy")
 
@@ -313,22 +403,31 @@ class LlmRouter:
             raise EmbeddingsUnavailable("no provider of the chain answered with embeddings")
         return [local_embedding(text) for text in texts]
 
-    def _decision_cache_key(self, context: NpcContext) -> str:
+    def _decision_cache_key(self, context: NpcContext, coarse: bool = False) -> str:
         """Similar situations share a decision for a few minutes: same NPC, mood and part of the day,
         the same players near, and the same events: who did what, said what, gave what. A decision
         names its parties (a gift to a char id, a line to a player), so a situation with other
-        parties, or other words, is another situation."""
-        events = [
-            {
-                **event.model_dump(mode="json", exclude_none=True, exclude=prompts.EVENT_BOOKKEEPING | {"player"}),
-                "char_id": event.player.char_id if event.player else None,
-            }
-            for event in context.events
-        ]
+        parties, or other words, is another situation.
+
+        Near the budget (`coarse`) the key keeps only the NPC, the parties and what kind of thing
+        happened to whom: a decision made in the morning serves the evening, and another line of
+        the same NPC answers a chat. The parties stay, so a gift is never cached across players."""
+        if coarse:
+            events: list[Any] = [
+                [event.kind.value, event.player.char_id if event.player else None, event.other_npc_id, event.item_id]
+                for event in context.events
+            ]
+        else:
+            events = [
+                {
+                    **event.model_dump(mode="json", exclude_none=True, exclude=prompts.EVENT_BOOKKEEPING | {"player"}),
+                    "char_id": event.player.char_id if event.player else None,
+                }
+                for event in context.events
+            ]
         signature = [
-            context.profile.npc_id,
-            context.mood,
-            context.part_of_day,
+            "coarse" if coarse else context.profile.npc_id,
+            *([context.profile.npc_id] if coarse else [context.mood, context.part_of_day]),
             sorted(player.char_id for player in context.players_near),
             sorted(json.dumps(event, sort_keys=True) for event in events),
         ]
@@ -337,6 +436,11 @@ class LlmRouter:
     async def aclose(self) -> None:
         for provider in self._providers.values():
             await provider.aclose()
+
+
+def _price(provider: Provider, tokens_in: int, tokens_out: int) -> float:
+    settings = provider.settings
+    return (tokens_in * settings.input_price_per_1k + tokens_out * settings.output_price_per_1k) / 1000
 
 
 def _attempts_left() -> bool:

@@ -20,7 +20,6 @@ import redis.asyncio as redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from redis.exceptions import RedisError
 
-from aiworld.config import LlmSettings
 from aiworld.models import DecisionRecord, DecisionUsage, QueuedAction
 from aiworld.store.keys import Keys
 
@@ -32,8 +31,7 @@ DECISION_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 
 
 class WorkerMetrics:
-    def __init__(self, llm: LlmSettings | None = None) -> None:
-        self._prices = (llm or LlmSettings()).providers
+    def __init__(self) -> None:
         # One registry per worker keeps several workers in one process (tests) apart.
         self.registry = CollectorRegistry()
         self.decisions = Counter(
@@ -77,8 +75,8 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.llm_spend = Counter(
-            "aiworld_llm_spend_usd",
-            "LLM spend in US dollars, at the providers' configured prices",
+            "aiworld_llm_spend",
+            "LLM spend at the providers' configured prices per 1,000 tokens (in the operator's currency)",
             ["provider", "tier"],
             registry=self.registry,
         )
@@ -105,13 +103,8 @@ class WorkerMetrics:
         self.llm_calls.labels(usage.provider, usage.tier).inc()
         self.llm_tokens.labels(usage.provider, usage.tier, "input").inc(usage.tokens_in)
         self.llm_tokens.labels(usage.provider, usage.tier, "output").inc(usage.tokens_out)
-        price = self._prices.get(usage.provider)
-        if price is not None:
-            spend = (
-                usage.tokens_in * price.usd_per_million_input_tokens
-                + usage.tokens_out * price.usd_per_million_output_tokens
-            ) / 1_000_000
-            self.llm_spend.labels(usage.provider, usage.tier).inc(spend)
+        # The router prices each call (a batched call's share per NPC) with the provider's prices.
+        self.llm_spend.labels(usage.provider, usage.tier).inc(usage.cost)
 
     def saved(self, decision: DecisionRecord | None, actions: list[QueuedAction]) -> None:
         """A decision's outcome was written: the decision, and its actions queued or rejected."""

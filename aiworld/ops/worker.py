@@ -1,4 +1,5 @@
-"""The worker process: NPC and world-cycle workflows and their activities on the `aiworld` task queue."""
+"""The worker process: NPC lives, world cycles, the event coordinator and the coherence monitor, with their
+activities, on the `aiworld` task queue."""
 
 from __future__ import annotations
 
@@ -16,30 +17,42 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.broadcast_activities import BroadcastActivities
+from activities.coherence_activities import CoherenceActivities
 from activities.memory_activities import MemoryActivities
 from activities.npc_activities import DecisionMaker, NpcActivities
 from activities.world_activities import WorldActivities
-from aiworld.config import ConfigError, CoordinatorSettings, MemorySettings, ObservabilitySettings, Settings
+from aiworld.config import (
+    CoherenceSettings,
+    ConfigError,
+    CoordinatorSettings,
+    MemorySettings,
+    ObservabilitySettings,
+    Settings,
+)
 from aiworld.memory.embeddings import Embedder
 from aiworld.memory.store import MemoryStore
+from aiworld.models import NpcProfile
 from aiworld.ops.doctor import MEMORI_UNAVAILABLE
 from aiworld.ops.metrics import WorkerMetrics
 from aiworld.ops.tracing import configure_tracing
 from aiworld.store.action_queue import ActionQueue
 from aiworld.store.keys import Keys
 from aiworld.temporal import connect, ensure_search_attributes
+from aiworld.world.coherence import CoherenceMonitor, apply_coherence_schedule
+from aiworld.world.definition import load_world
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.feed import WorldFeed
 from aiworld.world.schedules import apply_schedules
 from aiworld.world.store import WorldStore
 from aiworld.world.words import OfflineNarrator, WorldNarrator
+from workflows.coherence import CoherenceCheckWorkflow
 from workflows.npc_life import NpcLifeWorkflow
 from workflows.world_broadcast import WorldBroadcastWorkflow
 from workflows.world_cycles import CYCLE_WORKFLOWS
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [NpcLifeWorkflow, WorldBroadcastWorkflow, *CYCLE_WORKFLOWS.values()]
+WORKFLOWS = [NpcLifeWorkflow, WorldBroadcastWorkflow, CoherenceCheckWorkflow, *CYCLE_WORKFLOWS.values()]
 STORE_SOCKET_TIMEOUT = 2.0
 
 
@@ -52,18 +65,25 @@ def build_worker(
     coordinator: CoordinatorSettings | None = None,
     memory: MemorySettings | None = None,
     metrics: WorkerMetrics | None = None,
+    *,
+    coherence: CoherenceSettings | None = None,
+    known_profiles: list[NpcProfile] | None = None,
     **options: Any,
 ) -> Worker:
-    """`options` go to the Worker as they are (cache size, concurrency)."""
+    """`options` go to the Worker as they are (cache size, concurrency). The coherence monitor
+    restarts NPCs from `known_profiles` (the world file's; the demo world's by default)."""
     metrics = metrics or WorkerMetrics()  # one registry for every activity of this worker
     memories = memory_store(store, keys, brain, memory or MemorySettings())
     actions = ActionQueue(store, keys)
     narrator = brain if isinstance(brain, WorldNarrator) else OfflineNarrator()
+    profiles = known_profiles if known_profiles is not None else load_world().npcs
+    monitor = CoherenceMonitor(client, store, keys, task_queue, coherence or CoherenceSettings(), profiles)
     activities = [
         *NpcActivities(memories, actions, brain, WorldFeed(store, keys), metrics).all(),
         *MemoryActivities(client, memories, brain).all(),
         *WorldActivities(WorldStore(store, keys), memories, actions, narrator).all(),
         *BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings(), metrics).all(),
+        *CoherenceActivities(monitor).all(),
     ]
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities, **options)
 
@@ -116,7 +136,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
     )
     keys = Keys(settings.redis_key_prefix)
     router = build_router(settings, store, keys)
-    metrics = WorkerMetrics(settings.llm)
+    metrics = WorkerMetrics()
     worker = build_worker(
         client,
         settings.task_queue,
@@ -126,6 +146,8 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         coordinator=settings.coordinator,
         memory=settings.memory,
         metrics=metrics,
+        coherence=settings.coherence,
+        known_profiles=load_world(settings.world_file).npcs,
     )
     if settings.world.schedules_enabled:
         try:
@@ -134,6 +156,12 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
             log.warning("world schedules not applied (%s); run `aiworld schedules apply` later", error.message)
         else:
             log.info("world schedules: %s", ", ".join(f"{sid} {how}" for sid, how in applied.items()))
+    if settings.coherence.schedule_enabled:
+        try:
+            how = await apply_coherence_schedule(client, settings.coherence, settings.task_queue)
+            log.info("schedule world-coherence %s", how)
+        except RPCError as error:  # a server without schedules: NPCs live on, unwatched
+            log.warning("schedule world-coherence not applied (%s); run `aiworld schedules apply` later", error.message)
     observability = settings.observability
     try:
         async with AsyncExitStack() as serving:

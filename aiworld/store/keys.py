@@ -138,6 +138,27 @@ class Keys:
         """Marker that one feed entry was appended, so a re-run activity does not append it twice."""
         return f"{self.prefix}feed:appended:{entry_id}"
 
+    def quarantined_memory(self, npc_id: str, memory_id: str) -> str:
+        """A memory record that failed its schema, set aside (with a TTL) by the coherence monitor."""
+        return f"{self.prefix}npc:{npc_id}:memory:{memory_id}:quarantined"
+
+    def coherence_report(self) -> str:
+        """The coherence monitor's last report (JSON)."""
+        return f"{self.prefix}coherence:report"
+
+    def llm_spend(self, scope: str, dimension: str, window: int) -> str:
+        """What one scope ("all" or "tier:{tier}") spent of one budget dimension (calls, tokens,
+        money) in one time window (minute, hour or day number since the epoch); expires after it."""
+        return f"{self.prefix}llm:budget:{scope}:{dimension}:{window}"
+
+    def llm_ladder(self) -> str:
+        """Hash of each tier's rung of the degradation ladder, since when and why."""
+        return f"{self.prefix}llm:budget:ladder"
+
+    def llm_ladder_history(self) -> str:
+        """Bounded stream of the ladder's rung changes."""
+        return f"{self.prefix}llm:budget:history"
+
 
 def text_of(value: object) -> str:
     """A value the store returned, as text: clients may be set to answer bytes or str."""

@@ -350,18 +350,18 @@ def _llm_totals(stats: dict[str, str], settings: Settings) -> dict[str, Any]:
         totals[counter] = totals.get(counter, 0.0) + amount
     for provider, totals in providers.items():
         price = settings.llm.providers.get(provider)
-        totals["spend_usd"] = (
+        totals["spend"] = (
             (
-                totals.get("tokens_in", 0.0) * price.usd_per_million_input_tokens
-                + totals.get("tokens_out", 0.0) * price.usd_per_million_output_tokens
+                totals.get("tokens_in", 0.0) * price.input_price_per_1k
+                + totals.get("tokens_out", 0.0) * price.output_price_per_1k
             )
-            / 1_000_000
+            / 1000
             if price is not None
             else 0.0
         )
     summed = {
         counter: sum(totals.get(counter, 0.0) for totals in providers.values())
-        for counter in ("calls", "tokens_in", "tokens_out", "cache_hits", "spend_usd")
+        for counter in ("calls", "tokens_in", "tokens_out", "cache_hits", "spend")
     }
     summed["cache_hits"] += providers.get("decision_cache", {}).get("hits", 0.0)
     return {"totals": summed, "providers": providers}

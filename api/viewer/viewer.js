@@ -320,10 +320,10 @@ function drawQuests(quests) {
 function drawLlm(llm, budget) {
   const t = llm.totals;
   const rung = budget ? (budget.rung ?? budget.level ?? budget.state ?? null) : null;
-  state.series.push({ at: Date.now(), calls: t.calls, tokens: t.tokens_in + t.tokens_out, spend: t.spend_usd, hits: t.cache_hits, rung });
+  state.series.push({ at: Date.now(), calls: t.calls, tokens: t.tokens_in + t.tokens_out, spend: t.spend, hits: t.cache_hits, rung });
   if (state.series.length > SERIES_KEPT) state.series.shift();
   $("llm-totals").replaceChildren(t.calls || t.cache_hits
-    ? table([["calls", t.calls], ["tokens in / out", `${t.tokens_in} / ${t.tokens_out}`], ["spend", `$${t.spend_usd.toFixed(4)}`],
+    ? table([["calls", t.calls], ["tokens in / out", `${t.tokens_in} / ${t.tokens_out}`], ["spend", t.spend.toFixed(4)],
       ["cache hits", t.cache_hits]].map(([a, b]) => [a, String(b)]))
     : noData("no LLM calls yet (the offline policy decides)"));
   const over = (field) => state.series.map((s) => ({ at: s.at / 1000, value: Number(s[field]) || 0 }));

@@ -49,11 +49,7 @@ SAY_SHOWN_SECONDS = 5
 LOAD_SECONDS = 60
 # The LLM panel's spend comes from the configured prices.
 PRICED_LLM = LlmSettings(
-    providers={
-        "azure": ProviderSettings(
-            kind="azure_openai", usd_per_million_input_tokens=2.5, usd_per_million_output_tokens=10.0
-        )
-    }
+    providers={"azure": ProviderSettings(kind="azure_openai", input_price_per_1k=0.0025, output_price_per_1k=0.01)}
 )
 
 

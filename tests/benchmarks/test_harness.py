@@ -57,6 +57,11 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
 
     report = json.loads(out.read_text())
     assert report["raw"]["signals"] == 18 and report["raw"]["signals_processed_per_second"] > 0
+    budget_runs = report["llm_budget"]["runs"]
+    assert [run["label"].split(",")[0] for run in budget_runs] == ["governor off", *["governor on"] * 3]
+    assert all(
+        run["llm_calls"] > 0 and run["player_lines"] == report["llm_budget"]["player_lines"] for run in budget_runs
+    )
     pipeline = report["pipeline"]
     step = pipeline["steps"]["r2"]
     assert step["events_sent"] == 6 and step["event_answers"] == {"202": 6}

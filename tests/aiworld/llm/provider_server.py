@@ -126,6 +126,9 @@ class ProviderServer:
     bodies: list[str] = field(default_factory=list)  # every request body, as received
     chaos: Chaos | None = None  # when no fault is queued
     port: int = 0
+    # Report usage as a real model would (about four characters a token) instead of fixed
+    # figures: what the LLM budget benchmark prices.
+    usage_by_size: bool = False
 
     @property
     def url(self) -> str:
@@ -213,6 +216,7 @@ class ProviderServer:
             body = await request.body()
             content = as_text(self.answer_for(body, fault))
             model = json.loads(body).get("model", "test")
+            prompt_tokens, completion_tokens = (len(body) // 4, len(content) // 4) if self.usage_by_size else (11, 7)
             return {
                 "id": "chat-1",
                 "object": "chat.completion",
@@ -221,7 +225,11 @@ class ProviderServer:
                 "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
                 ],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
             }
 
         async def openai_embeddings(request: Request, family: str):

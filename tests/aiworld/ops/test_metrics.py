@@ -39,7 +39,7 @@ OUR_COUNTERS = [
     "aiworld_actions_total",
     "aiworld_llm_calls_total",
     "aiworld_llm_tokens_total",
-    "aiworld_llm_spend_usd_total",
+    "aiworld_llm_spend_total",
     "aiworld_llm_cache_hits_total",
 ]
 
@@ -67,7 +67,7 @@ async def busy_worker(dev_env, task_queue, keys, server) -> AsyncIterator[tuple[
     """A worker process's wiring (`running_worker`) with both metrics ports, deciding with OpenAI's
     SDK at configured prices; Lina gets a gift and a player's line. Yields the two ports."""
     openai = provider_settings(server)["openai"].model_copy(
-        update={"usd_per_million_input_tokens": 2.5, "usd_per_million_output_tokens": 10.0}
+        update={"input_price_per_1k": 0.0025, "output_price_per_1k": 0.01}
     )
     sdk_port, our_port = free_port(), free_port()
     settings = Settings(
@@ -127,7 +127,7 @@ async def test_a_worker_that_processed_events_exports_non_zero_counters_with_the
     assert ours.total('aiworld_decisions_total{provider="openai",trigger="talk"}') == 1
     assert ours.total('aiworld_actions_total{kind="reply",outcome="queued"}') == 1
     assert ours.total('aiworld_llm_tokens_total{direction="input",provider="openai",tier="dialogue"}') > 0
-    assert ours.total("aiworld_llm_spend_usd_total") > 0, "tokens at the configured prices"
+    assert ours.total("aiworld_llm_spend_total") > 0, "tokens at the configured prices"
     assert ours.total("aiworld_decision_seconds_count") == GIFTS + 1
     assert ours.total('aiworld_llm_cache_hits_total{provider="openai",tier="routine"}') >= 1
     assert "aiworld_action_queue_depth{}" in ours.samples

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from aiworld.config import CoordinatorSettings
+from aiworld.config import BudgetLimits, BudgetSettings, CoordinatorSettings
 from aiworld.llm.bucket import TokenBucket
+from aiworld.llm.governor import BudgetExhausted, BudgetGovernor
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, Memory, PlayerRef, QueuedAction, SayAction
 from aiworld.store.action_queue import ActionQueue
@@ -68,8 +69,9 @@ def test_the_guard_sees_every_script_of_the_project():
         if "register_script(" in path.read_text()
     ]
     # Five in the action queue and memory store, one in the token bucket, one in the world store,
-    # one in the world systems' inboxes, one in the world feed; none elsewhere.
-    assert registered == 9 and others == []
+    # one in the world systems' inboxes, one in the world feed, three in the budget governor;
+    # none elsewhere.
+    assert registered == 12 and others == []
 
 
 async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
@@ -142,3 +144,15 @@ async def test_the_world_cycle_write_declares_its_keys(checking_client, keys):
     assert await world.apply(outcome, "", 100)
     assert not await world.apply(outcome, "", 100)
     assert len(checking_client.sources) == 1
+
+
+async def test_the_budget_governors_scripts_declare_their_keys(checking_client, keys):
+    budget = BudgetSettings(overall=BudgetLimits(calls_per_minute=2), tiers={"routine": BudgetLimits(money_per_day=5)})
+    governor = BudgetGovernor(budget, checking_client, keys)
+    reservation = await governor.reserve("routine", 1000, 1.0)
+    await governor.settle(reservation, 200, 0.2)
+    await governor.reserve("routine", 1000, 1.0)
+    with pytest.raises(BudgetExhausted, match="all tiers would pass calls/minute 2"):
+        await governor.reserve("routine", 1000, 1.0)
+    assert (await governor.standing("routine")).rung.label == "hard_cap"
+    assert len(checking_client.sources) == 3

@@ -80,8 +80,10 @@ async def test_the_worker_and_the_cli_apply_the_schedules(dev_env, task_queue, k
         assert done.returncode == 0, done.stderr
         for system in SYSTEMS:
             assert f"world-{system}: updated" in done.stdout
+        assert "world-coherence: updated" in done.stdout  # the worker created it, the CLI updated it
     finally:
         await delete_schedules(dev_env.client)
+        await dev_env.client.get_schedule_handle("world-coherence").delete()
 
 
 def test_demo_speed_moves_every_system_and_the_calendar_faster():
