@@ -101,7 +101,9 @@ class LlmSettings(BaseModel):
     tiers: dict[str, str] = Field(default_factory=dict)
     prompt_cache_ttl_seconds: int = Field(default=3600, ge=0)
     decision_cache_ttl_seconds: int = Field(default=300, ge=0)
-    batch_window_ms: int = Field(default=150, ge=0, le=10_000)
+    # Routine decisions wait this long for company before one call decides them all: no player
+    # waits on them (dialogue is never batched), and a fuller batch is fewer calls per NPC-hour.
+    batch_window_ms: int = Field(default=2000, ge=0, le=10_000)
     batch_size: int = Field(default=10, ge=1, le=100)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
 

@@ -13,7 +13,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from aiworld.models import GameEvent, GameEventKind, NpcProfile, QueuedAction
+from aiworld.models import GameEvent, GameEventKind, NpcProfile, QueuedAction, TradeAction
 from aiworld.npc import search_attributes
 from aiworld.store.action_queue import ActionQueue, Outcome, UnknownAction
 from aiworld.temporal import NPC_WORKFLOW_TYPE, npc_workflow_id
@@ -76,11 +76,13 @@ async def report_action_result(
         outcome=outcome,
         detail=detail[:200] or None,
     )
+    action = QueuedAction.model_validate_json(status["payload"]).action if "payload" in status else None
+    if isinstance(action, TradeAction) and outcome == "done":
+        await queue.record_shop_price(status["npc_id"], action.item_id, action.price)
     if inbox is not None:
         # A shop's price change is news for the economy, once per result id; routed before the
         # signal so that it counts even when the NPC has retired meanwhile.
-        kind = QueuedAction.model_validate_json(status["payload"]).action.kind if "payload" in status else None
-        await inbox.route_npc_event(status["npc_id"], event, action_kind=kind)
+        await inbox.route_npc_event(status["npc_id"], event, action_kind=action.kind if action else None)
     # Signalled on every report, not only the first: if a previous attempt recorded the result
     # but crashed before the signal, this one delivers it; the NPC drops the duplicate id.
     await client.get_workflow_handle(npc_workflow_id(status["npc_id"])).signal("game_event", event)

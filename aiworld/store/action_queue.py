@@ -162,6 +162,12 @@ class ActionQueue:
             raise ConflictingResult(f"action {action_id} already has a different result")
         return result == 1
 
+    async def record_shop_price(self, npc_id: str, item_id: int, price: int) -> None:
+        """The price the game now sells an item at in the NPC's shop (`shop:{item}` of `npc:{id}`),
+        once the game confirmed the trade action: what the coherence monitor compares with the
+        economy's price."""
+        await self._redis.hset(self._keys.npc(npc_id), f"shop:{item_id}", price)
+
     async def status(self, action_id: str) -> dict[str, str] | None:
         raw = await self._redis.hgetall(self._keys.action(action_id))
         if not raw:

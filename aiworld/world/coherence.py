@@ -435,7 +435,7 @@ class CoherenceMonitor:
                     tally.add(subject, f"{number} outside {low}..{high}", f"clamped to {clamped}")
 
     async def _shop_prices(self, tally: _Tally, run_key: str) -> None:
-        """A merchant's price (its last repriced one, `shop:{item}` of `npc:{id}`, else the base
+        """A merchant's price (the last one the game confirmed, `shop:{item}` of `npc:{id}`, else the base
         of its shop) within a factor of the economy's price; else the shop is repriced by a
         queued `trade` action, within the game rules' price limits."""
         census = await self._census()

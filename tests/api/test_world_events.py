@@ -132,6 +132,8 @@ async def test_game_events_reach_the_world_systems_once_each(api, redis_client, 
         ("lina_baker", "prontera", "merchants_guild")
     ]
     assert json.loads(economy[0]["event"])["action_id"] == "lina_baker-90-0"
+    # ... and the shop's price the coherence monitor compares with the economy's is the game's now.
+    assert await redis_client.hget(keys.npc("lina_baker"), "shop:4000") in ("120", b"120")
     assert await inbox.entries("environment") == []
 
 
