@@ -23,6 +23,7 @@ import redis.asyncio as redis
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -35,6 +36,8 @@ from aiworld.temporal import npc_workflow_id
 from aiworld.world.definition import load_world
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.feed import WorldFeed
+from aiworld.world.quests import Quest
+from aiworld.world.store import WorldStore
 from api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -149,7 +152,7 @@ def viewer_router(settings: Settings, route_class: type[APIRoute], resources: di
                 "weather": {m[1]: v for k, v in environment.items() if (m := _WEATHER_FIELD.match(k))},
                 "default_weather": environment.get("weather"),
             },
-            "quests": _quests(await _hash(store(), keys.world("quests"))),
+            "quests": _quests(await WorldStore(store(), keys).open_quests()),
             "llm": _llm_totals(await _hash(store(), keys.llm_counter()), settings),
         }
 
@@ -321,19 +324,20 @@ async def _price_history(store: redis.Redis, key: str) -> list[dict[str, Any]]:
     return points
 
 
-def _quests(raw: dict[str, str]) -> list[dict[str, Any]]:
+def _quests(records: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """The quest system's open quests (offered or taken), each as its record says; a damaged one
+    is skipped (the next quest cycle rewrites or expires it)."""
     quests = []
-    for quest_id, value in sorted(raw.items()):
+    for quest_id, values in sorted(records.items()):
         try:
-            described = json.loads(value)
-        except json.JSONDecodeError:
-            described = None
-        quests.append(
-            {"quest_id": quest_id, **described}
-            if isinstance(described, dict)
-            else {"quest_id": quest_id, "text": value}
-        )
-    return [quest for quest in quests if quest.get("status", "open") == "open"]
+            quest = Quest.from_hash(values)
+        except (KeyError, ValidationError):
+            continue
+        if quest.is_open:
+            quests.append(
+                {"quest_id": quest_id, "title": quest.title, "giver": quest.giver_name, "status": quest.status}
+            )
+    return quests
 
 
 def _llm_totals(stats: dict[str, str], settings: Settings) -> dict[str, Any]:

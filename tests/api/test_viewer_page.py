@@ -7,9 +7,11 @@ import asyncio
 import io
 import json
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,8 +28,11 @@ from aiworld.ops.demo import DemoGame, DemoPace
 from aiworld.ops.dev import load_world_into
 from aiworld.store.action_queue import ActionQueue
 from aiworld.temporal import npc_workflow_id
+from aiworld.world.cycle import CycleOutcome, CycleWrite
 from aiworld.world.definition import load_world
 from aiworld.world.feed import WorldFeed
+from aiworld.world.quests import Quest
+from aiworld.world.store import WorldStore
 from api.app import create_app
 from tests.api.browser import Browser, require_chromium
 from tests.api.conftest import API_KEYS, api_settings
@@ -294,6 +299,40 @@ def stream_order(stream_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence)
 
 
+def quest_cycle() -> CycleOutcome:
+    """A quest cycle's write: one quest offered, one completed (listed open by mistake: not shown)."""
+    now = time.time()
+
+    def quest(quest_id: str, title: str, status: str) -> dict[str, str]:
+        return Quest(
+            quest_id=quest_id,
+            kind="fetch",
+            status=status,
+            title=title,
+            giver="lina_baker",
+            giver_name="Lina the Baker",
+            faction="merchants_guild",
+            map="prontera",
+            target=2613,
+            needed=1,
+            slot=64500,
+            cause="a lost ring",
+            created_at=now,
+            expires_at=now + 3600,
+        ).to_hash()
+
+    return CycleOutcome(
+        cycle_id="viewer-quests-1",
+        system="quests",
+        at=datetime.now(UTC),
+        cursor="",
+        write=CycleWrite(
+            quests={"q1": quest("q1", "Find the lost ring", "offered"), "q2": quest("q2", "Done already", "completed")},
+            open_quests={"q1": now + 3600, "q2": now + 3600},
+        ),
+    )
+
+
 def text_of(browser: Browser, element_id: str) -> str:
     return browser.driver.find_element(By.ID, element_id).text
 
@@ -308,7 +347,7 @@ async def test_world_and_llm_panels_say_no_data_yet_then_draw_the_world_systems_
     assert "no price history yet" in empty["economy"] and "no prices yet" in empty["economy"]
     assert "no faction relations yet" in empty["politics"]
     assert "no open quests yet" in empty["quests"]
-    assert "no LLM calls yet" in empty["llm-totals"] and "no budget governor yet" in empty["llm-budget"]
+    assert "no LLM calls yet" in empty["llm-totals"] and "within budget" in empty["llm-budget"]
 
     store = demo_world.store
     await store.hset(keys.world("economy"), mapping={"price:512": "55", "price:519": "42"})
@@ -319,13 +358,7 @@ async def test_world_and_llm_panels_say_no_data_yet_then_draw_the_world_systems_
     await store.hset(
         keys.world("environment"), mapping={"season": "winter", "day_phase": "dusk", "weather:izlude": "rain"}
     )
-    await store.hset(
-        keys.world("quests"),
-        mapping={
-            "q1": json.dumps({"title": "Find the lost ring", "status": "open", "giver": "lina_baker"}),
-            "q2": json.dumps({"title": "Done already", "status": "completed"}),
-        },
-    )
+    await WorldStore(store, keys).apply(quest_cycle(), "", 100)
     await store.hset(
         keys.llm_counter(),
         mapping={
@@ -352,7 +385,7 @@ async def test_world_and_llm_panels_say_no_data_yet_then_draw_the_world_systems_
     assert "merchants_guild" in seen["politics"] and "40" in seen["politics"]
     assert "winter" in seen["environment"] and "dusk" in seen["environment"] and "rain" in seen["izlude"]
     assert "Find the lost ring" in seen["quests"] and "Done already" not in seen["quests"]
-    assert "4" in seen["llm-totals"] and "$3.5000" in seen["llm-totals"], seen["llm-totals"]
+    assert "4" in seen["llm-totals"] and "spend 3.5000" in seen["llm-totals"], seen["llm-totals"]
 
 
 async def test_the_page_reconnects_by_itself_after_the_api_restarts_and_misses_nothing(demo_world, browser):
