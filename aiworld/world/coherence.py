@@ -28,13 +28,10 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -57,6 +54,7 @@ from aiworld.store.action_queue import ActionQueue, ConflictingResult, UnknownAc
 from aiworld.store.keys import Keys, text_of
 from aiworld.temporal import npc_workflow_id
 from aiworld.world.directory import NpcDirectory
+from aiworld.world.schedules import apply_schedule
 
 log = logging.getLogger(__name__)
 
@@ -565,15 +563,4 @@ async def apply_coherence_schedule(
 ) -> str:
     """Create the `world-coherence` schedule, or update it to the settings (an operator's pause
     stays); returns "created" or "updated"."""
-    wanted = coherence_schedule(settings, task_queue, prefix)
-    try:
-        await client.create_schedule(schedule_id(prefix), wanted)
-        return "created"
-    except ScheduleAlreadyRunningError:
-
-        def keep_pause(current: ScheduleUpdateInput) -> ScheduleUpdate:
-            wanted.state = current.description.schedule.state
-            return ScheduleUpdate(schedule=wanted)
-
-        await client.get_schedule_handle(schedule_id(prefix)).update(keep_pause)
-        return "updated"
+    return await apply_schedule(client, schedule_id(prefix), coherence_schedule(settings, task_queue, prefix))

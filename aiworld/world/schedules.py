@@ -86,21 +86,27 @@ def world_schedule(system: str, world: WorldSettings, task_queue: str, prefix: s
     )
 
 
+async def apply_schedule(client: Client, sid: str, wanted: Schedule) -> str:
+    """Create a schedule, or update it to `wanted` keeping its state (an operator's pause and
+    note); returns "created" or "updated". Every schedule of the service is applied this way."""
+    try:
+        await client.create_schedule(sid, wanted)
+        return "created"
+    except ScheduleAlreadyRunningError:
+
+        def keep_pause(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            wanted.state = current.description.schedule.state
+            return ScheduleUpdate(schedule=wanted)
+
+        await client.get_schedule_handle(sid).update(keep_pause)
+        return "updated"
+
+
 async def apply_schedules(client: Client, world: WorldSettings, task_queue: str, prefix: str = "") -> dict[str, str]:
     """Create each system's schedule, or update it to the settings; returns id -> "created"/"updated"."""
-    done = {}
-    for system in SYSTEMS:
-        wanted = world_schedule(system, world, task_queue, prefix)
-        sid = schedule_id(system, prefix)
-        try:
-            await client.create_schedule(sid, wanted)
-            done[sid] = "created"
-        except ScheduleAlreadyRunningError:
-
-            def keep_pause(current: ScheduleUpdateInput, wanted: Schedule = wanted) -> ScheduleUpdate:
-                wanted.state = current.description.schedule.state  # an operator's pause and note stay
-                return ScheduleUpdate(schedule=wanted)
-
-            await client.get_schedule_handle(sid).update(keep_pause)
-            done[sid] = "updated"
-    return done
+    return {
+        schedule_id(system, prefix): await apply_schedule(
+            client, schedule_id(system, prefix), world_schedule(system, world, task_queue, prefix)
+        )
+        for system in SYSTEMS
+    }
