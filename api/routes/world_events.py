@@ -123,7 +123,9 @@ def world_event_routes(
             if not systems_for(event):
                 raise invalid_field(("scope",), "no world system takes this event: give a scope to tell NPCs")
             routed = await inbox.route(event)  # where it happened is in its facts, for the system to read
-            return WorldEventAccepted(news_id=event.event_id, workflow_id=None, recipients=0, started=False, routed=routed)
+            return WorldEventAccepted(
+                news_id=event.event_id, workflow_id=None, recipients=0, started=False, routed=routed
+            )
         await check_known(body.scope, directory)
         try:
             news = WorldNews(
