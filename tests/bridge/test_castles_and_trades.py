@@ -132,6 +132,8 @@ async def test_players_vending_sales_reach_the_economy_once(slice_, redis_client
         "(NOW(), 150004, 'V', 909, 12, 'prontera'), (NOW(), 150004, 'P', 909, 1, 'prontera')"
     )
     bridge, api, pool = await make_bridge(slice_)
+    # Named with its database, as when rAthena's logs have one of their own (`log_db_db`).
+    bridge.options = BridgeOptions.of(BridgeSettings(picklog_table=f"{slice_.db['db']}.picklog"))
     try:
         assert await bridge.pump_trades() == 3
         assert await bridge.pump_trades() == 0
