@@ -402,7 +402,9 @@ class Bridge:
             if castle_map is None:
                 if castle_id not in self._unknown_castles:
                     self._unknown_castles.add(castle_id)
-                    self._refused("castles", f"castle {castle_id} (no map known: AIWORLD_BRIDGE__CASTLE_MAPS)", "")
+                    self._refused(
+                        "castles", f"castle {castle_id}", "no map known for it: add it to AIWORLD_BRIDGE__CASTLE_MAPS"
+                    )
                 continue
             change = (last["changes"] if last else 0) + 1
             try:
