@@ -10,8 +10,10 @@ from aiworld.world import economy, politics
 from aiworld.world.cycle import InboxEntry
 from aiworld.world.routing import WorldInbox
 from aiworld.world.store import WorldStore
+from bridge.api_client import ApiClient
 from bridge.service import BridgeOptions
 from tests.aiworld.world.test_models import merchant
+from tests.api.conftest import API_KEYS
 from tests.bridge.test_world_sync import close, make_bridge
 
 # The columns the bridge reads, as rAthena's sql-files/main.sql and logs.sql name them.
@@ -165,4 +167,27 @@ async def test_a_server_without_guild_or_log_tables_is_no_fault(slice_):
         assert await bridge.pump_world() == 0 and await bridge.pump_trades() == 0
         assert bridge.stats.refused == {}
     finally:
+        await close(api, pool)
+
+
+async def test_what_the_api_refuses_for_good_is_counted_and_skipped(slice_, redis_client, keys):
+    """An API that answers these posts with a 4xx (here: a URL where no such route is) refuses the
+    data for good: each change and sale is counted and skipped, not posted again every pump."""
+    for statement in (*GUILD_TABLES, PICKLOG_TABLE):
+        await slice_.rows(statement)
+    await slice_.rows("INSERT INTO `guild_castle` (castle_id, guild_id) VALUES (15, 7)")
+    await slice_.rows(
+        "INSERT INTO `picklog` (`time`, `type`, `nameid`, `amount`) VALUES (NOW(), 'V', 507, 2), (NOW(), 'V', 508, 1)"
+    )
+    bridge, api, pool = await make_bridge(slice_)
+    bridge.api = ApiClient(f"{slice_.api_url}/no-such-version", API_KEYS[0])
+    try:
+        assert await bridge.pump_world() == 1 and await bridge.pump_world() == 0
+        assert await bridge.pump_trades() == 2 and await bridge.pump_trades() == 0
+        # (and the world state of each pump: the players online, 0 of them)
+        assert bridge.stats.refused == {"castles": 1, "trades": 2, "world": 2}
+        assert await inbox_of(redis_client, keys).entries("politics") == []
+        assert await inbox_of(redis_client, keys).entries("economy") == []
+    finally:
+        await bridge.api.aclose()
         await close(api, pool)
