@@ -164,6 +164,19 @@ class CoordinatorSettings(BaseModel):
     route_dedupe_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
 
 
+class BridgeSettings(BaseModel):
+    """What the bridge reads of rAthena's own tables besides ours (README: the rAthena side)."""
+
+    # Castles beyond rAthena's standard ones (aiworld/data/castles.yaml), castle_id -> castle map,
+    # as the server's db/import/castle_db.yml adds them; an id given here replaces the standard one.
+    castle_maps: dict[Annotated[int, Field(ge=0)], Annotated[str, Field(pattern=r"^[a-z0-9_@-]{1,15}$")]] = Field(
+        default_factory=dict, max_length=1_000
+    )
+    # Where rAthena logs item moves (`log_pick_db` in conf/log_athena.conf), as `database.table`
+    # when the logs have a database of their own (`log_db_db` in conf/inter_athena.conf).
+    picklog_table: str = Field(default="picklog", pattern=r"^([A-Za-z0-9_$]{1,64}\.)?[A-Za-z0-9_$]{1,64}$")
+
+
 class MemorySettings(BaseModel):
     """What NPCs remember, how it is found again, and how much of it is kept (DESIGN.md §8)."""
 
@@ -297,6 +310,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     coherence: CoherenceSettings = Field(default_factory=CoherenceSettings)
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("redis_url")

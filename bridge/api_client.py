@@ -88,11 +88,13 @@ class ApiClient:
             "POST", "/ai/npc/event", json={"npc_id": npc_id, "event": event.model_dump(mode="json", exclude_none=True)}
         )
 
-    async def world_event(self, scope: dict[str, Any], event: GameEvent) -> int:
-        """An event for every NPC of a scope; returns how many NPCs it reaches."""
-        answer = await self._send(
-            "POST", "/ai/world/event", json={"scope": scope, "event": event.model_dump(mode="json", exclude_none=True)}
-        )
+    async def world_event(self, scope: dict[str, Any] | None, event: GameEvent) -> int:
+        """An event for every NPC of a scope, or (no scope) only for the world systems that take
+        it; returns how many NPCs it reaches."""
+        body: dict[str, Any] = {"event": event.model_dump(mode="json", exclude_none=True)}
+        if scope is not None:
+            body["scope"] = scope
+        answer = await self._send("POST", "/ai/world/event", json=body)
         return answer["recipients"]
 
     async def talk(self, npc_id: str, turn: TalkTurn) -> TalkReply:

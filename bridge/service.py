@@ -8,7 +8,10 @@ Four pumps run side by side, each with its own backoff:
   or, for replies, `ai_dialogue` rows that are acknowledged at once.
 * results — finished `ai_action` rows are reported to the API, then marked reported.
 * world — online characters near AI NPCs become arrivals and departures (kept in `ai_presence`
-  so a restart repeats neither), map populations and player shop prices become world state.
+  so a restart repeats neither), map populations and player shop prices become world state, and a
+  castle that changed hands (`guild_castle`) is reported to politics once (`ai_castle_owner`).
+* trades — players' vending sales, as rAthena logs them in `picklog`, go to the economy from a
+  persisted cursor, one event per log row (`vend-{row}`), so a re-post is routed once.
 
 No pump dies of data or of an outage: what the API or the game tables refuse for good is logged,
 counted (`Bridge.stats`, with running totals in every log line) and skipped; any other failure of
@@ -31,7 +34,7 @@ import aiomysql
 import pymysql
 from pydantic import ValidationError
 
-from aiworld.config import ConfigError, Settings
+from aiworld.config import BridgeSettings, ConfigError, Settings
 from aiworld.models import GameEvent, GameEventKind, PlayerRef, QueuedAction, describe_invalid
 from aiworld.ops.tracing import configure_tracing
 from bridge import translate
@@ -57,6 +60,16 @@ BUSIEST_MAPS_REPORTED = 30
 class BridgeOptions:
     poll_seconds: float = 0.5
     world_seconds: float = 5.0
+    # castle_id -> castle map: rAthena keeps it in db/castle_db.yml, which the bridge cannot read.
+    castle_maps: dict[int, str] = field(default_factory=translate.standard_castle_maps)
+    picklog_table: str = "picklog"
+
+    @classmethod
+    def of(cls, settings: BridgeSettings) -> BridgeOptions:
+        return cls(
+            castle_maps={**translate.standard_castle_maps(), **settings.castle_maps},
+            picklog_table=settings.picklog_table,
+        )
 
 
 @dataclass
@@ -87,6 +100,8 @@ class Bridge:
     _reported_populations: set[str] = field(default_factory=set)
     # Characters already logged as unusable, so a bad row is not logged again every few seconds.
     _unusable_characters: set[int] = field(default_factory=set)
+    # Castle ids with no known map, already counted and logged once.
+    _unknown_castles: set[int] = field(default_factory=set)
 
     def _refused(self, pump: str, what: str, reason: object) -> None:
         self.stats.refused[pump] += 1
@@ -133,8 +148,7 @@ class Bridge:
             )
 
     async def cursor(self) -> int:
-        rows = await self._rows("SELECT `position` FROM `ai_bridge_cursor` WHERE `name` = 'events'")
-        return int(rows[0]["position"]) if rows else 0
+        return await self._cursor("events")
 
     async def pump_events(self) -> int:
         """Post the next batch of game rows; returns how many rows were handled."""
@@ -154,11 +168,7 @@ class Bridge:
                     (row["id"], str(refusal)[:255]),
                 )
             # Only now: a crash before this line re-posts the row under the same event id.
-            await self._execute(
-                "INSERT INTO `ai_bridge_cursor` (`name`, `position`) VALUES ('events', %s) "
-                "ON DUPLICATE KEY UPDATE `position` = GREATEST(`position`, VALUES(`position`))",
-                (row["id"],),
-            )
+            await self._move_cursor("events", row["id"])
         return len(rows)
 
     async def _handle_event(self, row: dict[str, Any]) -> None:
@@ -272,7 +282,7 @@ class Bridge:
         changes = await self._sync_presence(near)
         await self._update_world("environment", self._population_values(character["last_map"] for character in online))
         await self._update_world("economy", await self._shop_prices())
-        return changes
+        return changes + await self._sync_castles()
 
     def _player_of(self, character: dict[str, Any]) -> PlayerRef | None:
         try:
@@ -363,6 +373,97 @@ class Bridge:
             raise
         return {f"price_{row['item_id']}": int(row["price"]) for row in rows}
 
+    # --- castles and trades ----------------------------------------------------------------------
+
+    async def _sync_castles(self) -> int:
+        """Post each castle whose owner changed since the bridge last saw it; returns how many."""
+        try:
+            rows = await self._rows(
+                "SELECT c.`castle_id`, c.`guild_id`, g.`name` FROM `guild_castle` c "
+                "LEFT JOIN `guild` g ON g.`guild_id` = c.`guild_id` ORDER BY c.`castle_id`"
+            )
+        except pymysql.err.ProgrammingError as error:
+            if error.args[0] == NO_SUCH_TABLE:  # a database without rAthena's guild tables
+                return 0
+            raise
+        seen = {
+            row["castle_id"]: row
+            for row in await self._rows("SELECT `castle_id`, `guild_id`, `changes` FROM `ai_castle_owner`")
+        }
+        owners = {row["castle_id"]: (row["guild_id"], row["name"]) for row in rows}
+        # rAthena deletes a broken guild's castle rows: a castle the bridge saw held is free now.
+        owners.update({castle_id: (0, None) for castle_id in seen.keys() - owners.keys()})
+        posted = 0
+        for castle_id, (guild_id, guild_name) in sorted(owners.items()):
+            last = seen.get(castle_id)
+            if guild_id == (last["guild_id"] if last else 0):
+                continue
+            castle_map = self.options.castle_maps.get(castle_id)
+            if castle_map is None:
+                if castle_id not in self._unknown_castles:
+                    self._unknown_castles.add(castle_id)
+                    self._refused(
+                        "castles", f"castle {castle_id}", "no map known for it: add it to AIWORLD_BRIDGE__CASTLE_MAPS"
+                    )
+                continue
+            change = (last["changes"] if last else 0) + 1
+            try:
+                await self.api.world_event(
+                    None, translate.castle_event(castle_id, castle_map, guild_id, guild_name, change)
+                )
+            except ApiRefused as refusal:
+                self._refused("castles", f"owner of castle {castle_id}", refusal)
+            # Only now: a crash before this line posts the change again under the same id.
+            await self._execute(
+                "INSERT INTO `ai_castle_owner` (`castle_id`, `guild_id`, `changes`) VALUES (%s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE `guild_id` = VALUES(`guild_id`), `changes` = VALUES(`changes`)",
+                (castle_id, guild_id, change),
+            )
+            posted += 1
+        return posted
+
+    async def pump_trades(self) -> int:
+        """Post the next batch of players' vending sales; returns how many log rows were handled.
+        rAthena logs a sale twice, as the seller's loss and the buyer's gain: the gain counts."""
+        position = await self._cursor("picklog")
+        try:
+            # The log's end now: rows up to it are all written (each is one autocommitted insert),
+            # so once they are read the cursor may pass the many rows that are no sale.
+            [top] = await self._rows(f"SELECT MAX(`id`) AS `id` FROM {self._picklog}")
+            rows = await self._rows(
+                f"SELECT `id`, `nameid`, `amount` FROM {self._picklog} "
+                "WHERE `id` > %s AND `id` <= %s AND `type` = 'V' AND `amount` > 0 ORDER BY `id` LIMIT %s",
+                (position, top["id"] or 0, EVENT_BATCH),
+            )
+        except pymysql.err.ProgrammingError as error:
+            if error.args[0] == NO_SUCH_TABLE:  # logging to files, or no logs imported
+                return 0
+            raise
+        for row in rows:
+            try:
+                await self.api.world_event(None, translate.sale_event(row))
+            except (RejectedRow, ApiRefused) as refusal:
+                self._refused("trades", f"picklog row {row['id']}", refusal)
+            await self._move_cursor("picklog", row["id"])
+        if len(rows) < EVENT_BATCH and (top["id"] or 0) > position:
+            await self._move_cursor("picklog", top["id"])
+        return len(rows)
+
+    @property
+    def _picklog(self) -> str:
+        return ".".join(f"`{part}`" for part in self.options.picklog_table.split("."))
+
+    async def _cursor(self, name: str) -> int:
+        rows = await self._rows("SELECT `position` FROM `ai_bridge_cursor` WHERE `name` = %s", (name,))
+        return int(rows[0]["position"]) if rows else 0
+
+    async def _move_cursor(self, name: str, position: int) -> None:
+        await self._execute(
+            "INSERT INTO `ai_bridge_cursor` (`name`, `position`) VALUES (%s, %s) "
+            "ON DUPLICATE KEY UPDATE `position` = GREATEST(`position`, VALUES(`position`))",
+            (name, position),
+        )
+
     # --- running --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -372,6 +473,7 @@ class Bridge:
             _repeat("actions", self.pump_actions, self.options.poll_seconds, stop, self.stats),
             _repeat("results", self.pump_results, self.options.poll_seconds, stop, self.stats),
             _repeat("world", self.pump_world, self.options.world_seconds, stop, self.stats),
+            _repeat("trades", self.pump_trades, self.options.world_seconds, stop, self.stats),
         ]
         await asyncio.gather(*pumps)
 
@@ -453,7 +555,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event, options: BridgeOpt
     pool = pools[0]
     api = ApiClient(settings.api_url, settings.api_keys[0].get_secret_value(), observability=settings.observability)
     try:
-        await Bridge(pool, api, options or BridgeOptions()).run(stop)
+        await Bridge(pool, api, options or BridgeOptions.of(settings.bridge)).run(stop)
     finally:
         await api.aclose()
         pool.close()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
+import aiworld
 from aiworld.models import (
     EMOTIONS,
     DialogueReplyAction,
@@ -25,6 +28,7 @@ from aiworld.models import (
     clean_game_text,
     describe_invalid,
 )
+from aiworld.world.politics import UNHELD
 
 GAME_CHARSET = "utf-8"  # rAthena's tables are utf8mb4; set to e.g. "cp1252" for a latin-1 client
 TEXT_COLUMN_BYTES = 255
@@ -258,3 +262,56 @@ def unavailable_dialogue_row(event_row: dict[str, Any], line: str = UNAVAILABLE_
         "options": "",
         "status": "unavailable",
     }
+
+
+# --- castles and players' trades (rAthena's own tables) ------------------------------------------
+
+GUILD_NAME_CHARS = 24  # rAthena's `guild`.`name`
+MAX_ITEM_ID, MAX_ITEM_AMOUNT = 2_000_000, 30_000  # as GameEvent.item_id and .amount
+
+
+def standard_castle_maps() -> dict[int, str]:
+    """rAthena's standard castles, castle_id -> castle map (aiworld/data/castles.yaml)."""
+    path = Path(aiworld.__file__).parent / "data" / "castles.yaml"
+    return {int(castle_id): str(map_name) for castle_id, map_name in yaml.safe_load(path.read_text()).items()}
+
+
+def faction_of_guild(guild_id: int) -> str:
+    """A guild as a faction: by id, which a rename keeps and which always fits a faction id
+    (a guild's name may be any 24 characters, and two names may clean to the same one)."""
+    return f"guild_{guild_id}" if guild_id else UNHELD
+
+
+def castle_event(castle_id: int, castle_map: str, guild_id: int, guild_name: str | None, change: int) -> GameEvent:
+    """A castle's new owner for politics. `change` counts the owners the bridge has seen this castle
+    get, so the id is the same when a crash makes the bridge post it again, and new when a guild
+    takes back a castle it held before."""
+    owner = faction_of_guild(guild_id)
+    name = clean_game_text(guild_name or "")[:GUILD_NAME_CHARS] or owner
+    facts: dict[str, str | int | float] = {"event": "castle", "map": castle_map, "owner": owner, "castle_id": castle_id}
+    if guild_id:
+        facts["owner_name"] = name
+    text = f"The guild {name} holds {castle_map}" if guild_id else f"No guild holds {castle_map} any more"
+    return GameEvent(
+        event_id=f"castle-{castle_id}-{change}-g{guild_id}",
+        kind=GameEventKind.WORLD_EVENT,
+        text=text,
+        importance=6,
+        facts=facts,
+    )
+
+
+def sale_event(row: dict[str, Any]) -> GameEvent:
+    """A `picklog` row of a vending sale, as the buyer received the items, for the economy."""
+    item_id, amount = row.get("nameid"), row.get("amount")
+    if not isinstance(item_id, int) or not 1 <= item_id <= MAX_ITEM_ID:
+        raise RejectedRow(f"picklog row {row.get('id')}: no item id: {item_id!r}")
+    if not isinstance(amount, int) or not 1 <= amount <= MAX_ITEM_AMOUNT:
+        raise RejectedRow(f"picklog row {row.get('id')}: amount {amount!r} is not 1..{MAX_ITEM_AMOUNT}")
+    return GameEvent(
+        event_id=f"vend-{row['id']}",
+        kind=GameEventKind.WORLD_EVENT,
+        text="A player sold items from a vending shop",
+        importance=1,
+        facts={"event": "vending_sale", "sold_item": item_id, "sold_amount": amount},
+    )

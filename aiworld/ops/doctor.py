@@ -22,7 +22,15 @@ from aiworld.npc import search_attributes
 from aiworld.temporal import connect
 
 CHECK_TIMEOUT_SECONDS = 3.0
-AI_TABLES = ("ai_event", "ai_action", "ai_dialogue", "ai_bridge_cursor", "ai_presence", "ai_event_rejected")
+AI_TABLES = (
+    "ai_event",
+    "ai_action",
+    "ai_dialogue",
+    "ai_bridge_cursor",
+    "ai_presence",
+    "ai_event_rejected",
+    "ai_castle_owner",
+)
 # Where each SDK sends requests when no endpoint is configured.
 DEFAULT_ENDPOINTS = {
     "openai": "https://api.openai.com/v1",

@@ -25,6 +25,7 @@ CONFLICT_AT = -50
 PEACE_ABOVE = -20
 ALLIANCE_AT = 60
 FADE = 1
+UNHELD = "none"  # the owner of a castle no faction holds (as the bridge reports a free castle)
 
 
 def pair(a: str, b: str) -> tuple[str, str]:
@@ -205,23 +206,28 @@ def politics_step(state: dict[str, str], inbox: list[InboxEntry], factions: dict
             deleted.append(alliance)
     for castle, owner in sorted(territory.items()):
         key = f"territory:{castle}"
-        if state.get(key) != owner:
-            previous = state.get(key)
+        previous = state.get(key)
+        if previous == owner or (owner == UNHELD and previous is None):
+            continue
+        if owner == UNHELD:  # the guild that held it broke up: nobody's territory
+            deleted.append(key)
+        else:
             fields[key] = owner
             faction_writes.setdefault(owner, {})[key] = "held"
-            if previous:
-                faction_writes.setdefault(previous, {})[key] = ""
-            changes.append(
-                WorldChange(
-                    what=key,
-                    before=previous,
-                    after=owner,
-                    why=f"{owner} took {castle}" + (f" from {previous}" if previous else ""),
-                    importance=6,
-                    scope={"kind": "world"},
-                    facts={"castle": castle, "owner": owner},
-                )
+        if previous:
+            faction_writes.setdefault(previous, {})[key] = ""
+        from_whom = f" from {previous}" if previous else ""
+        changes.append(
+            WorldChange(
+                what=key,
+                before=previous,
+                after=owner,
+                why=f"{previous} lost {castle}" if owner == UNHELD else f"{owner} took {castle}" + from_whom,
+                importance=6,
+                scope={"kind": "world"},
+                facts={"castle": castle, "owner": owner},
             )
+        )
     for (faction, char_id), delta in sorted(standing.items()):
         before = int(float(factions.get(faction, {}).get(f"standing:{char_id}", "0") or 0))
         after = _clamp(before + delta)

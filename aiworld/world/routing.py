@@ -1,8 +1,9 @@
 """Routing game events to the world systems that care, so that their next cycle sees them.
 
 A trade an NPC merchant made goes to the economy, an attack on a faction's NPC to politics, kills
-and items handed over to the quests (progress), announcements of the world to the environment
-(and to politics when they name a faction). Each system reads its `world:{system}:inbox` stream.
+and items handed over to the quests (progress), announcements of the world to the environment,
+and to the economy (sales, supply shocks, invasions) and politics (factions, castle owners) when
+their facts are those systems' business. Each system reads its `world:{system}:inbox` stream.
 
 Routed where the event enters the service — the API, once it has reached its NPC — because that
 is where every event passes exactly once *per id*: a retried request carries the same id, and the
@@ -40,9 +41,28 @@ def systems_for(event: GameEvent, *, action_kind: str | None = None, faction: st
         case GameEventKind.PLAYER_KILLED_MONSTER | GameEventKind.ITEM_RECEIVED:
             return ["quests"]
         case GameEventKind.WORLD_EVENT:
-            named = event.facts or {}
-            return ["environment", "politics"] if ("faction" in named or "factions" in named) else ["environment"]
+            return _systems_for_news(event.facts or {})
     return []
+
+
+# Facts of a world event that the economy or politics acts on (README: what each inbox accepts).
+_MARKET_FACTS = ("sold_item", "supply_item")
+_POLITICAL_FACTS = ("faction", "factions", "faction_a", "faction_b")
+_POLITICAL_EVENTS = ("attack", "gift", "peace", "castle", "quest_done")
+# Bookkeeping the bridge reports (a player's sale, a castle's owner): no news for the weather.
+_RECORDS = ("sold_item",)
+_RECORD_EVENTS = ("castle",)
+
+
+def _systems_for_news(facts: dict[str, str | int | float]) -> list[str]:
+    kind = facts.get("event")
+    record = kind in _RECORD_EVENTS or any(name in facts for name in _RECORDS)
+    systems = [] if record else ["environment"]
+    if kind == "invasion" or any(name in facts for name in _MARKET_FACTS):
+        systems.append("economy")
+    if kind in _POLITICAL_EVENTS or any(name in facts for name in _POLITICAL_FACTS):
+        systems.append("politics")
+    return systems
 
 
 class WorldInbox:

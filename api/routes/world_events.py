@@ -25,7 +25,7 @@ from aiworld.world.definition import load_world
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.news import NEWS_ID_PATTERN, NewsSource, Scope, WorldNews
 from aiworld.world.recipients import count_recipients
-from aiworld.world.routing import WorldInbox
+from aiworld.world.routing import WorldInbox, systems_for
 from api.errors import invalid_field
 from api.schemas import ErrorBody, ValidationErrorBody
 from workflows.world_broadcast import broadcast_workflow_id
@@ -34,7 +34,9 @@ NEWS_ID = re.compile(NEWS_ID_PATTERN)
 
 
 class WorldEventRequest(StrictModel):
-    scope: Scope
+    # None: no NPC is told, only the world systems whose inbox takes the event (a castle's new
+    # owner, a player's sale, reported by the bridge); their cycles tell the NPCs what changed.
+    scope: Scope | None = None
     # What each recipient hears, under its own id `{event_id}:{npc_id}`; a `world_event` carries
     # its news in `text`, `importance` and `facts`.
     event: GameEvent
@@ -43,10 +45,12 @@ class WorldEventRequest(StrictModel):
 
 class WorldEventAccepted(BaseModel):
     news_id: str
-    workflow_id: str
+    workflow_id: str | None = Field(description="the fan-out; none without a scope")
     recipients: int = Field(description="NPCs the scope reaches now")
     # False when this news id was fanned out before (a retried request): nothing is sent again.
     started: bool
+    # The world systems whose inbox took the event now (none when a retried request routed it before).
+    routed: list[str] = Field(default_factory=list)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -104,7 +108,8 @@ def world_event_routes(
         responses=ERRORS,
     )
     async def world_event(body: WorldEventRequest) -> WorldEventAccepted:
-        """Tell every NPC of a scope (npc, near, map, faction, world) of an event, each once."""
+        """Tell every NPC of a scope (npc, near, map, faction, world) of an event, each once; without
+        a scope, hand it only to the world systems that take it."""
         directory = NpcDirectory(store(), keys)
         event = body.event
         if not NEWS_ID.fullmatch(event.event_id):
@@ -112,6 +117,14 @@ def world_event_routes(
                 ("event", "event_id"),
                 "an event for a scope needs an id of at most 39 letters, digits, `_`, `.` or `-`: "
                 "each NPC hears it as `{event_id}:{npc_id}`",
+            )
+        inbox = WorldInbox(store(), keys, settings.coordinator)
+        if body.scope is None:
+            if not systems_for(event):
+                raise invalid_field(("scope",), "no world system takes this event: give a scope to tell NPCs")
+            routed = await inbox.route(event)  # where it happened is in its facts, for the system to read
+            return WorldEventAccepted(
+                news_id=event.event_id, workflow_id=None, recipients=0, started=False, routed=routed
             )
         await check_known(body.scope, directory)
         try:
@@ -130,12 +143,13 @@ def world_event_routes(
         recipients = await count_recipients(directory, body.scope)
         started = await start_broadcast(temporal(), news, settings.task_queue)
         # Once per news id: the world systems hear of it once however many NPCs do.
-        await WorldInbox(store(), keys, settings.coordinator).route(event, map_name=body.scope.map)
+        routed = await inbox.route(event, map_name=body.scope.map)
         return WorldEventAccepted(
             news_id=news.news_id,
             workflow_id=broadcast_workflow_id(news.news_id),
             recipients=recipients,
             started=started,
+            routed=routed,
         )
 
     return router

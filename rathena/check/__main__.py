@@ -57,6 +57,7 @@ def main() -> int:
         check.actions()
         check.burst()
         check.late_reply()
+        check.castle_and_sale_reported()
         check.quiet_console()
         report.step("the client's dialogue, as OpenKore printed it:")
         for line in transcript:

@@ -37,6 +37,8 @@ START = ("prontera", 148, 184)
 TALK_NPC = ("lina_baker", "Lina the Baker")
 FIRST_LINE = "Hello! What do you sell?"
 BURST = 30  # actions queued at once to time the dispatcher
+# A guild of the check's own and Kriemhild (prtg_cas01), castle 15 of rAthena's castle_db.
+CHECK_GUILD_ID, CHECK_CASTLE_ID = 90001, 15
 # A first OpenKore run computes its portals' line-of-sight table for every map: minutes on a slow machine.
 LOGIN_TIMEOUT_SECONDS = 600
 
@@ -658,6 +660,56 @@ class Check:
         )
         seen = self.player.wait_for(re.escape(line), 20).string
         r.ok(f"status 'shown'; client: {seen.strip()!r}")
+
+    def castle_and_sale_reported(self) -> None:
+        """What the char-server writes when a guild takes a castle (`guild_castle`) and what the
+        map-server logs of a vending sale (`picklog`, as the seller's loss and the buyer's gain),
+        written here as they would, reach politics and the economy through the running bridge, once.
+        (Taking a castle in play needs a War of Emperium, a sale two clients: neither is cheap.)"""
+        r = self.report
+        r.step("a castle changing hands (guild_castle, guild) -> politics; a vending sale (picklog) -> the economy")
+        self.db.run_sql(
+            "INSERT INTO `guild` (`guild_id`, `name`, `char_id`, `master`) "
+            f"VALUES ({CHECK_GUILD_ID}, 'Check Lions', {CHAR_ID}, '{CHAR_NAME}');"
+            f"REPLACE INTO `guild_castle` (`castle_id`, `guild_id`) VALUES ({CHECK_CASTLE_ID}, {CHECK_GUILD_ID});"
+            "INSERT INTO `picklog` (`time`, `char_id`, `type`, `nameid`, `amount`, `map`) VALUES "
+            f"(NOW(), {CHAR_ID}, 'V', 512, -4, 'prontera'), (NOW(), {CHAR_ID}, 'V', 512, 4, 'prontera');"
+        )
+        [[last_log_row]] = self.rows("SELECT MAX(`id`) FROM `picklog`")
+        store = redis.Redis.from_url(self.redis_url or self.settings.redis_url)
+
+        def told(system: str, event: str) -> list[dict[str, Any]]:
+            stream = store.xrange(self.keys.world_inbox(system)) or []
+            found = [json.loads((fields or {})[b"event"]) for _, fields in stream]
+            return [item for item in found if (item.get("facts") or {}).get("event") == event]
+
+        try:
+            until(
+                lambda: self.rows(
+                    f"SELECT 1 FROM `ai_castle_owner` WHERE `castle_id` = {CHECK_CASTLE_ID} "
+                    f"AND `guild_id` = {CHECK_GUILD_ID}"
+                ),
+                60,
+                "the bridge seeing the castle's new owner",
+            )
+            until(
+                lambda: self.rows(
+                    f"SELECT 1 FROM `ai_bridge_cursor` WHERE `name` = 'picklog' AND `position` >= {last_log_row}"
+                ),
+                60,
+                "the bridge reading the vending sale",
+            )
+            castles, sales = told("politics", "castle"), told("economy", "vending_sale")
+        finally:
+            store.close()
+        expected_owner = ("prtg_cas01", f"guild_{CHECK_GUILD_ID}", "Check Lions")
+        if [(c["facts"]["map"], c["facts"]["owner"], c["facts"].get("owner_name")) for c in castles] != [
+            expected_owner
+        ]:
+            raise CheckFailed(f"politics was told of castles {castles}, expected {expected_owner} once")
+        if [(s["facts"]["sold_item"], s["facts"]["sold_amount"]) for s in sales] != [(512, 4)]:
+            raise CheckFailed(f"the economy was told of sales {sales}, expected 4 x 512 once (the buyer's row)")
+        r.ok(f"politics: {castles[0]['text']!r}; economy: {sales[0]['event_id']} sold 4 x 512")
 
     def quiet_console(self) -> None:
         """Nothing our scripts did while the game ran made the map-server complain."""

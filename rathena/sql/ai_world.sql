@@ -95,3 +95,13 @@ CREATE TABLE IF NOT EXISTS `ai_event_rejected` (
   `created_at` DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
   PRIMARY KEY (`event_id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Who the bridge last saw hold each castle (rAthena's `guild_castle`), and how many owners it has
+-- seen the castle get: a change is posted once (its id counts the changes), also across restarts.
+CREATE TABLE IF NOT EXISTS `ai_castle_owner` (
+  `castle_id` INT UNSIGNED NOT NULL,
+  `guild_id` INT UNSIGNED NOT NULL DEFAULT 0,
+  `changes` INT UNSIGNED NOT NULL DEFAULT 0,
+  `updated_at` DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  PRIMARY KEY (`castle_id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

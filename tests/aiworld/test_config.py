@@ -40,6 +40,15 @@ def test_environment_with_prefix_and_nesting(clean_env, tmp_path):
     assert settings.redis_url == "redis://cache:6379/3"
 
 
+def test_the_bridge_takes_an_operators_castles_and_log_table(clean_env, tmp_path):
+    clean_env.chdir(tmp_path)
+    clean_env.setenv("AIWORLD_BRIDGE__CASTLE_MAPS", '{"50": "myg_cas01", "15": "prtg_cas01"}')
+    clean_env.setenv("AIWORLD_BRIDGE__PICKLOG_TABLE", "ragnarok_log.picklog")
+    settings = load_settings()
+    assert settings.bridge.castle_maps == {50: "myg_cas01", 15: "prtg_cas01"}
+    assert settings.bridge.picklog_table == "ragnarok_log.picklog"
+
+
 def test_yaml_file_with_env_interpolation(clean_env, tmp_path):
     clean_env.chdir(tmp_path)
     config = tmp_path / "aiworld.yaml"
@@ -88,6 +97,8 @@ def test_missing_env_reference_names_the_key(clean_env, tmp_path):
         ("AIWORLD_REDIS_URL", "localhost:6379", "redis://host:6379/0"),
         ("AIWORLD_TEMPORAL_ADDRESS", "localhost", "host:port"),
         ("AIWORLD_LLM__BATCH_SIZE", "0", "AIWORLD_LLM__BATCH_SIZE"),
+        ("AIWORLD_BRIDGE__CASTLE_MAPS", '{"50": "My Castle"}', "AIWORLD_BRIDGE__CASTLE_MAPS"),
+        ("AIWORLD_BRIDGE__PICKLOG_TABLE", "picklog; DROP TABLE x", "AIWORLD_BRIDGE__PICKLOG_TABLE"),
     ],
 )
 def test_invalid_values_are_named(clean_env, tmp_path, name, value, expected):

@@ -53,6 +53,7 @@ async def test_an_announcement_for_a_map_reaches_its_npcs_once(api, dev_env, red
         "workflow_id": "broadcast-fair-1",
         "recipients": 2,
         "started": True,
+        "routed": ["environment"],
     }
     again = await api.post("/ai/world/event", json=body)  # the bridge retried
     assert again.status_code == 202 and again.json()["recipients"] == 2
@@ -135,6 +136,30 @@ async def test_game_events_reach_the_world_systems_once_each(api, redis_client, 
     # ... and the shop's price the coherence monitor compares with the economy's is the game's now.
     assert await redis_client.hget(keys.npc("lina_baker"), "shop:4000") in ("120", b"120")
     assert await inbox.entries("environment") == []
+
+
+async def test_an_event_without_a_scope_reaches_only_the_world_systems_that_take_it(api, redis_client, keys):
+    """The bridge's records of the game (a castle's new owner, a player's sale) tell no NPC by
+    themselves: they go to the systems whose cycles decide what is news, once per event id."""
+    inbox = WorldInbox(redis_client, keys, CoordinatorSettings())
+    castle = {
+        "event_id": "castle-15-1-g7",
+        "kind": "world_event",
+        "text": "The Lions took prtg_cas01",
+        "facts": {"event": "castle", "map": "prtg_cas01", "owner": "guild_7", "owner_name": "Lions"},
+    }
+    answers = [(await api.post("/ai/world/event", json={"event": castle})).json() for _ in range(2)]
+    assert [(answer["routed"], answer["recipients"], answer["workflow_id"]) for answer in answers] == [
+        (["politics"], 0, None),
+        ([], 0, None),
+    ], "a retried request is routed once"
+    [entry] = await inbox.entries("politics")
+    assert json.loads(entry["event"])["facts"]["owner"] == "guild_7"
+    assert await inbox.entries("environment") == [] and await inbox.entries("economy") == []
+    # No system takes an arrival: without a scope it would vanish, so it is refused.
+    arrival = {"event_id": "n-2", "kind": "player_nearby", "player": ARIA}
+    refused = await api.post("/ai/world/event", json={"event": arrival})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "scope"
 
 
 async def test_requests_repeated_after_a_store_outage_reach_npcs_and_world_systems_once(

@@ -94,6 +94,34 @@ def test_quests_done_raise_a_players_standing_and_castles_change_hands():
     assert step.fields["territory:prtg_cas01"] == "royal_court"
 
 
+def test_a_castle_passes_between_guilds_and_is_free_when_its_guild_breaks_up():
+    def took(owner: str, number: int) -> InboxEntry:
+        return world_event(f"castle-{number}", event="castle", map="prtg_cas01", owner=owner)
+
+    state: dict[str, str] = {}
+    assert not politics.politics_step(state, [took("none", 0)], {}).changes, "a free castle nobody held: no news"
+    step = politics.politics_step(state, [took("guild_7", 1)], {})
+    state = step.fields
+    step = politics.politics_step(state, [took("guild_8", 2)], {})
+    assert step.fields["territory:prtg_cas01"] == "guild_8"
+    assert step.factions["guild_7"]["territory:prtg_cas01"] == "" and step.changes[0].why.endswith("from guild_7")
+    state = {**state, **step.fields}
+    step = politics.politics_step(state, [took("none", 3)], {})
+    assert step.deleted == ["territory:prtg_cas01"] and "none" not in step.factions
+    assert step.factions["guild_8"]["territory:prtg_cas01"] == ""
+    assert step.changes[0].why == "guild_8 lost prtg_cas01"
+
+
+def test_players_vending_sales_raise_demand_and_count_in_the_trade_volume():
+    merchants = [merchant()]
+    sales = [world_event(f"vend-{row}", event="vending_sale", sold_item=507, sold_amount=10) for row in range(3)]
+    other = world_event("vend-9", event="vending_sale", sold_item=909, sold_amount=4)  # no merchant sells it
+    step = economy.economy_step({}, [*sales, other], merchants)
+    assert int(step.fields["demand:507"]) == economy.NORMAL + economy.DEMAND_PER_UNIT_SOLD * 30
+    assert step.fields["trade_volume"] == "34"
+    assert int(step.fields["price:507"]) > 50, "more demand than supply lifts the price"
+
+
 def test_weather_follows_the_season():
     day = 100.0
     seen: dict[str, set[str]] = {season: set() for season in environment.SEASONS}

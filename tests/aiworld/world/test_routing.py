@@ -28,6 +28,15 @@ def test_each_kind_of_event_goes_to_the_systems_that_care():
     assert systems_for(event("world_event", text="Snow")) == ["environment"]
     war = event("world_event", text="War", facts={"faction": "orc_clans", "stance": "war"})
     assert systems_for(war) == ["environment", "politics"]
+    raid = event("world_event", text="Raid", facts={"event": "attack", "faction_a": "orcs", "faction_b": "guards"})
+    assert systems_for(raid) == ["environment", "politics"]
+    invasion = event("world_event", text="Orcs invade", facts={"event": "invasion", "map": "prt_fild08"})
+    assert systems_for(invasion) == ["environment", "economy"]
+    # What the bridge reports from the game's own tables goes only where it counts.
+    castle = event("world_event", text="Taken", facts={"event": "castle", "map": "prtg_cas01", "owner": "guild_7"})
+    assert systems_for(castle) == ["politics"]
+    sale = event("world_event", text="Sold", facts={"event": "vending_sale", "sold_item": 501, "sold_amount": 3})
+    assert systems_for(sale) == ["economy"]
     assert systems_for(event("player_nearby", player=ARIA)) == []
 
 
