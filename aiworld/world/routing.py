@@ -62,6 +62,8 @@ def _systems_for_news(facts: dict[str, str | int | float]) -> list[str]:
         systems.append("economy")
     if kind in _POLITICAL_EVENTS or any(name in facts for name in _POLITICAL_FACTS):
         systems.append("politics")
+    if "quest_step" in facts:  # a player took a quest (the NPC's dialogue or the game says so)
+        systems.append("quests")
     return systems
 
 

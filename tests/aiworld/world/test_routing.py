@@ -37,6 +37,8 @@ def test_each_kind_of_event_goes_to_the_systems_that_care():
     assert systems_for(castle) == ["politics"]
     sale = event("world_event", text="Sold", facts={"event": "vending_sale", "sold_item": 501, "sold_amount": 3})
     assert systems_for(sale) == ["economy"]
+    taken = event("world_event", text="Aria takes it", player=ARIA, facts={"quest_id": "q1", "quest_step": "taken"})
+    assert systems_for(taken) == ["environment", "quests"]
     assert systems_for(event("player_nearby", player=ARIA)) == []
 
 
