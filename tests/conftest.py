@@ -170,18 +170,25 @@ class NpcLife:
 async def _query_until(
     handle: WorkflowHandle, query: str, result_type: Any, predicate: Callable[[Any], bool], timeout: float
 ) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                answer = await handle.query(query, result_type=result_type)
-            except RPCError as error:
-                # A query can time out while the worker is busy with a burst; ask again.
-                if error.status is not RPCStatusCode.DEADLINE_EXCEEDED:
-                    raise
-            else:
-                if predicate(answer):
-                    return answer
-            await asyncio.sleep(0.1)
+    last_error: RPCError | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    answer = await handle.query(query, result_type=result_type)
+                except RPCError as error:
+                    # A query can time out while the worker is busy with a burst, or find the
+                    # workflow task just timed out on a loaded machine (the server retries it):
+                    # ask again; anything else is a real failure.
+                    if error.status is not RPCStatusCode.DEADLINE_EXCEEDED and "failed state" not in error.message:
+                        raise
+                    last_error = error
+                else:
+                    if predicate(answer):
+                        return answer
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"{handle.id}: `{query}` never matched; last query error: {last_error}") from None
 
 
 async def _running_life(
