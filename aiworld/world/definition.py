@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from aiworld.config import ConfigError
-from aiworld.models import NpcProfile, PlayerRef
+from aiworld.models import MAP_NAME_PATTERN, MAX_MAP_COORDINATE, NpcProfile, PlayerRef
+
+MapSize = tuple[
+    Annotated[int, Field(ge=1, le=MAX_MAP_COORDINATE + 1)], Annotated[int, Field(ge=1, le=MAX_MAP_COORDINATE + 1)]
+]
 
 
 class WorldDefinition(BaseModel):
     world: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Width and height in cells of the world's maps, as the game's map cache has them (the world
+    # viewer draws a map at its size; a map not listed is drawn around what lives on it).
+    maps: dict[Annotated[str, Field(pattern=MAP_NAME_PATTERN)], MapSize] = Field(default_factory=dict)
     visitors: list[PlayerRef] = Field(default_factory=list)
     npcs: list[NpcProfile] = Field(min_length=1)
 

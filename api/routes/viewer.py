@@ -63,7 +63,8 @@ _WEATHER_FIELD = re.compile(r"^weather:([a-z0-9_@-]{1,15})$")
 def viewer_router(settings: Settings, route_class: type[APIRoute], resources: dict[str, Any]) -> APIRouter:
     """The viewer's routes; `route_class` checks credentials first (the API's guarded routes)."""
     keys = Keys(settings.redis_key_prefix)
-    profiles = {npc.npc_id: npc for npc in load_world(settings.world_file).npcs}
+    definition = load_world(settings.world_file)
+    profiles = {npc.npc_id: npc for npc in definition.npcs}
     public = APIRouter(tags=["viewer"])
     guarded = APIRouter(tags=["viewer"], route_class=route_class)
 
@@ -90,7 +91,7 @@ def viewer_router(settings: Settings, route_class: type[APIRoute], resources: di
         npcs = await _npcs(store(), keys, profiles)
         recent = await feed.latest(RECENT_ENTRIES)
         return {
-            "maps": _maps(npcs, profiles),
+            "maps": _maps(npcs, profiles, definition.maps),
             "recent": [{"stream_id": item.stream_id, **item.entry} for item in recent],
             "after": recent[-1].stream_id if recent else await feed.last_id(),
             "temporal_ui": settings.observability.temporal_ui_url,
@@ -246,9 +247,12 @@ async def _npcs(store: redis.Redis, keys: Keys, profiles: dict[str, NpcProfile])
     return npcs
 
 
-def _maps(npcs: list[dict[str, Any]], profiles: dict[str, NpcProfile]) -> list[dict[str, Any]]:
-    """Maps drawn around what lives on them: the cells spanned by their NPCs' walking areas, with a
-    margin (the service does not read the game's map cache, which knows each map's full size)."""
+def _maps(
+    npcs: list[dict[str, Any]], profiles: dict[str, NpcProfile], sizes: dict[str, tuple[int, int]]
+) -> list[dict[str, Any]]:
+    """Maps drawn at their size where the world file gives it (`maps:`, from the game's map
+    cache); elsewhere around what lives on them: the cells spanned by their NPCs' walking areas,
+    with a margin."""
     maps: dict[str, dict[str, Any]] = {}
     for npc in npcs:
         profile = profiles.get(npc["npc_id"])
@@ -261,10 +265,15 @@ def _maps(npcs: list[dict[str, Any]], profiles: dict[str, NpcProfile]) -> list[d
         drawn.update(
             x0=min(drawn["x0"], left), y0=min(drawn["y0"], bottom), x1=max(drawn["x1"], right), y1=max(drawn["y1"], top)
         )
-    for drawn in maps.values():
+    for name, drawn in maps.items():
+        if name in sizes:
+            width, height = sizes[name]
+            drawn.update(x0=0, y0=0, x1=width - 1, y1=height - 1, sized=True)
+            continue
         drawn["x0"], drawn["y0"] = max(0, drawn["x0"] - MAP_MARGIN), max(0, drawn["y0"] - MAP_MARGIN)
         drawn["x1"] = min(MAX_MAP_COORDINATE, drawn["x1"] + MAP_MARGIN)
         drawn["y1"] = min(MAX_MAP_COORDINATE, drawn["y1"] + MAP_MARGIN)
+        drawn["sized"] = False
     return [maps[name] for name in sorted(maps)]
 
 

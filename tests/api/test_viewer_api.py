@@ -14,6 +14,7 @@ from aiworld.npc.control import ensure_npc_started
 from aiworld.temporal import npc_workflow_id
 from aiworld.world.definition import load_world
 from api.app import create_app
+from api.routes.viewer import _maps
 from tests.aiworld.ops.test_demo import Relay
 from tests.api.conftest import API_KEYS, api_settings, served
 from tests.conftest import demo_profile
@@ -30,9 +31,14 @@ async def test_the_world_lists_every_npc_of_the_world_file_even_those_that_never
     }
     expected = {npc.npc_id: (npc.map, npc.x, npc.y) for npc in load_world().npcs}
     assert drawn == expected
+    sizes = load_world().maps
     for world_map in world["maps"]:
         for npc in world_map["npcs"]:
             assert world_map["x0"] <= npc["x"] <= world_map["x1"] and world_map["y0"] <= npc["y"] <= world_map["y1"]
+        # The demo world's maps at their size in the game (its map cache), cells 0..size-1.
+        width, height = sizes[world_map["name"]]
+        assert (world_map["x0"], world_map["y0"], world_map["x1"], world_map["y1"]) == (0, 0, width - 1, height - 1)
+        assert world_map["sized"]
     assert world["recent"] == [] and world["after"] == "0-0"
 
 
@@ -106,3 +112,13 @@ async def test_a_store_failure_ends_the_stream_cleanly_and_the_api_stays_up(dev_
         await store.aclose()
         await relay.stop()
     assert "viewer stream ended: the state store failed" in caplog.text
+
+
+def test_a_map_the_world_file_gives_no_size_is_drawn_around_what_lives_on_it():
+    lina = demo_profile("lina_baker")
+    npc = {"npc_id": lina.npc_id, "map": "payon", "x": 100, "y": 120}
+    assert lina.area is not None
+    (drawn,) = _maps([npc], {lina.npc_id: lina}, sizes={"prontera": (312, 392)})
+    # Lina's area is on prontera, not here: the map spans her cell with the margin.
+    assert (drawn["name"], drawn["sized"]) == ("payon", False)
+    assert (drawn["x0"], drawn["x1"], drawn["y0"], drawn["y1"]) == (90, 110, 110, 130)
