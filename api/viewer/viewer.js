@@ -319,7 +319,9 @@ function drawQuests(quests) {
 
 function drawLlm(llm, budget) {
   const t = llm.totals;
-  const rung = budget ? (budget.rung ?? budget.level ?? budget.state ?? null) : null;
+  // Each tier's rung of the budget governor's ladder (GET /ai/llm/budget), as one line per sample.
+  const ladder = budget && budget.ladder ? Object.entries(budget.ladder) : null;
+  const rung = ladder ? (ladder.filter(([, s]) => s.level > 0).map(([tier, s]) => `${tier} ${s.rung}`).join(", ") || "normal") : null;
   state.series.push({ at: Date.now(), calls: t.calls, tokens: t.tokens_in + t.tokens_out, spend: t.spend, hits: t.cache_hits, rung });
   if (state.series.length > SERIES_KEPT) state.series.shift();
   $("llm-totals").replaceChildren(t.calls || t.cache_hits
@@ -335,7 +337,9 @@ function drawLlm(llm, budget) {
   const rungs = state.series.filter((s) => s.rung !== null).map((s) => `${new Date(s.at).toLocaleTimeString()} ${s.rung}`);
   budgetBox.replaceChildren(
     table(Object.entries(budget).filter(([, v]) => typeof v !== "object").map(([k, v]) => [k, String(v)])),
-    el("small", { class: "nodata", text: rungs.length ? `rung over time: ${rungs.slice(-6).join(" → ")}` : "" }),
+    table(ladder.map(([tier, s]) => [tier, s.rung, `${Math.round(s.pressure * 100)}%`, s.since || "", s.why || ""]),
+      ["tier", "rung", "spend", "since", "why"]),
+    el("small", { class: "nodata", "data-rungs": "", text: rungs.length ? `rung over time: ${rungs.slice(-6).join(" → ")}` : "" }),
   );
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import socket
 import time
 import uuid
@@ -348,6 +349,9 @@ async def test_world_and_llm_panels_say_no_data_yet_then_draw_the_world_systems_
     assert "no faction relations yet" in empty["politics"]
     assert "no open quests yet" in empty["quests"]
     assert "no LLM calls yet" in empty["llm-totals"] and "within budget" in empty["llm-budget"]
+    # The governor's ladder, tier by tier, and its rungs over time as the page samples them.
+    assert re.search(r"routine\s+normal\s+0%", empty["llm-budget"]), empty["llm-budget"]
+    assert "rung over time:" in empty["llm-budget"] and "normal" in empty["llm-budget"]
 
     store = demo_world.store
     await store.hset(keys.world("economy"), mapping={"price:512": "55", "price:519": "42"})
