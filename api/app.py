@@ -32,7 +32,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiworld.config import Settings
-from aiworld.memory.store import MemoryStore
+from aiworld.memory.store import MemoryStore, memory_store_outside_worker
 from aiworld.models import NpcProfile, NpcStateView, Personality, TalkReply
 from aiworld.npc.control import ensure_npc_started, report_action_result
 from aiworld.ops.tracing import instrument_api
@@ -125,6 +125,7 @@ def create_app(
         resources["store"] = store or redis.Redis.from_url(settings.redis_url, decode_responses=True)
         resources["queue"] = ActionQueue(resources["store"], keys)
         resources["inbox"] = WorldInbox(resources["store"], keys, settings.coordinator)
+        resources["memories"] = memory_store_outside_worker(settings, resources["store"], keys)
         try:
             yield
         finally:
@@ -377,10 +378,11 @@ def create_app(
         },
     )
     async def action_result(action_id: str, body: ActionResultRequest) -> ActionResultRecorded:
-        """What the game did with an action; the NPC remembers it. Idempotent."""
+        """What the game did with an action, once: the NPC remembers a done action and reconsiders a
+        failed one. Idempotent."""
         try:
             recorded = await report_action_result(
-                temporal(), queue(), action_id, body.outcome, body.detail, resources["inbox"]
+                temporal(), queue(), resources["memories"], action_id, body.outcome, body.detail, resources["inbox"]
             )
             if recorded:
                 metrics.action_results.labels(body.outcome).inc()
@@ -420,7 +422,9 @@ def create_app(
     coherence_routes.install(guarded, keys, lambda: resources["store"])
     app.include_router(guarded)
     app.include_router(
-        memory_routes(guarded.route_class, lambda: resources["store"], keys, settings, WITH_QUERY_ERRORS)
+        memory_routes(
+            guarded.route_class, lambda: resources["store"], keys, lambda: resources["memories"], WITH_QUERY_ERRORS
+        )
     )
     app.include_router(viewer_router(settings, _authenticated_first(authenticator), resources))
     instrument_api(app, settings.observability)

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         describe_invalid,
     )
     from aiworld.npc import offline_policy, search_attributes
+    from aiworld.npc.outcomes import action_result_narration
     from aiworld.npc.rules import validate_decision
     from workflows.npc_state import (
         PROCESSED_EVENT_MEMORY,
@@ -700,11 +701,7 @@ class NpcLifeWorkflow:
             GameEventKind.ITEM_RECEIVED: (f"{who} gave me {event.amount} of item {event.item_id}", 6, "grateful"),
             GameEventKind.NPC_SPOKE: (f"{who} said:", 3, "neutral"),  # the words go apart, quoted
             GameEventKind.WORLD_EVENT: (f"News: {event.text}", event.importance, "curious"),
-            GameEventKind.ACTION_RESULT: (
-                f"My action {event.action_id} was {event.outcome}" + (f": {event.detail}" if event.detail else ""),
-                2 if event.outcome == "done" else 4,
-                "satisfied" if event.outcome == "done" else "fret",
-            ),
+            GameEventKind.ACTION_RESULT: action_result_narration(event.action_id, event.outcome, event.detail),
         }[event.kind]
         news_id, retellings = gossip.news_memory_facts(event)
         valence = valence_of(emotion)

@@ -9,14 +9,15 @@ aiworld.memory.retrieval, tiers and pruning in aiworld.memory.consolidation.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime
 
 import redis.asyncio as redis
 from pydantic import ValidationError
 
-from aiworld.config import MemorySettings
-from aiworld.memory.embeddings import Embedder, from_text, pack, to_text
+from aiworld.config import MemorySettings, Settings
+from aiworld.memory.embeddings import EmbedCall, Embedder, from_text, pack, to_text
 from aiworld.memory.relationships import Relationships
 from aiworld.memory.retrieval import InProcessSearch, ScoredMemory, StoreSearch, VectorSearch, score, store_has_search
 from aiworld.models import Memory, NpcProfile, describe_invalid
@@ -237,3 +238,30 @@ class MemoryStore:
             for key, value in values.items():
                 state[f"{system}.{text_of(key)}"] = text_of(value)
         return state
+
+
+def memory_store_outside_worker(settings: Settings, client: redis.Redis, keys: Keys) -> MemoryStore:
+    """The memory store of a process that decides nothing (the API, the embedded demo's game).
+
+    It embeds in the space the worker embeds memories in: the LLM chain's when a provider is
+    configured, else the local embedding. The chain (every provider SDK) is built on first use.
+    """
+    provider: EmbedCall | None = None
+    if settings.memory.embeddings == "provider" and settings.llm.default_provider != "offline":
+        chain: list[EmbedCall] = []
+
+        async def provider(texts: list[str]) -> list[list[float]]:
+            if not chain:
+                from aiworld.llm import build_router  # every provider SDK: loaded only when needed
+
+                chain.append(functools.partial(build_router(settings, client, keys).embed, local_fallback=False))
+            return await chain[0](texts)
+
+    embedder = Embedder(
+        client,
+        keys,
+        provider,
+        cache_ttl_seconds=settings.memory.embedding_cache_ttl_seconds,
+        dimensions=settings.memory.local_embedding_dimensions,
+    )
+    return MemoryStore(client, keys, settings.memory, embedder)

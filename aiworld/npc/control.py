@@ -4,6 +4,8 @@ by the API and by the embedded demo alike."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
@@ -13,8 +15,10 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, NpcProfile, QueuedAction, TradeAction
 from aiworld.npc import search_attributes
+from aiworld.npc.outcomes import action_done_memory
 from aiworld.store.action_queue import ActionQueue, Outcome, UnknownAction
 from aiworld.temporal import NPC_WORKFLOW_TYPE, npc_workflow_id
 from aiworld.world.routing import WorldInbox
@@ -55,15 +59,18 @@ async def ensure_npc_started(client: Client, profile: NpcProfile, task_queue: st
 async def report_action_result(
     client: Client,
     queue: ActionQueue,
+    memories: MemoryStore,
     action_id: str,
     outcome: Outcome,
     detail: str = "",
     inbox: WorldInbox | None = None,
 ) -> bool:
-    """Record what the game did with an action and tell its NPC, once.
+    """Record what the game did with an action and let its NPC know, once. True the first time.
 
-    The NPC hears of it as an `action_result` event whose id comes from the action, so a result
-    reported twice (a bridge retry) is recorded and remembered once. True the first time.
+    A failed action reaches the NPC as an `action_result` event whose id comes from the action, so
+    a result reported twice (a bridge retry) is handled once: the NPC reconsiders. A done one is
+    written to the NPC's memory here, keyed by the action, without waking the NPC (see
+    aiworld.npc.outcomes): half of the workflow tasks of a busy world were these.
     """
     status = await queue.status(action_id)
     if status is None:
@@ -76,14 +83,19 @@ async def report_action_result(
         outcome=outcome,
         detail=detail[:200] or None,
     )
-    action = QueuedAction.model_validate_json(status["payload"]).action if "payload" in status else None
+    queued = QueuedAction.model_validate_json(status["payload"]) if "payload" in status else None
+    action = queued.action if queued else None
     if isinstance(action, TradeAction) and outcome == "done":
         await queue.record_shop_price(status["npc_id"], action.item_id, action.price)
     if inbox is not None:
         # A shop's price change is news for the economy, once per result id; routed before the
-        # signal so that it counts even when the NPC has retired meanwhile.
+        # NPC hears of it so that it counts even when the NPC has retired meanwhile.
         await inbox.route_npc_event(status["npc_id"], event, action_kind=action.kind if action else None)
-    # Signalled on every report, not only the first: if a previous attempt recorded the result
-    # but crashed before the signal, this one delivers it; the NPC drops the duplicate id.
-    await client.get_workflow_handle(npc_workflow_id(status["npc_id"])).signal("game_event", event)
+    # Done on every report, not only the first: if a previous attempt recorded the result but
+    # crashed before this, this one delivers it; the memory id and the event id are the action's.
+    if outcome == "done":
+        memory = action_done_memory(action_id, event.detail, datetime.now(UTC), queued.map if queued else None)
+        await memories.remember(status["npc_id"], memory)
+    else:
+        await client.get_workflow_handle(npc_workflow_id(status["npc_id"])).signal("game_event", event)
     return first_time

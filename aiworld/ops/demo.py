@@ -25,6 +25,7 @@ from rich.markup import escape
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, NpcProfile, PlayerRef, QueuedAction, TalkReply, TalkTurn
 from aiworld.npc.control import report_action_result
 from aiworld.store.action_queue import ActionQueue
@@ -70,10 +71,17 @@ NEWS = [
 
 class DemoGame:
     def __init__(
-        self, client: Client, queue: ActionQueue, world: WorldDefinition, console: Console, pace: DemoPace = DemoPace()
+        self,
+        client: Client,
+        queue: ActionQueue,
+        memories: MemoryStore,
+        world: WorldDefinition,
+        console: Console,
+        pace: DemoPace = DemoPace(),
     ) -> None:
         self._client = client
         self._queue = queue
+        self._memories = memories
         self._world = world
         self._console = console
         self._pace = pace
@@ -187,7 +195,7 @@ class DemoGame:
                         "demo could not print action %s (%d so far)", claimed.action.action_id, self.failures["show"]
                     )
                 await report_action_result(
-                    self._client, self._queue, claimed.action.action_id, "done", "shown in the demo"
+                    self._client, self._queue, self._memories, claimed.action.action_id, "done", "shown in the demo"
                 )
                 self.actions_executed += 1
 

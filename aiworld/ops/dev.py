@@ -26,7 +26,7 @@ from rich.console import Console
 from temporalio.client import Client
 
 from aiworld.config import ConfigError, Settings
-from aiworld.memory.store import MemoryStore
+from aiworld.memory.store import MemoryStore, memory_store_outside_worker
 from aiworld.npc import search_attributes
 from aiworld.npc.control import ensure_npc_started
 from aiworld.ops import binaries
@@ -290,7 +290,10 @@ async def run_dev(settings: Settings, world_file: Path | None = None) -> None:
         )
         console.print("[dim]Ctrl-C stops everything; `make demo` again resumes the same world.[/]\n")
 
-        game = DemoGame(client, ActionQueue(store, Keys(live.redis_key_prefix)), world, console)
+        keys = Keys(live.redis_key_prefix)
+        game = DemoGame(
+            client, ActionQueue(store, keys), memory_store_outside_worker(live, store, keys), world, console
+        )
         demo = asyncio.create_task(game.run(stop))
         watchdog = asyncio.create_task(_watch(children, stop))
         await stop.wait()

@@ -4,7 +4,6 @@ and `GET /ai/world/graph` (nodes and edges of the relationship graph)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,8 +13,6 @@ from fastapi import APIRouter, Path, Query
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from aiworld.config import Settings
-from aiworld.memory.embeddings import Embedder
 from aiworld.memory.relationships import Relationship, relationship_type
 from aiworld.memory.retrieval import ScoredMemory
 from aiworld.memory.store import MemoryStore
@@ -70,30 +67,11 @@ def memory_routes(
     route_class: type[APIRoute],
     store: Callable[[], redis.Redis],
     keys: Keys,
-    settings: Settings,
+    memory_store: Callable[[], MemoryStore],
     responses: dict[int | str, dict[str, Any]],
 ) -> APIRouter:
     """The routes, behind the same credentials check as every other endpoint (`route_class`)."""
     router = APIRouter(route_class=route_class, tags=["memory"])
-    embedders: dict[str, Embedder] = {}
-
-    async def memory_store() -> MemoryStore:
-        # Queries are embedded in the space the worker embeds memories in: the LLM chain's when
-        # a provider is configured, else the local embedding.
-        if "embedder" not in embedders:
-            embed = None
-            if settings.memory.embeddings == "provider" and settings.llm.default_provider != "offline":
-                from aiworld.llm import build_router  # every provider SDK: loaded only when needed
-
-                embed = functools.partial(build_router(settings, store(), keys).embed, local_fallback=False)
-            embedders["embedder"] = Embedder(
-                store(),
-                keys,
-                embed,
-                cache_ttl_seconds=settings.memory.embedding_cache_ttl_seconds,
-                dimensions=settings.memory.local_embedding_dimensions,
-            )
-        return MemoryStore(store(), keys, settings.memory, embedders["embedder"])
 
     async def require_known(npc_id: str) -> None:
         known = await store().exists(keys.npc(npc_id), keys.memory_index(npc_id), keys.relationships(npc_id))
@@ -113,7 +91,7 @@ def memory_routes(
     ) -> NpcMemories:
         """An NPC's best memories for a query (or for now), each with its score and the score's parts."""
         await require_known(npc_id)
-        memories = await memory_store()
+        memories = memory_store()
         found = await memories.search(npc_id, now=datetime.now(UTC), query=query, about=about, limit=limit)
         return NpcMemories(
             npc_id=npc_id,
@@ -131,7 +109,7 @@ def memory_routes(
     async def npc_relationships(npc_id: str = Path(pattern=NPC_ID_PATTERN)) -> NpcRelationships:
         """How an NPC stands with players, NPCs and factions: score, type, history, last interaction."""
         await require_known(npc_id)
-        memories = await memory_store()
+        memories = memory_store()
         return NpcRelationships(npc_id=npc_id, relationships=await memories.relationship_graph.details(npc_id))
 
     @router.get("/ai/world/graph", response_model=WorldGraph, responses=responses)
@@ -139,7 +117,7 @@ def memory_routes(
         max_edges: int = Query(2000, ge=1, le=MAX_GRAPH_EDGES, description="edges returned at most"),
     ) -> WorldGraph:
         """Every NPC, and every relationship as an edge (owner -> party), for a viewer."""
-        memories = await memory_store()
+        memories = memory_store()
         graph = memories.relationship_graph
         nodes = {
             f"npc:{npc_id}": GraphNode(id=f"npc:{npc_id}", kind="npc", map=map_name)

@@ -172,6 +172,55 @@ async def test_actions_are_leased_acknowledged_once_and_remembered(api, redis_cl
     assert len(await poll(remembered, bool)) == 1, "the NPC remembers the outcome exactly once"
 
 
+async def test_a_done_action_is_remembered_without_waking_the_npc_and_a_failed_one_wakes_it(
+    api, dev_env, redis_client, keys
+):
+    """The NPC remembers deciding its action; "done" goes to its memory without a workflow task,
+    "failed" reaches it as an event it reconsiders."""
+    npc = {**LINA, "npc_id": "orin_smith", "name": "Orin the Smith", "map": "prontera", "x": 150, "y": 60}
+    await api.post("/ai/npc/register", json=npc)
+    for event_id in ("first-hit", "second-hit"):
+        event = {"event_id": event_id, "kind": "player_attacked", "player": ARIA}
+        await api.post("/ai/npc/event", json={"npc_id": "orin_smith", "event": event})
+        await poll(lambda: api.get("/ai/npc/orin_smith/memories"), lambda r: r.json()["total"] >= 2)
+    leased: list[dict] = []
+
+    async def lease_both():
+        leased.extend((await api.get("/ai/actions", params={"lease_seconds": 60})).json()["actions"])
+        return {action["sequence"] for action in leased}
+
+    await poll(lease_both, lambda sequences: len(sequences) >= 2)
+    done, failed = (next(a for a in leased if a["sequence"] == s) for s in sorted({a["sequence"] for a in leased})[:2])
+    handle = dev_env.client.get_workflow_handle("npc-orin_smith")
+    settled = await poll(lambda: api.get("/ai/npc/orin_smith"), lambda r: r.json()["pending_events"] == 0)
+    processed = settled.json()["events_processed"]
+
+    assert (await api.post(f"/ai/actions/{done['action_id']}/result", json={"outcome": "done"})).status_code == 200
+    memories = await poll(
+        lambda: api.get("/ai/npc/orin_smith/memories", params={"query": "was done", "limit": 100}),
+        lambda r: any(m["memory"]["memory_id"] == f"result-{done['action_id']}" for m in r.json()["memories"]),
+    )
+    remembered = next(
+        m["memory"] for m in memories.json()["memories"] if m["memory"]["memory_id"] == f"result-{done['action_id']}"
+    )
+    assert remembered["text"] == f"My action {done['action_id']} was done" and remembered["place"] == "prontera"
+    signals = [
+        event.workflow_execution_signaled_event_attributes.input.payloads[0].data
+        async for event in handle.fetch_history_events()
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert not [data for data in signals if done["action_id"].encode() in data], "a done action wakes nobody"
+
+    answer = await api.post(
+        f"/ai/actions/{failed['action_id']}/result", json={"outcome": "failed", "detail": "blocked"}
+    )
+    assert answer.status_code == 200
+    state = await poll(lambda: api.get("/ai/npc/orin_smith"), lambda r: r.json()["events_processed"] > processed)
+    assert state.json()["events_processed"] == processed + 1, "the failed action reached the NPC once"
+    decisions = await handle.query("recent_decisions", result_type=list[dict])
+    assert any(f"result-{failed['action_id']}" in d["event_ids"] for d in decisions), "and it reconsidered"
+
+
 async def test_world_state_round_trip(api):
     saved = await api.post(
         "/ai/world/state", json={"system": "economy", "values": {"bread_index": 120, "mood": "tense"}}

@@ -24,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from aiworld.config import LlmSettings, ProviderSettings
+from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, PlayerRef
 from aiworld.ops.demo import DemoGame, DemoPace
 from aiworld.ops.dev import load_world_into
@@ -124,7 +125,14 @@ async def demo_world(dev_env, task_queue, redis_client, keys):
     async for life in _running_life(dev_env.client, task_queue, redis_client, keys, visibility=True):
         await load_world_into(dev_env.client, settings, world, redis_client)
         life.started.update(npc_workflow_id(npc.npc_id) for npc in world.npcs)
-        game = DemoGame(dev_env.client, ActionQueue(redis_client, keys), world, Console(file=io.StringIO()), DEMO_PACE)
+        game = DemoGame(
+            dev_env.client,
+            ActionQueue(redis_client, keys),
+            MemoryStore(redis_client, keys),
+            world,
+            Console(file=io.StringIO()),
+            DEMO_PACE,
+        )
         stop = asyncio.Event()
         running = asyncio.create_task(game.run(stop))
         demo = DemoWorld(

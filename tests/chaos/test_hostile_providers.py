@@ -21,6 +21,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from aiworld.config import LlmSettings, ProviderSettings, Settings
 from aiworld.llm import build_router
+from aiworld.memory.store import MemoryStore
 from aiworld.models import QueuedAction
 from aiworld.npc.control import ensure_npc_started
 from aiworld.npc.rules import DEFAULT_LIMITS
@@ -94,7 +95,7 @@ async def test_the_demo_world_survives_a_failing_hostile_provider(
             for npc in world.npcs:
                 await ensure_npc_started(dev_env.client, npc, task_queue)
                 started.add(npc_workflow_id(npc.npc_id))
-            game = DemoGame(dev_env.client, queue, world, console, PACE)
+            game = DemoGame(dev_env.client, queue, MemoryStore(redis_client, keys), world, console, PACE)
             stop = asyncio.Event()
             running = asyncio.create_task(game.run(stop))
             async with asyncio.timeout(150):

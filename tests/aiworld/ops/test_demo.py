@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import redis.asyncio as redis
 from rich.console import Console
 
+from aiworld.memory.store import MemoryStore
 from aiworld.models import AnnounceAction, PlayerRef, QueuedAction, SayAction
 from aiworld.ops.demo import DemoGame, DemoPace
 from aiworld.store.action_queue import ActionQueue
@@ -75,7 +76,9 @@ async def test_llm_and_player_markup_is_printed_as_text(life, redis_client, keys
     printed = io.StringIO()
     console = Console(file=printed, width=400, color_system=None)
     visitor = PlayerRef(char_id=150009, name="[/]Probe[bold]", level=3)
-    async with Running(DemoGame(life.client, queue, world_of(visitor), console, BRISK)) as game:
+    async with Running(
+        DemoGame(life.client, queue, MemoryStore(redis_client, keys), world_of(visitor), console, BRISK)
+    ) as game:
         await until(lambda: game.actions_executed >= 2 and "[/]Probe[bold] → Lina the Baker" in printed.getvalue())
     output = printed.getvalue()
     assert f"says: {MARKUP}" in output and f"Lina [/] announces: {MARKUP}" in output
@@ -91,7 +94,9 @@ async def test_a_store_outage_restarts_the_game_loop_and_no_action_is_lost(life,
     console = Console(file=io.StringIO(), width=200)
     try:
         async with Running(
-            DemoGame(life.client, ActionQueue(relayed, keys), world_of(), console, IDLE_VISITORS)
+            DemoGame(
+                life.client, ActionQueue(relayed, keys), MemoryStore(relayed, keys), world_of(), console, IDLE_VISITORS
+            )
         ) as game:
             await relay.stop()
             await until(lambda: game.failures["game"] >= 2)  # failed, restarted, failed again
@@ -118,7 +123,9 @@ async def test_on_a_console_that_cannot_print_visits_fail_logged_and_go_on_and_a
     await queue.enqueue(say("lina_baker-3-0", "Bread → 10z today"))
     visitor = PlayerRef(char_id=150010, name="Aria", level=30)
     with caplog.at_level(logging.INFO, logger="aiworld.ops.demo"):
-        async with Running(DemoGame(life.client, queue, world_of(visitor), cp1252, BRISK)) as game:
+        async with Running(
+            DemoGame(life.client, queue, MemoryStore(redis_client, keys), world_of(visitor), cp1252, BRISK)
+        ) as game:
             await until(
                 lambda: game.failures["visit"] >= 2 and game.failures["show"] >= 1 and game.actions_executed >= 1
             )
