@@ -607,6 +607,9 @@ class NpcStateView(BaseModel):
     llm_decisions: int
     policy_decisions: int = 0
     routine_decisions: int
+    # How much longer than usual the NPC waits between routine steps because its routine wakes
+    # came late (the worker or the server runs behind); 1 when they come on time.
+    load_stretch: float = 1.0
     fallbacks: int = 0
     # Writes waiting for the state store to answer again (0 when it is healthy).
     unsaved_writes: int = 0

@@ -117,6 +117,13 @@ LOCAL_PIPELINE = "local-pipeline"
 # Runs that see a decision asking for another cadence (the LLM budget governor's first rung)
 # adopt it from then on; older histories never carry such a decision.
 BUDGET_CADENCE = "budget-cadence"
+# Routine steps yield to load: a routine wake that comes later than its timer said means the
+# worker (or the server) runs behind, so the NPC waits longer between routine steps until its
+# wakes come on time again. Players and events should not wait behind an NPC's fidgeting.
+ROUTINE_YIELDS = "routine-yields-to-load"
+LATE_WAKE = timedelta(milliseconds=500)
+ON_TIME_WAKE = timedelta(milliseconds=200)
+LOAD_STRETCH_LIMIT = 16.0
 SAVE_TIMEOUT = timedelta(seconds=3)
 SAVE_SCHEDULE_TIMEOUT = timedelta(seconds=7)
 SAVE_BUDGET_SECONDS = SAVE_TIMEOUT.total_seconds() - 0.5
@@ -191,6 +198,7 @@ class NpcLifeWorkflow:
             timeout = self._store_retry_delay() if waiting_for_store else self._cadence()
             if timeout is None:  # settling down to sleep: publish what the minute's limit held back
                 self._publish_search_attributes(settling=True)
+            waiting_since = workflow.now()
             try:
                 await workflow.wait_condition(
                     # While the store refuses writes, events wait in the state: the NPC handles
@@ -206,6 +214,8 @@ class NpcLifeWorkflow:
                 woke_by_timer = False
             except TimeoutError:
                 woke_by_timer = True
+                if not waiting_for_store and timeout is not None:
+                    self._pace_routine(late_by=workflow.now() - waiting_since - timeout)
             self._reconsider = False
             if self._state.retired and not self._state.pending_events and not self._state.unsaved:
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -240,16 +250,27 @@ class NpcLifeWorkflow:
         failures = max(1, self._state.store_failures)
         return timedelta(seconds=min(STORE_RETRY_LONGEST, STORE_RETRY_FIRST * 2 ** (failures - 1)))
 
+    def _pace_routine(self, late_by: timedelta) -> None:
+        """A routine wake's lateness is the queue it waited in: back off while it is long."""
+        if not workflow.patched(ROUTINE_YIELDS):
+            return
+        stretch = self._state.load_stretch
+        if late_by > LATE_WAKE:
+            self._state.load_stretch = min(LOAD_STRETCH_LIMIT, stretch * 2)
+        elif late_by < ON_TIME_WAKE:
+            self._state.load_stretch = max(1.0, stretch / 2)
+
     def _cadence(self) -> timedelta | None:
         """None means sleep: no timer, only an event wakes the NPC."""
         importance = self._state.profile.importance
-        budget_stretch = self._state.cadence_stretch
+        # The LLM budget's stretch and the load's: either may ask the NPC to fidget less.
+        stretch = self._state.cadence_stretch * self._state.load_stretch
         if self._state.players_near:
             seconds = SLOWEST_CADENCE - (SLOWEST_CADENCE - FASTEST_CADENCE) * (importance - 1) / 9
             stretched = seconds * 2 ** min(self._state.quiet_steps, QUIET_DOUBLINGS)
-            return min(timedelta(seconds=round(stretched, 1)), QUIET_CADENCE_LIMIT) * budget_stretch
+            return min(timedelta(seconds=round(stretched, 1)), QUIET_CADENCE_LIMIT) * stretch
         if importance >= AMBIENT_IMPORTANCE:
-            return AMBIENT_CADENCE * budget_stretch
+            return AMBIENT_CADENCE * stretch
         return None
 
     def _forget_stale_presence(self) -> None:
@@ -1037,6 +1058,7 @@ class NpcLifeWorkflow:
             llm_decisions=state.llm_decisions,
             policy_decisions=state.policy_decisions,
             routine_decisions=state.routine_decisions,
+            load_stretch=state.load_stretch,
             fallbacks=state.fallbacks,
             unsaved_writes=len(state.unsaved),
             retired=state.retired,

@@ -50,6 +50,9 @@ class NpcLifeState(BaseModel):
     # How much longer the NPC waits between routine steps while the LLM budget is tight, as the
     # budget governor's last decision for it said (DecisionUsage.cadence_stretch).
     cadence_stretch: float = 1.0
+    # How much longer the NPC waits between routine steps while the worker runs behind: a routine
+    # wake that comes late doubles it, one on time halves it (see NpcLifeWorkflow._pace_routine).
+    load_stretch: float = 1.0
     retired: bool = False
     # Writes the state store refused, oldest first; while any is here the NPC waits for the store.
     unsaved: list[OutcomeWrite] = Field(default_factory=list)

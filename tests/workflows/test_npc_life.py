@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -26,7 +26,8 @@ from aiworld.npc.offline_policy import OfflineDecisionMaker
 from aiworld.ops.worker import build_worker
 from aiworld.store.action_queue import ActionQueue
 from bridge import translate
-from tests.conftest import NpcLife, _running_life, demo_profile
+from tests.conftest import NpcLife, _running_life, demo_profile, end_lives
+from workflows.npc_life import LATE_WAKE
 
 SETTLED_LAST_EVENTS = {
     EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
@@ -166,6 +167,46 @@ async def test_a_player_standing_idle_near_costs_a_handful_of_decisions_not_a_hu
     await time_skipping_env.sleep(timedelta(seconds=16))
     after = await life.state(handle)
     assert after.routine_decisions - before >= 2, "an event brings the 5 s cadence back"
+
+
+async def test_routine_backs_off_while_its_wakes_come_late_and_recovers_on_time(
+    dev_env, task_queue, redis_client, keys
+):
+    """A routine wake that waited in the queue means the worker runs behind: the NPC waits twice as
+    long between routine steps; a wake on time brings the usual cadence back. On the real server:
+    the test server does not move its clock while a workflow task waits."""
+    client, brain = dev_env.client, OfflineDecisionMaker()
+    life = NpcLife(client, task_queue, keys)
+    async with build_worker(client, task_queue, redis_client, keys, brain):
+        handle = await life.start(demo_profile("gareth_guard", importance=10))  # every 5 s with a player near
+        await handle.signal("game_event", nearby("late-near"))
+        await life.wait_for(handle, lambda s: s.events_processed == 1)
+    # No worker: the routine timer fires, and its workflow task waits to be picked up.
+    fired_at = await timer_fired(handle)
+    async with asyncio.timeout(30):
+        while datetime.now(UTC) - fired_at < 2 * LATE_WAKE:
+            await asyncio.sleep(0.1)
+    async with build_worker(client, task_queue, redis_client, keys, brain):
+        late = await life.wait_for(handle, lambda s: s.routine_decisions >= 1)
+        assert late.load_stretch == 2.0, "a late routine wake doubles the wait"
+        decisions = await life.wait_for_decisions(
+            handle, lambda ds: sum(d.trigger == "routine" for d in ds) >= 2, timeout=90
+        )
+        first, second = [d.decided_at for d in decisions if d.trigger == "routine"][:2]
+        # 5 s x 2 (one quiet step) x 2 (late), where an NPC whose wakes come on time waits 10 s.
+        assert (second - first).total_seconds() >= 19, (first, second)
+        recovered = await life.wait_for(handle, lambda s: s.load_stretch == 1.0)
+        assert recovered.routine_decisions >= 2, "an on-time wake brings the usual cadence back"
+        await end_lives(client, task_queue, {handle.id}, visibility=False)
+
+
+async def timer_fired(handle) -> datetime:
+    async with asyncio.timeout(30):
+        while True:
+            async for event in handle.fetch_history_events():
+                if event.event_type == EventType.EVENT_TYPE_TIMER_FIRED:
+                    return event.event_time.ToDatetime(tzinfo=UTC)
+            await asyncio.sleep(0.2)
 
 
 async def test_a_duplicate_is_dropped_within_one_wake_and_across_wakes(life, redis_client, keys):
