@@ -200,6 +200,44 @@ async def test_routine_backs_off_while_its_wakes_come_late_and_recovers_on_time(
         await end_lives(client, task_queue, {handle.id}, visibility=False)
 
 
+class GatedDecisions(OfflineDecisionMaker):
+    """Decides only once the test opens the gate: a decision still running when a player talks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def decide(self, context):
+        await self.gate.wait()
+        return await super().decide(context)
+
+
+async def test_a_player_talking_while_the_npc_decides_is_answered_and_the_history_replays(
+    dev_env, task_queue, redis_client, keys
+):
+    """The reply's local activities run while the decision's is still in flight and finish first;
+    with no workflow cache every task replays the history, and so does the test at the end."""
+    client, brain = dev_env.client, GatedDecisions()
+    life = NpcLife(client, task_queue, keys)
+    async with build_worker(client, task_queue, redis_client, keys, brain, max_cached_workflows=0):
+        handle = await life.start(demo_profile("gareth_guard"))
+        await handle.signal("game_event", GameEvent(event_id="gated-hit", kind="player_attacked", player=ARIA))
+        turn = TalkTurn(turn_id="gated-talk", player=ARIA, text="Are you all right?")
+        talk = asyncio.create_task(handle.execute_update("talk", turn, result_type=TalkReply))
+        await history_has(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
+        brain.gate.set()
+        reply = await asyncio.wait_for(talk, 60)
+        assert reply.text
+        await life.wait_for_decisions(handle, lambda ds: any("gated-hit" in d.event_ids for d in ds))
+        await end_lives(client, task_queue, {handle.id}, visibility=False)  # replays the history
+
+
+async def history_has(handle, event_type: EventType.ValueType) -> None:
+    async with asyncio.timeout(60):
+        while not [e async for e in handle.fetch_history_events() if e.event_type == event_type]:
+            await asyncio.sleep(0.2)
+
+
 async def timer_fired(handle) -> datetime:
     async with asyncio.timeout(30):
         while True:
