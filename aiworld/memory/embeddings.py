@@ -6,6 +6,7 @@ in the demo world and the tests with no key and no model download.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import operator
@@ -45,6 +46,21 @@ def _bucket(feature: str, dimensions: int) -> tuple[int, float]:
     return value % dimensions, 1.0 if (value >> 63) & 1 else -1.0
 
 
+@functools.lru_cache(maxsize=1 << 15)
+def _word_features(word: str, dimensions: int) -> tuple[tuple[int, float], ...]:
+    """Where a word adds to the vector: its stem (weight 1) and the stem's character trigrams
+    (weight 1/n). Cached: words repeat across memories, and hashing each feature again was most of
+    the CPU an NPC's decision spent embedding what it lived and what it recalls."""
+    stem = _stem(word)
+    features = [_bucket(f"w:{stem}", dimensions)]
+    padded = f"^{stem}$"
+    trigrams = [padded[i : i + 3] for i in range(len(padded) - 2)]
+    for trigram in trigrams:
+        index, sign = _bucket(f"t:{trigram}", dimensions)
+        features.append((index, sign / len(trigrams)))
+    return tuple(features)
+
+
 def local_embedding(text: str, dimensions: int = LOCAL_DIMENSIONS) -> list[float]:
     """Hashed word stems (weight 1) and their character trigrams (weight 1/n, so that a misspelt or
     inflected word still lands near), normalized to length 1. Deterministic across processes."""
@@ -52,14 +68,8 @@ def local_embedding(text: str, dimensions: int = LOCAL_DIMENSIONS) -> list[float
     for word in _WORD.findall(text.lower()):
         if word in _STOP_WORDS:
             continue
-        stem = _stem(word)
-        index, sign = _bucket(f"w:{stem}", dimensions)
-        vector[index] += sign
-        padded = f"^{stem}$"
-        trigrams = [padded[i : i + 3] for i in range(len(padded) - 2)]
-        for trigram in trigrams:
-            index, sign = _bucket(f"t:{trigram}", dimensions)
-            vector[index] += sign / len(trigrams)
+        for index, weight in _word_features(word, dimensions):
+            vector[index] += weight
     norm = math.sqrt(sum(value * value for value in vector))
     return [value / norm for value in vector] if norm else vector
 
