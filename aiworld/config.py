@@ -247,6 +247,18 @@ class CoherenceSettings(BaseModel):
     examples_per_check: int = Field(default=5, ge=1, le=50)
 
 
+class WorkerSettings(BaseModel):
+    """How much one `aiworld worker` process keeps in memory and runs at once."""
+
+    # Workflows whose state stays in memory between their tasks. Below the NPCs (and world
+    # workflows) this worker serves, each task of an evicted NPC replays its whole history
+    # first; ≈0.2 MiB each was measured with the 1,000-NPC benchmark.
+    max_cached_workflows: int = Field(default=2000, ge=0, le=1_000_000)
+    # Workflow tasks and local activities in flight at once (the SDK's defaults are 100 each).
+    max_concurrent_workflow_tasks: int = Field(default=100, ge=2, le=10_000)
+    max_concurrent_local_activities: int = Field(default=100, ge=1, le=10_000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AIWORLD_",
@@ -311,6 +323,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     coherence: CoherenceSettings = Field(default_factory=CoherenceSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("redis_url")

@@ -148,6 +148,9 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         metrics=metrics,
         coherence=settings.coherence,
         known_profiles=load_world(settings.world_file).npcs,
+        max_cached_workflows=settings.worker.max_cached_workflows,
+        max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
     )
     if settings.world.schedules_enabled:
         try:
