@@ -4,6 +4,7 @@ and `GET /ai/world/graph` (nodes and edges of the relationship graph)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 
 from aiworld.config import Settings
 from aiworld.memory.embeddings import Embedder
+from aiworld.memory.memori import MemoriBackend, MemoriStore
 from aiworld.memory.relationships import Relationship, relationship_type
 from aiworld.memory.retrieval import ScoredMemory
 from aiworld.memory.store import MemoryStore
@@ -76,8 +78,17 @@ def memory_routes(
     """The routes, behind the same credentials check as every other endpoint (`route_class`)."""
     router = APIRouter(route_class=route_class, tags=["memory"])
     embedders: dict[str, Embedder] = {}
+    memori: list[MemoriBackend] = []
+    opening = asyncio.Lock()
 
     async def memory_store() -> MemoryStore:
+        if settings.memory.backend == "memori":
+            # Memori's own model ranks the memories (opened on the first call: it loads torch);
+            # MemoriUnavailable answers 503.
+            async with opening:
+                if not memori:
+                    memori.append(await MemoriBackend.open(settings.memory))
+            return MemoriStore(store(), keys, settings.memory, memori[0])
         # Queries are embedded in the space the worker embeds memories in: the LLM chain's when
         # a provider is configured, else the local embedding.
         if "embedder" not in embedders:
