@@ -154,7 +154,12 @@ class MemoriBackend:
         from sqlalchemy import create_engine, exc
         from sqlalchemy.orm import sessionmaker
 
-        self._engine = create_engine(_database_url(self.settings.memori_database_url), pool_pre_ping=True)
+        try:
+            self._engine = create_engine(_database_url(self.settings.memori_database_url), pool_pre_ping=True)
+        except (exc.ArgumentError, ImportError) as error:  # not a URL, or a driver that is not installed
+            raise MemoriUnavailable(
+                f"memory.memori_database_url={self.database!r} is no database Memori can use: {error}"
+            ) from None
         try:
             memori = Memori(conn=sessionmaker(bind=self._engine))
             memori.config.embeddings.model = str(self.model)

@@ -172,6 +172,14 @@ async def test_a_database_that_does_not_answer_is_refused_with_the_reason(unused
 
 
 @pytest.mark.memori
+@pytest.mark.parametrize("url", ["not a database url", "postgresql+nosuchdriver://aiworld:secret@db/world"])
+async def test_a_database_url_it_cannot_use_is_refused_with_the_reason(url):
+    with pytest.raises(MemoriUnavailable, match="is no database Memori can use") as raised:
+        await MemoriBackend.open(MemorySettings(memori_database_url=url))
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.memori
 async def test_no_model_directory_is_refused_with_the_reason(tmp_path):
     with pytest.raises(MemoriUnavailable, match="is no local model directory"):
         model_directory(MemorySettings(memori_embeddings_model=str(tmp_path)))
