@@ -58,16 +58,17 @@ memori-venv:
 		  echo "make test: WARNING: the memori tests will be SKIPPED" >&2; }; \
 	fi
 
-# pytest exits 5 when a selection collects no test; say so instead of passing silently. The
-# memori tests run second, in their own virtualenv (or skipped in .venv, see memori-venv).
+# The memori tests run first, in their own virtualenv (or skipped in .venv, see memori-venv), so
+# that the suite's own summary closes the output. pytest exits 5 when a selection collects no
+# test; say so for the suite instead of passing silently (a selection may hold no memori test).
 test: lint browser memori-venv
-	@$(BIN)/pytest -m "not memori" $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
-	if [ -f $(MEMORI_VENV)/.installed ]; then \
+	@if [ -f $(MEMORI_VENV)/.installed ]; then \
 		PYTHONPATH=$(CURDIR) $(MEMORI_VENV)/bin/python -m pytest -m memori $(PYTEST_ARGS); memori=$$?; \
 	else \
 		$(BIN)/pytest -m memori $(PYTEST_ARGS); memori=$$?; \
 	fi; \
+	$(BIN)/pytest -m "not memori" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	if [ $$memori -ne 0 ] && [ $$memori -ne 5 ]; then rc=$$memori; fi; \
 	exit $$rc
 
