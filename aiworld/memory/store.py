@@ -86,6 +86,10 @@ class MemoryStore:
         if not memories:
             return []
         vectors = await self.embedder.embed([embedded_text(memory) for memory in memories])
+        return await self._add_records(npc_id, memories, vectors)
+
+    async def _add_records(self, npc_id: str, memories: list[Memory], vectors: list[list[float]]) -> list[Memory]:
+        """Each memory's record (its JSON, its vector when it has one), once; returns those added."""
         search = await self.vector_search()
         added = []
         for memory, vector in zip(memories, vectors, strict=True):
@@ -173,7 +177,9 @@ class MemoryStore:
     async def write_summary(self, npc_id: str, summary: Memory) -> None:
         """A consolidated memory, written (or rewritten) under its own id: it may be older than the
         horizon that closes its day, which `remember` refuses."""
-        vector = (await self.embedder.embed([embedded_text(summary)]))[0]
+        await self._write_record(npc_id, summary, (await self.embedder.embed([embedded_text(summary)]))[0])
+
+    async def _write_record(self, npc_id: str, summary: Memory, vector: list[float]) -> None:
         raw_field = await (await self.vector_search()).index(len(vector)) if vector else None
         fields: dict[str, str | bytes] = {"json": summary.model_dump_json(), "vec": to_text(vector), "npc": npc_id}
         if raw_field:

@@ -26,7 +26,8 @@ from rich.console import Console
 from temporalio.client import Client
 
 from aiworld.config import ConfigError, Settings
-from aiworld.memory.store import MemoryStore, memory_store_outside_worker
+from aiworld.memory.memori import memory_store_for
+from aiworld.memory.store import MemoryStore
 from aiworld.npc import search_attributes
 from aiworld.npc.control import ensure_npc_started
 from aiworld.ops import binaries
@@ -291,9 +292,7 @@ async def run_dev(settings: Settings, world_file: Path | None = None) -> None:
         console.print("[dim]Ctrl-C stops everything; `make demo` again resumes the same world.[/]\n")
 
         keys = Keys(live.redis_key_prefix)
-        game = DemoGame(
-            client, ActionQueue(store, keys), memory_store_outside_worker(live, store, keys), world, console
-        )
+        game = DemoGame(client, ActionQueue(store, keys), await memory_store_for(live, store, keys), world, console)
         demo = asyncio.create_task(game.run(stop))
         watchdog = asyncio.create_task(_watch(children, stop))
         await stop.wait()

@@ -17,6 +17,7 @@ from rich.table import Table
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 
 from aiworld.config import Settings
+from aiworld.memory import memori
 from aiworld.memory.retrieval import store_has_search
 from aiworld.npc import search_attributes
 from aiworld.temporal import connect
@@ -168,36 +169,23 @@ async def check_llm_provider(name: str, settings: Settings) -> CheckResult:
     return CheckResult(f"LLM {name}", True, f"{endpoint} answers (HTTP {answer.status_code})")
 
 
-# What the Memori SDK (memorisdk 3.2.8) needs, as read and measured: it imports
-# sentence-transformers (torch and its CUDA libraries) even to recall, downloads a model from the
-# Hugging Face hub on first use (its only other embedder is a TEI server, not a callable), and
-# turns conversations into memories through its hosted augmentation API, also with its own database.
-MEMORI_UNAVAILABLE = (
-    "memory.backend=memori is not supported: memorisdk pulls torch + sentence-transformers (over 2.5 GB with "
-    "the CUDA wheels), its recall downloads the all-MiniLM-L6-v2 model from the Hugging Face hub at run time "
-    "(its embeddings can only be replaced by a TEI server, not by the project's embedder), and it writes "
-    "memories through Memori's hosted augmentation API (MEMORI_API_KEY), which offline NPCs cannot use"
-)
-
-
 async def check_memory(settings: Settings) -> CheckResult:
     memory = settings.memory
-    if memory.backend == "memori":
-        return CheckResult(
-            "memory backend memori", False, MEMORI_UNAVAILABLE, "set AIWORLD_MEMORY__BACKEND=builtin (the default)"
-        )
+    name = f"memory backend {memory.backend}"
     client = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS
     )
     try:
         has_search = await store_has_search(client)
     except (redis.RedisError, OSError) as error:
-        return CheckResult("memory backend builtin", False, f"the state store does not answer: {error}", "see above")
+        return CheckResult(name, False, f"the state store does not answer: {error}", "see above")
     finally:
         await client.aclose()
+    if memory.backend == "memori":
+        return await check_memori(settings)
     if memory.vector_search == "store" and not has_search:
         return CheckResult(
-            "memory backend builtin",
+            name,
             False,
             "memory.vector_search=store, but the state store has no FT.SEARCH",
             "use DragonflyDB, Redis 8 or Redis Stack, or set AIWORLD_MEMORY__VECTOR_SEARCH=auto",
@@ -205,9 +193,48 @@ async def check_memory(settings: Settings) -> CheckResult:
     searched = "FT.SEARCH KNN" if has_search and memory.vector_search != "in_process" else "in-process cosine"
     embedded = "the LLM chain's embed()" if memory.embeddings == "provider" else "the local embedding"
     return CheckResult(
-        "memory backend builtin",
+        name,
         True,
         f"vector search: {searched}; embeddings: {embedded}; cap {memory.max_memories_per_npc} memories per NPC",
+    )
+
+
+async def check_memori(settings: Settings) -> CheckResult:
+    """Memori as the worker would open it: installed, its model on disk (loaded offline, with a
+    probe embedded), its tables in its database (created when missing)."""
+    name = "memory backend memori"
+    version = memori.installed_version()
+    if version is None:
+        return CheckResult(
+            name,
+            False,
+            "the Memori SDK (memori) is not installed in this environment",
+            f"{memori.INSTALL_HINT}, or set AIWORLD_MEMORY__BACKEND=builtin",
+        )
+    try:
+        model = memori.model_directory(settings.memory)
+    except memori.MemoriUnavailable as error:
+        return CheckResult(
+            name,
+            False,
+            f"memori {version}: {error}",
+            f"{memori.INSTALL_HINT}, or set AIWORLD_MEMORY__MEMORI_EMBEDDINGS_MODEL to a model directory",
+        )
+    try:
+        backend = await memori.MemoriBackend.open(settings.memory)
+    except memori.MemoriUnavailable as error:
+        return CheckResult(
+            name,
+            False,
+            f"memori {version}, model {model}: {error}",
+            "check AIWORLD_MEMORY__MEMORI_DATABASE_URL and that database",
+        )
+    await backend.close()
+    return CheckResult(
+        name,
+        True,
+        f"memori {version}; model {model} ({backend.dimensions} dimensions, loaded offline: no download); "
+        f"tables at {backend.database}; records in the state store; cap {settings.memory.max_memories_per_npc} memories per NPC",
     )
 
 

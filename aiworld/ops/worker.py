@@ -30,9 +30,9 @@ from aiworld.config import (
     Settings,
 )
 from aiworld.memory.embeddings import Embedder
+from aiworld.memory.memori import MemoriBackend, MemoriStore, MemoriUnavailable
 from aiworld.memory.store import MemoryStore
 from aiworld.models import NpcProfile
-from aiworld.ops.doctor import MEMORI_UNAVAILABLE
 from aiworld.ops.metrics import WorkerMetrics
 from aiworld.ops.tracing import configure_tracing
 from aiworld.store.action_queue import ActionQueue
@@ -68,12 +68,14 @@ def build_worker(
     *,
     coherence: CoherenceSettings | None = None,
     known_profiles: list[NpcProfile] | None = None,
+    memori: MemoriBackend | None = None,
     **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency). The coherence monitor
-    restarts NPCs from `known_profiles` (the world file's; the demo world's by default)."""
+    restarts NPCs from `known_profiles` (the world file's; the demo world's by default). With
+    `memori` (an open MemoriBackend), NPCs remember and recall through Memori."""
     metrics = metrics or WorkerMetrics()  # one registry for every activity of this worker
-    memories = memory_store(store, keys, brain, memory or MemorySettings())
+    memories = memory_store(store, keys, brain, memory or MemorySettings(), memori)
     actions = ActionQueue(store, keys)
     narrator = brain if isinstance(brain, WorldNarrator) else OfflineNarrator()
     profiles = known_profiles if known_profiles is not None else load_world().npcs
@@ -88,8 +90,13 @@ def build_worker(
     return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities, **options)
 
 
-def memory_store(store: redis.Redis, keys: Keys, brain: DecisionMaker, settings: MemorySettings) -> MemoryStore:
-    """Embeddings from the LLM chain when a provider is configured (and wanted), else local ones."""
+def memory_store(
+    store: redis.Redis, keys: Keys, brain: DecisionMaker, settings: MemorySettings, memori: MemoriBackend | None = None
+) -> MemoryStore:
+    """Memori's store when a Memori backend is given (it embeds with its own model); else the
+    built-in one, embedded by the LLM chain when a provider is configured (and wanted), or locally."""
+    if memori is not None:
+        return MemoriStore(store, keys, settings, memori)
     remote = settings.embeddings == "provider" and not brain.decides_locally("routine")
     provider = getattr(brain, "embed", None) if remote else None
     embed = functools.partial(provider, local_fallback=False) if provider else None
@@ -119,11 +126,27 @@ def sdk_metrics_runtime(settings: ObservabilitySettings) -> Runtime | None:
 
 @asynccontextmanager
 async def running_worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
-    """A worker wired from settings: Temporal, the state store and the LLM router."""
+    """A worker wired from settings: Temporal, the state store, the LLM router and, with
+    `memory.backend: memori`, Memori (refused with the reason when it cannot serve)."""
+    async with AsyncExitStack() as backends:
+        memori = None
+        if settings.memory.backend == "memori":
+            try:
+                memori = await MemoriBackend.open(settings.memory)
+            except MemoriUnavailable as error:
+                raise ConfigError(f"AIWORLD_MEMORY__BACKEND=memori cannot serve: {error}") from None
+            backends.push_async_callback(memori.close)
+            log.info("memory backend memori: model %s, tables at %s", memori.model, memori.database)
+        async with _running_worker(settings, client, memori) as worker:
+            yield worker
+
+
+@asynccontextmanager
+async def _running_worker(
+    settings: Settings, client: Client | None, memori: MemoriBackend | None
+) -> AsyncIterator[Worker]:
     from aiworld.llm import build_router  # the LLM layer pulls in every provider SDK; load it once here
 
-    if settings.memory.backend == "memori":
-        raise ConfigError(f"AIWORLD_MEMORY__BACKEND: {MEMORI_UNAVAILABLE}")
     configure_tracing(settings.observability, "worker")
     client = client or await connect(settings, sdk_metrics_runtime(settings.observability))
     # A plain `temporal server start-dev` or a new namespace lacks them, and every NPC start
@@ -148,6 +171,7 @@ async def running_worker(settings: Settings, client: Client | None = None) -> As
         metrics=metrics,
         coherence=settings.coherence,
         known_profiles=load_world(settings.world_file).npcs,
+        memori=memori,
         max_cached_workflows=settings.worker.max_cached_workflows,
         max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,

@@ -4,7 +4,7 @@ and `GET /ai/world/graph` (nodes and edges of the relationship graph)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,7 +67,7 @@ def memory_routes(
     route_class: type[APIRoute],
     store: Callable[[], redis.Redis],
     keys: Keys,
-    memory_store: Callable[[], MemoryStore],
+    memory_store: Callable[[], Awaitable[MemoryStore]],
     responses: dict[int | str, dict[str, Any]],
 ) -> APIRouter:
     """The routes, behind the same credentials check as every other endpoint (`route_class`)."""
@@ -91,7 +91,7 @@ def memory_routes(
     ) -> NpcMemories:
         """An NPC's best memories for a query (or for now), each with its score and the score's parts."""
         await require_known(npc_id)
-        memories = memory_store()
+        memories = await memory_store()
         found = await memories.search(npc_id, now=datetime.now(UTC), query=query, about=about, limit=limit)
         return NpcMemories(
             npc_id=npc_id,
@@ -109,7 +109,7 @@ def memory_routes(
     async def npc_relationships(npc_id: str = Path(pattern=NPC_ID_PATTERN)) -> NpcRelationships:
         """How an NPC stands with players, NPCs and factions: score, type, history, last interaction."""
         await require_known(npc_id)
-        memories = memory_store()
+        memories = await memory_store()
         return NpcRelationships(npc_id=npc_id, relationships=await memories.relationship_graph.details(npc_id))
 
     @router.get("/ai/world/graph", response_model=WorldGraph, responses=responses)
@@ -117,7 +117,7 @@ def memory_routes(
         max_edges: int = Query(2000, ge=1, le=MAX_GRAPH_EDGES, description="edges returned at most"),
     ) -> WorldGraph:
         """Every NPC, and every relationship as an edge (owner -> party), for a viewer."""
-        memories = memory_store()
+        memories = await memory_store()
         graph = memories.relationship_graph
         nodes = {
             f"npc:{npc_id}": GraphNode(id=f"npc:{npc_id}", kind="npc", map=map_name)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis.asyncio as redis
 
 from aiworld.config import LlmSettings, MemorySettings
 from aiworld.llm import build_router
 from aiworld.memory.embeddings import Embedder
+from aiworld.memory.memori import MemoriBackend, MemoriStore
 from aiworld.memory.store import MemoryStore
 from aiworld.models import Memory
 from aiworld.world.directory import NpcDirectory
@@ -132,3 +134,47 @@ async def test_queries_are_embedded_in_the_space_of_the_configured_provider(dev_
     finally:
         running.should_exit = True
         await serving
+
+
+def memori_api(keys, task_queue, dev_env, redis_client, database: str):
+    memory = MemorySettings(backend="memori", memori_database_url=database)
+    settings = api_settings(keys, task_queue).model_copy(update={"memory": memory})
+    return create_app(settings, client=dev_env.client, store=redis_client, reply_wait_seconds=10), memory
+
+
+@pytest.mark.memori
+async def test_on_memori_the_memories_are_ranked_by_memori(dev_env, redis_client, keys, task_queue, tmp_path):
+    app, memory = memori_api(keys, task_queue, dev_env, redis_client, f"sqlite:///{tmp_path / 'memori.sqlite'}")
+    backend = await MemoriBackend.open(memory)  # what the worker writes
+    try:
+        store = MemoriStore(redis_client, keys, memory, backend)
+        await store.remember(
+            "lina_baker",
+            Memory(memory_id="herbs", text="Dax bought blue herbs from me", created_at=NOW - timedelta(hours=20)),
+        )
+        await store.remember(
+            "lina_baker",
+            Memory(memory_id="rain", text="It rained on the market", created_at=NOW - timedelta(minutes=5)),
+        )
+    finally:
+        await backend.close()
+    async with app.router.lifespan_context(app), await open_api(app) as http:
+        http.headers["X-API-Key"] = API_KEYS[0]
+        answer = await http.get("/ai/npc/lina_baker/memories", params={"query": "blue herbs?", "limit": 2})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["search"] == "memori" and body["total"] == 2
+    first, second = body["memories"]
+    assert first["memory"]["memory_id"] == "herbs" and first["parts"]["relevance"] > second["parts"]["relevance"]
+
+
+@pytest.mark.memori
+async def test_on_memori_its_database_down_answers_503(dev_env, redis_client, keys, task_queue):
+    await remembered(redis_client, keys)
+    with dead_port() as port:
+        app, _ = memori_api(keys, task_queue, dev_env, redis_client, f"mysql+pymysql://root@127.0.0.1:{port}/none")
+        async with app.router.lifespan_context(app), await open_api(app) as http:
+            http.headers["X-API-Key"] = API_KEYS[0]
+            answer = await http.get("/ai/npc/lina_baker/memories", params={"query": "blue herbs?"})
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert "Memori is unavailable" in answer.json()["detail"]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import pytest_asyncio
 
 from aiworld.config import MemorySettings
+from aiworld.memory.memori import MemoriBackend, MemoriStore, memory_id_of
 from aiworld.memory.reflection import REFLECTION_IMPORTANCE_THRESHOLD
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, NpcProfile, PlayerRef, TalkReply, TalkTurn
@@ -166,3 +168,35 @@ async def test_faction_news_weighs_on_a_loyal_member_and_sets_its_mood(life, red
     assert (felt.importance, felt.emotion) == (8, "worried") and felt.valence == -0.9
     assert shrugged.importance == 5 and shrugged.valence == -0.1
     assert moods[loyal.npc_id] == "worried" and moods[indifferent.npc_id] != "worried"
+
+
+@pytest.mark.memori
+async def test_an_npc_on_memori_remembers_and_recalls_through_it(
+    time_skipping_env, task_queue, redis_client, keys, tmp_path
+):
+    """`memory.backend: memori`: the worker's activities write the NPC's memories as Memori facts
+    attributed to it, and the next conversation recalls the first one through Memori."""
+    settings = MemorySettings(backend="memori", memori_database_url=f"sqlite:///{tmp_path / 'memori.sqlite'}")
+    backend = await MemoriBackend.open(settings)
+    try:
+        async for life in _running_life(
+            time_skipping_env.client, task_queue, redis_client, keys, visibility=False, memory=settings, memori=backend
+        ):
+            profile = demo_profile("lina_baker")
+            handle = await life.start(profile)
+            first = TalkTurn(turn_id="t1", player=ARIA, text="Do you have any blue herbs today?")
+            await handle.execute_update("talk", first, result_type=TalkReply)
+            again = await handle.execute_update(
+                "talk", TalkTurn(turn_id="t2", player=ARIA, text="hi again"), result_type=TalkReply
+            )
+            assert "Last time you told me" in again.text, "the NPC recalled the earlier conversation"
+            facts = [fact for fact, _ in await backend.facts(profile.npc_id)]
+            assert any("blue herbs" in fact for fact in facts)
+            store = MemoriStore(redis_client, keys, settings, backend)
+            kept = {
+                memory.memory_id for memory, _ in await store.load(profile.npc_id, await store.all_ids(profile.npc_id))
+            }
+            assert {memory_id_of(fact) for fact in facts} == kept  # one fact per memory, each with its record
+            assert await backend.facts("gareth_guard") == []  # attributed to the NPC that lived it
+    finally:
+        await backend.close()
