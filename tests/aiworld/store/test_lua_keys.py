@@ -68,10 +68,10 @@ def test_the_guard_sees_every_script_of_the_project():
         for path in PROJECT.glob(pattern)
         if "register_script(" in path.read_text()
     ]
-    # Five in the action queue and memory store, one in the token bucket, one in the world store,
+    # Six in the action queue and memory store, one in the token bucket, one in the world store,
     # one in the world systems' inboxes, one in the world feed, three in the budget governor;
     # none elsewhere.
-    assert registered == 12 and others == []
+    assert registered == 13 and others == []
 
 
 async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
@@ -105,6 +105,8 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
     memory = MemoryStore(checking_client, keys)
     await memory.remember("lina_baker", Memory(memory_id="1-heard", kind="conversation", text="hi", created_at=now))
     assert await memory.adjust_relationship("lina_baker", "player:1", 5, "c1", "gift") == 5
+    loaded = await memory.load("lina_baker", ["1-heard", "never-remembered"])
+    assert [found.memory_id for found, vector in loaded if vector] == ["1-heard"]
 
     bucket = TokenBucket(checking_client, keys)
     await bucket.acquire("openai", 60, 10_000, 100)
@@ -116,7 +118,7 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
 
     feed = WorldFeed(checking_client, keys)
     assert await feed.publish([{"id": "lina_baker-1-0", "type": "action"}]) == {"lina_baker-1-0"}
-    assert len(checking_client.sources) == 8
+    assert len(checking_client.sources) == 9
 
 
 async def test_the_world_cycle_write_declares_its_keys(checking_client, keys):
