@@ -2,7 +2,8 @@
 NPCs near it to greet them and pass news on.
 
 Both are safe to run twice: insights are stored under ids derived from the reflection's id, and
-what an NPC says to a neighbour is an event with an id the neighbour keeps once.
+what an NPC says to a neighbour is an event with an id the neighbour keeps once, whether it is
+signalled (news to pass on) or written into the neighbour's memory (the rest, aiworld.memory.gossip).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.npc_activities import DecisionMaker
 from aiworld.memory import reflection
-from aiworld.memory.gossip import NEWS_LOOKBACK, Gossip
+from aiworld.memory.gossip import NEWS_LOOKBACK, Gossip, Remark
 from aiworld.memory.store import MemoryStore
 from aiworld.models import DecisionUsage, NpcProfile
+from aiworld.npc import experience
 from aiworld.temporal import npc_workflow_id
 
 
@@ -42,7 +44,7 @@ class MeetingRequest(BaseModel):
 
 class MeetingResult(BaseModel):
     neighbours: list[str] = Field(default_factory=list)
-    # Ids of the events said to neighbours (greetings and news), whether or not they still live.
+    # Ids of the events said to neighbours (greetings and news) who still live.
     said: list[str] = Field(default_factory=list)
 
 
@@ -73,8 +75,13 @@ class MemoryActivities:
         recent = await self._memory.load(profile.npc_id, await self._memory.newest_ids(profile.npc_id, NEWS_LOOKBACK))
         news = Gossip.news_worth_telling([memory for memory, _ in recent])
         plan = await self._gossip.plan(profile, request.sequence, request.now, news)
+        remembered = await self._remember_heard([remark for remark in plan.remarks if not remark.wakes], request.now)
         said = []
         for remark in plan.remarks:
+            if not remark.wakes:
+                if remark.listener in remembered:
+                    said.append(remark.event.event_id)
+                continue
             try:
                 await self._client.get_workflow_handle(npc_workflow_id(remark.listener)).signal(
                     "game_event", remark.event
@@ -85,6 +92,26 @@ class MemoryActivities:
                 continue
             said.append(remark.event.event_id)
         return MeetingResult(neighbours=plan.neighbours, said=said)
+
+    async def _remember_heard(self, remarks: list[Remark], now: datetime) -> set[str]:
+        """Write each remark into its listener's memory and liking, worded as the listener's own
+        life words it, under ids derived from the remark: a retried meeting writes nothing twice.
+        Returns the listeners written to (one whose life published no profile is skipped)."""
+        profiles = await self._memory.published_profiles(sorted({remark.listener for remark in remarks}))
+        for remark in remarks:
+            listener = profiles.get(remark.listener)
+            if listener is None:
+                continue
+            event = remark.event
+            when = event.occurred_at or now
+            await self._memory.remember_all(
+                listener.npc_id, [experience.memory_of_event(event, listener, f"heard-{event.event_id}", when)]
+            )
+            if change := experience.relationship_change_of(event, listener):
+                await self._memory.adjust_relationship(
+                    listener.npc_id, change.party, change.delta, change.change_id, change.reason, when
+                )
+        return set(profiles)
 
     def all(self) -> list:
         return [self.reflect, self.meet_neighbours]

@@ -32,6 +32,7 @@ from aiworld.models import (
     QueuedAction,
     TalkTurn,
 )
+from aiworld.npc.experience import RelationshipChange
 from aiworld.ops.metrics import WorkerMetrics
 from aiworld.store.action_queue import ActionQueue
 from aiworld.world.feed import WorldFeed, action_entry, decision_entry, decision_entry_id
@@ -71,13 +72,6 @@ class ContextRequest(BaseModel):
 class ReplyResult(BaseModel):
     draft: DialogueDraft
     usage: DecisionUsage
-
-
-class RelationshipChange(BaseModel):
-    party: str
-    delta: int = Field(ge=-100, le=100)
-    change_id: str
-    reason: str
 
 
 class RecordRequest(BaseModel):

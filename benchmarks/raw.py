@@ -13,10 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from temporalio.client import Client
-
 from benchmarks.measure import describe_load, machine_load, process_use, until_done
-from benchmarks.raw_worker import RawSignalCounter
+from benchmarks.raw_worker import RawSignalCounter, connect_when_ready
 from tests.processes import ServerProcess, temporal_process
 
 TASK_QUEUE = "raw-baseline"
@@ -38,7 +36,7 @@ async def measure(directory: Path, workflows: int, signals_per_workflow: int) ->
     try:
         temporal.start()
         worker.start()
-        client = await Client.connect(f"127.0.0.1:{temporal.port}")
+        client = await connect_when_ready(f"127.0.0.1:{temporal.port}")
         load_before = machine_load()
         handles = []
         started = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 from temporalio import workflow
 from temporalio.client import Client
@@ -32,9 +33,24 @@ class RawSignalCounter:
         return self._count
 
 
+# The dev server listens a moment before its frontend says it is healthy: clients wait for it.
+FRONTEND_READY_SECONDS = 60
+
+
+async def connect_when_ready(address: str) -> Client:
+    deadline = time.monotonic() + FRONTEND_READY_SECONDS
+    while True:
+        try:
+            return await Client.connect(address)
+        except RuntimeError:  # "Frontend is not healthy yet"
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def serve(address: str, task_queue: str) -> None:
     """The SDK's default worker settings, as `aiworld worker` runs with its own."""
-    client = await Client.connect(address)
+    client = await connect_when_ready(address)
     async with Worker(client, task_queue=task_queue, workflows=[RawSignalCounter]):
         await asyncio.Event().wait()
 

@@ -29,11 +29,9 @@ with workflow.unsafe.imports_passed_through():
         PreparedDecision,
         PreparedReply,
         RecordRequest,
-        RelationshipChange,
     )
     from aiworld.memory import gossip
     from aiworld.memory.reflection import REFLECTION_IMPORTANCE_THRESHOLD
-    from aiworld.memory.retrieval import valence_of
     from aiworld.models import (
         MAX_REPLY_CHARS,
         Decision,
@@ -56,8 +54,8 @@ with workflow.unsafe.imports_passed_through():
         clean_game_text,
         describe_invalid,
     )
-    from aiworld.npc import offline_policy, search_attributes
-    from aiworld.npc.outcomes import action_result_narration
+    from aiworld.npc import experience, offline_policy, search_attributes
+    from aiworld.npc.experience import RelationshipChange
     from aiworld.npc.rules import validate_decision
     from workflows.npc_state import (
         PROCESSED_EVENT_MEMORY,
@@ -621,17 +619,10 @@ class NpcLifeWorkflow:
         if profile.faction_loyalty < MOOD_LOYALTY:
             return
         for event in events:
-            if event.kind is GameEventKind.WORLD_EVENT and self._concerns_faction(event):
+            if event.kind is GameEventKind.WORLD_EVENT and experience.concerns_faction(event, profile):
                 feeling = gossip.tone(event.text or "")
                 if feeling:
                     self._state.mood = "proud" if feeling > 0 else "worried"
-
-    def _concerns_faction(self, event: GameEvent) -> bool:
-        faction = self._state.profile.faction
-        if faction == "none":
-            return False
-        named = (event.facts or {}).get("faction")
-        return named == faction or faction.replace("_", " ") in (event.text or "").lower()
 
     # --- writing to the state store ---------------------------------------------------------
 
@@ -708,64 +699,10 @@ class NpcLifeWorkflow:
         return True
 
     def _memory_of(self, event: GameEvent, sequence: int, index: int) -> Memory:
-        who = event.player.name if event.player else (event.other_npc_id or "someone")
-        about = (
-            f"player:{event.player.char_id}"
-            if event.player
-            else (f"npc:{event.other_npc_id}" if event.other_npc_id else None)
-        )
-        text, importance, emotion = {
-            GameEventKind.PLAYER_NEARBY: (f"{who} came near me", 2, "neutral"),
-            GameEventKind.PLAYER_LEFT: (f"{who} went away", 1, "neutral"),
-            GameEventKind.PLAYER_ATTACKED: (f"{who} attacked me", 8, "angry"),
-            GameEventKind.PLAYER_KILLED_MONSTER: (f"{who} slew a monster nearby", 3, "impressed"),
-            GameEventKind.ITEM_RECEIVED: (f"{who} gave me {event.amount} of item {event.item_id}", 6, "grateful"),
-            GameEventKind.NPC_SPOKE: (f"{who} said:", 3, "neutral"),  # the words go apart, quoted
-            GameEventKind.WORLD_EVENT: (f"News: {event.text}", event.importance, "curious"),
-            GameEventKind.ACTION_RESULT: action_result_narration(event.action_id, event.outcome, event.detail),
-        }[event.kind]
-        news_id, retellings = gossip.news_memory_facts(event)
-        valence = valence_of(emotion)
-        if event.kind is GameEventKind.WORLD_EVENT and self._concerns_faction(event):
-            # What happens to its faction weighs on a member as much as it is loyal.
-            loyalty = self._state.profile.faction_loyalty / 100
-            importance = min(10, importance + round(3 * loyalty))
-            valence = max(-1.0, min(1.0, gossip.tone(event.text or "") * loyalty))
-            emotion = "proud" if valence > 0 else "worried" if valence < 0 else emotion
-        return Memory(
-            memory_id=f"{sequence}-event-{index}",
-            kind="gossip" if event.kind is GameEventKind.NPC_SPOKE and news_id else "observation",
-            text=text[:600],
-            importance=importance,
-            emotion=emotion,
-            about=about,
-            created_at=workflow.now(),
-            words=event.text if event.kind is GameEventKind.NPC_SPOKE else None,
-            valence=valence,
-            participants=[about] if about else [],
-            place=self._state.profile.map,
-            news_id=news_id,
-            retellings=retellings,
-            facts=event.facts if event.kind is GameEventKind.WORLD_EVENT else None,
-        )
+        return experience.memory_of_event(event, self._state.profile, f"{sequence}-event-{index}", workflow.now())
 
     def _relationship_change(self, event: GameEvent) -> RelationshipChange | None:
-        if event.kind is GameEventKind.NPC_SPOKE and event.other_npc_id:
-            # Liking moves with what a neighbour says (kind words, ill words of one's faction).
-            return RelationshipChange(
-                party=f"npc:{event.other_npc_id}",
-                delta=gossip.liking_change(event.text or "", self._state.profile),
-                change_id=event.event_id,
-                reason="said: " + (event.text or "")[:60],
-            )
-        if event.player is None:
-            return None
-        delta = {GameEventKind.PLAYER_ATTACKED: -15, GameEventKind.ITEM_RECEIVED: 5}.get(event.kind)
-        if delta is None:
-            return None
-        return RelationshipChange(
-            party=f"player:{event.player.char_id}", delta=delta, change_id=event.event_id, reason=event.kind.value
-        )
+        return experience.relationship_change_of(event, self._state.profile)
 
     def _players_near_json(self) -> str:
         """Who stands near, for the `npc:{id}` hash the world viewer reads."""

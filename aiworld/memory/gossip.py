@@ -1,10 +1,14 @@
 """NPCs who meet: neighbours greet each other and pass news on, each retelling vaguer than the
 last, up to a hop limit; what they say moves how they like each other.
 
-Delivery is an `npc_spoke` game event signalled to the listener's workflow with an event id
-derived from speaker, listener and the news (or the meeting), so a retried activity or a reset
-sends the same id and the listener keeps one copy. Two TTL keys bound the chatter: a pair greets
-at most once per `meeting_interval_seconds`, and a piece of news is told to an NPC once.
+What is said is an `npc_spoke` game event with an id derived from speaker, listener and the news
+(or the meeting), so a retried activity or a reset says the same thing and the listener keeps one
+copy. Only news the listener will pass on wakes it (a signal to its workflow: it reacts and meets
+its own neighbours); a greeting, or news at its last retelling, is written straight into the
+listener's memory and liking, where its next decision and its talks with players recall it. A
+workflow task per greeting would make the neighbours' chatter cost more than the world's events.
+Two TTL keys bound the chatter: a pair greets at most once per `meeting_interval_seconds`, and a
+piece of news is told to an NPC once.
 """
 
 from __future__ import annotations
@@ -73,10 +77,12 @@ def news_memory_facts(event: GameEvent) -> tuple[str | None, int]:
 
 
 class Remark(BaseModel):
-    """One line an NPC says to a neighbour, sent as an `npc_spoke` event."""
+    """One line an NPC says to a neighbour, as an `npc_spoke` event; `wakes` when the listener
+    will pass it on (news short of the hop limit), else it goes straight into its memory."""
 
     listener: str
     event: GameEvent
+    wakes: bool = False
 
 
 class MeetingPlan(BaseModel):
@@ -101,11 +107,11 @@ class Gossip:
         ][: self._settings.meetings_per_decision]
         remarks = []
         for listener in neighbours:
-            remark = await self._news_for(speaker, listener, sequence, now, news)
-            if remark is None:
-                remark = await self._greeting_for(speaker, listener, sequence, now)
-            if remark is not None:
-                remarks.append(Remark(listener=listener, event=remark))
+            if told := await self._news_for(speaker, listener, sequence, now, news):
+                _, retellings = news_memory_facts(told)
+                remarks.append(Remark(listener=listener, event=told, wakes=retellings < self._settings.gossip_hops))
+            elif greeting := await self._greeting_for(speaker, listener, sequence, now):
+                remarks.append(Remark(listener=listener, event=greeting))
         return MeetingPlan(remarks=remarks, neighbours=neighbours)
 
     async def _claim(self, key: str, event_id: str, ttl: int) -> bool:

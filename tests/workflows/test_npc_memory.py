@@ -1,9 +1,11 @@
 """An NPC's memory in its life on a real Temporal (time-skipping): reflection fires once at the
 threshold and cites its evidence; a game month stays under the cap and keeps what matters; news
-travels NPC to NPC, vaguer at each retelling, up to the hop limit; players hear the gossip."""
+travels NPC to NPC, vaguer at each retelling, up to the hop limit, waking only the NPCs who pass it
+on; players hear the gossip."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -14,7 +16,6 @@ from aiworld.memory.memori import MemoriBackend, MemoriStore, memory_id_of
 from aiworld.memory.reflection import REFLECTION_IMPORTANCE_THRESHOLD
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, NpcProfile, PlayerRef, TalkReply, TalkTurn
-from aiworld.world.directory import NpcDirectory
 from tests.conftest import _running_life, demo_profile
 from tests.workflows.test_npc_life import ARIA, left, nearby
 
@@ -111,33 +112,41 @@ def villager(number: int, x: int):
 async def test_news_reaches_a_third_npc_through_a_second_and_stops_at_the_hop_limit(life, redis_client, keys):
     # In a row, 5 cells apart: each meets only the one before and the one after it (radius 6).
     teller, middle, third, beyond = villagers = [villager(number, 100 + 5 * number) for number in range(4)]
-    directory = NpcDirectory(redis_client, keys)
-    for profile in villagers:
-        await directory.place(profile.npc_id, profile.map, profile.x, profile.y, profile.faction)
+    store = MemoryStore(redis_client, keys)
+    for profile in villagers:  # as registration does: the directory, and the profile a meeting reads
+        await store.publish_npc(profile, {})
     handles = {profile.npc_id: await life.start(profile) for profile in villagers}
     story = "The Orc Lord stirs west of Geffen, three scouts saw him at dawn near the old mill"
     await handles[teller.npc_id].signal(
         "game_event", GameEvent(event_id="orc-news", kind="world_event", text=story, importance=7)
     )
-    # The third NPC hears it from the middle one and greets the one beyond in the same meeting.
-    await life.wait_for(handles[third.npc_id], lambda s: s.events_processed >= 1 and s.pending_events == 0)
-    await life.wait_for(handles[beyond.npc_id], lambda s: s.events_processed >= 1 and s.pending_events == 0)
 
-    store = MemoryStore(redis_client, keys)
-
-    async def heard(npc_id: str):
+    async def heard(npc_id: str, news_id: str | None = "orc-news"):
         memories = [memory for memory, _ in await store.load(npc_id, await store.all_ids(npc_id))]
-        return [memory for memory in memories if memory.news_id == "orc-news"]
+        return [memory for memory in memories if memory.news_id == news_id and memory.kind != "action"]
 
+    # The middle NPC is woken to pass the news on; the third hears it at its last retelling, which
+    # goes straight into its memory: nothing to pass on, so nothing wakes it.
+    await life.wait_for(handles[middle.npc_id], lambda s: s.events_processed >= 1 and s.pending_events == 0)
+    [from_middle] = await until(lambda: heard(third.npc_id))
     [from_teller] = await heard(middle.npc_id)
-    [from_middle] = await heard(third.npc_id)
     assert (from_teller.retellings, from_teller.about) == (1, f"npc:{teller.npc_id}")
-    assert (from_middle.retellings, from_middle.about) == (2, f"npc:{middle.npc_id}")
+    assert (from_middle.retellings, from_middle.about, from_middle.kind) == (2, f"npc:{middle.npc_id}", "gossip")
+    assert from_middle.text == f"{middle.npc_id} said:" and from_middle.place == third.map
     assert "Orc Lord" in from_middle.words and "three" not in from_middle.words
     assert len(from_middle.words) < len(from_teller.words) < len(story) + 20
-    assert await heard(beyond.npc_id) == []
-    # Liking moved with the chat, once per thing said.
+    assert (await life.state(handles[third.npc_id])).events_processed == 0
+    # Liking moved with the chat, once per thing said, whether the listener was woken or not.
     assert await store.relationships(middle.npc_id, [f"npc:{teller.npc_id}"]) == {f"npc:{teller.npc_id}": 1}
+    assert await store.relationships(third.npc_id, [f"npc:{middle.npc_id}"]) == {f"npc:{middle.npc_id}": 1}
+
+    # The hop limit: when the third NPC next meets its neighbours, it greets the one beyond but
+    # does not tell the news on.
+    await handles[third.npc_id].signal("game_event", nearby("borin-comes", BORIN))
+    [greeting] = await until(lambda: heard(beyond.npc_id, news_id=None))
+    assert greeting.about == f"npc:{third.npc_id}" and greeting.words.startswith("Good day!")
+    assert await heard(beyond.npc_id) == []
+    assert (await life.state(handles[beyond.npc_id])).events_processed == 0
 
     # A player asking the third NPC for news hears the gossip.
     reply = await handles[third.npc_id].execute_update(
@@ -146,6 +155,14 @@ async def test_news_reaches_a_third_npc_through_a_second_and_stops_at_the_hop_li
     assert "Orc Lord" in reply.text
     decisions = await life.wait_for_decisions(handles[third.npc_id], lambda ds: ds[-1].trigger == "talk")
     assert from_middle.memory_id in decisions[-1].memory_ids
+
+
+async def until(found, timeout: float = 30.0):
+    """What `found()` returns once it is not empty (the store is written by another NPC's task)."""
+    async with asyncio.timeout(timeout):
+        while not (result := await found()):
+            await asyncio.sleep(0.05)
+    return result
 
 
 async def test_faction_news_weighs_on_a_loyal_member_and_sets_its_mood(life, redis_client, keys):
