@@ -104,9 +104,8 @@ class MemoryActivities:
                 continue
             event = remark.event
             when = event.occurred_at or now
-            await self._memory.remember_all(
-                listener.npc_id, [experience.memory_of_event(event, listener, f"heard-{event.event_id}", when)]
-            )
+            memory = experience.memory_of_event(event, listener, f"heard-{event.event_id}", when)
+            await self._memory.remember_all(listener.npc_id, [memory])
             if change := experience.relationship_change_of(event, listener):
                 await self._memory.adjust_relationship(
                     listener.npc_id, change.party, change.delta, change.change_id, change.reason, when

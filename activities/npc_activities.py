@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from aiworld.memory.consolidation import maybe_consolidate
+from aiworld.memory.gossip import Gossip
 from aiworld.memory.reflection import Insight
 from aiworld.memory.store import MemoryStore
 from aiworld.models import (
@@ -141,6 +142,7 @@ class NpcActivities:
         self._actions = actions
         self._brain = brain
         self._feed = feed
+        self._gossip = Gossip(memory.redis, memory.keys, memory.settings)
         self.metrics = metrics or WorkerMetrics()
 
     @activity.defn
@@ -251,6 +253,7 @@ class NpcActivities:
         """Store memories and relationship changes once; returns the parties' scores now."""
         npc_id = request.profile.npc_id
         await self._memory.remember_all(npc_id, request.memories)
+        await self._gossip.learned(npc_id, request.memories)
         when = max((memory.created_at for memory in request.memories), default=None)
         scores = {}
         for change in request.relationship_changes:

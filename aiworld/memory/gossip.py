@@ -105,6 +105,7 @@ class Gossip:
             for npc_id in await self._directory.near(speaker.map, speaker.x, speaker.y, self._settings.meeting_radius)
             if npc_id != speaker.npc_id
         ][: self._settings.meetings_per_decision]
+        await self.learned(speaker.npc_id, news)  # who tells news knows it: nobody tells it back later
         remarks = []
         for listener in neighbours:
             if told := await self._news_for(speaker, listener, sequence, now, news):
@@ -113,6 +114,22 @@ class Gossip:
             elif greeting := await self._greeting_for(speaker, listener, sequence, now):
                 remarks.append(Remark(listener=listener, event=greeting))
         return MeetingPlan(remarks=remarks, neighbours=neighbours)
+
+    async def learned(self, npc_id: str, memories: list[Memory]) -> None:
+        """Who holds a piece of news (from the world, heard, or told on) is never told it again:
+        a world event broadcast to a whole map is not retold among those who all heard it."""
+        news_ids = {memory.news_id for memory in memories if memory.news_id is not None}
+        if not news_ids:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for news_id in sorted(news_ids):
+                pipe.set(
+                    self._keys.news_told(news_id, npc_id),
+                    f"known-{npc_id}",
+                    nx=True,
+                    ex=self._settings.idempotency_ttl_seconds,
+                )
+            await pipe.execute()
 
     async def _claim(self, key: str, event_id: str, ttl: int) -> bool:
         """True when this event id owns the key (now, or from an earlier run of the same call)."""
@@ -129,13 +146,6 @@ class Gossip:
                 continue
             if memory.about == f"npc:{listener}":  # not back to the one who told it
                 continue
-            # Who tells news knows it: nobody tells it back to them later.
-            await self._redis.set(
-                self._keys.news_told(memory.news_id, speaker.npc_id),
-                f"known-{speaker.npc_id}",
-                nx=True,
-                ex=self._settings.idempotency_ttl_seconds,
-            )
             event_id = f"news-{speaker.npc_id}-{listener}-{memory.news_id}"[:80]
             if not await self._claim(
                 self._keys.news_told(memory.news_id, listener), event_id, self._settings.idempotency_ttl_seconds

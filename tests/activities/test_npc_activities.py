@@ -1,0 +1,42 @@
+"""The NPC's store writes on the real Redis: news an NPC saves is news it is not told again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.memory_activities import MeetingRequest, MemoryActivities
+from activities.npc_activities import NpcActivities, RecordRequest
+from aiworld.memory.store import MemoryStore
+from aiworld.models import GameEvent
+from aiworld.npc import experience
+from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.store.action_queue import ActionQueue
+from aiworld.world.feed import WorldFeed
+from tests.activities.test_memory_activities import neighbour
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+async def test_news_both_heard_from_the_world_is_not_retold_between_them(time_skipping_env, redis_client, keys):
+    store = MemoryStore(redis_client, keys)
+    npcs = NpcActivities(store, ActionQueue(redis_client, keys), OfflineDecisionMaker(), WorldFeed(redis_client, keys))
+    meetings = MemoryActivities(time_skipping_env.client, store, OfflineDecisionMaker())
+    broadcast = GameEvent(event_id="siege-1", kind="world_event", text="Prontera castle is under siege", importance=6)
+    speaker, listener = neighbour("speaker", 146), neighbour("listener", 150)
+    for profile in (speaker, listener):  # both got the broadcast and saved it in their decision
+        await store.publish_npc(profile, {})
+        memory = experience.memory_of_event(broadcast, profile, "1-event-0", NOW)
+        await ActivityEnvironment().run(npcs.record_outcome, RecordRequest(profile=profile, memories=[memory]))
+
+    met = await ActivityEnvironment().run(
+        meetings.meet_neighbours, MeetingRequest(profile=speaker, sequence=2, now=NOW)
+    )
+
+    assert met.said == ["greet-speaker-listener-2"]
+    heard = [memory for memory, _ in await store.load("listener", await store.all_ids("listener"))]
+    assert sorted((memory.memory_id, memory.news_id) for memory in heard) == [
+        ("1-event-0", "siege-1"),
+        ("heard-greet-speaker-listener-2", None),
+    ]
