@@ -260,6 +260,11 @@ class WorkerSettings(BaseModel):
     # Workflow tasks and local activities in flight at once (the SDK's defaults are 100 each).
     max_concurrent_workflow_tasks: int = Field(default=100, ge=2, le=10_000)
     max_concurrent_local_activities: int = Field(default=100, ge=1, le=10_000)
+    # The SDK's workflow sandbox re-enters its import guard and module copies on every activation
+    # and payload conversion: off, a 1,000-NPC worker spends 18% less CPU per decision and 35% less
+    # memory (README "Benchmarks"). Our workflow code keeps no global state, and the replay tests
+    # and the suite's own workers always run it sandboxed, which keeps restricted calls out of it.
+    workflow_sandbox: bool = False
 
 
 class Settings(BaseSettings):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from aiworld.config import CoherenceSettings, Settings, WorkerSettings, WorldSettings
 from aiworld.ops.worker import running_worker
@@ -27,6 +29,10 @@ async def test_cache_and_concurrency_settings_reach_the_worker(dev_env, keys, ta
     assert config.get("max_cached_workflows") == 7
     assert config.get("max_concurrent_workflow_tasks") == 9
     assert config.get("max_concurrent_local_activities") == 11
+    assert isinstance(config.get("workflow_runner"), UnsandboxedWorkflowRunner)
+    sandboxed = settings.model_copy(update={"worker": WorkerSettings(workflow_sandbox=True)})
+    async with running_worker(sandboxed, dev_env.client) as worker:
+        assert isinstance(worker.config().get("workflow_runner"), SandboxedWorkflowRunner)
 
 
 def test_worker_settings_come_from_the_environment_and_are_checked(monkeypatch):
