@@ -142,6 +142,10 @@ WORLD_EVENT_SIGNIFICANCE = 4
 QUIET_DOUBLINGS = 4
 QUIET_CADENCE_LIMIT = timedelta(minutes=5)
 SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=1)
+# Runs with this patch hold to the minute when they settle down to sleep too: an NPC that sleeps
+# between events (most of a large world) published its mood and activity after every decision,
+# one visibility write each. What is held back goes out at its next wake after the minute.
+SETTLED_ATTRIBUTES_WAIT = "settled-attributes-wait"
 # Runs with this patch reflect when the importance they lived passes the threshold, meet their
 # neighbours (greetings, news passed on) and let faction news colour their mood.
 SOCIAL_MEMORY = "social-memory"
@@ -724,7 +728,7 @@ class NpcLifeWorkflow:
     def _publish_search_attributes(self, *, settling: bool = False) -> None:
         """Upsert what operators search on, only on change. Each upsert is a visibility write on
         the server, so mood and activity, which change with most decisions, are published at most
-        once a minute, and whatever is left over when the NPC settles down to sleep."""
+        once a minute (before SETTLED_ATTRIBUTES_WAIT: also whenever the NPC settled down to sleep)."""
         wanted = {
             search_attributes.NPC_MAP.name: self._state.profile.map,
             search_attributes.NPC_FACTION.name: self._state.profile.faction,
@@ -734,7 +738,7 @@ class NpcLifeWorkflow:
         if wanted == self._state.published_attributes:
             return
         now = workflow.now()
-        if workflow.patched(LOCAL_PIPELINE) and not settling:
+        if workflow.patched(LOCAL_PIPELINE) and (not settling or workflow.patched(SETTLED_ATTRIBUTES_WAIT)):
             where = (search_attributes.NPC_MAP.name, search_attributes.NPC_FACTION.name)
             moved = any(self._state.published_attributes.get(name) != wanted[name] for name in where)
             recently = (

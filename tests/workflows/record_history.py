@@ -1,9 +1,9 @@
 """Record a history of NpcLifeWorkflow for the replay test.
 
-    .venv/bin/python -m tests.workflows.record_history
+    .venv/bin/python -m tests.workflows.record_history [SUFFIX]
 
-runs one scripted stretch of an NPC's life (arrivals, an attack, news, dialogue, routine steps and a
-continue-as-new) on a throw-away dev server and writes its history to
+runs one scripted stretch of an NPC's life (sleep between events, arrivals, an attack, news,
+dialogue, routine steps and a continue-as-new) on a throw-away dev server and writes its history to
 tests/workflows/histories/. Record a new file whenever the workflow changes on purpose (guarded
 by `workflow.patched`), and keep the old ones: running NPCs still have those histories.
 """
@@ -11,6 +11,7 @@ by `workflow.patched`), and keep the old ones: running NPCs still have those his
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ HISTORIES = Path(__file__).parent / "histories"
 ARIA = PlayerRef(char_id=150001, name="Aria", level=34, job_class=4)
 
 
-async def record() -> Path:
+async def record(suffix: str = "") -> Path:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(binaries.temporal_cli()),
         data_converter=pydantic_data_converter,
@@ -52,6 +53,13 @@ async def record() -> Path:
                 id=npc_workflow_id(profile.npc_id),
                 task_queue="record",
             )
+            # Unimportant for a while: it sleeps between events (settling publishes search attributes).
+            await handle.signal("configure", {"importance": 3})
+            await handle.signal(
+                "game_event", GameEvent(event_id="r0", kind="world_event", text="Rain over Prontera", importance=6)
+            )
+            await asyncio.sleep(2)
+            await handle.signal("configure", {"importance": profile.importance})
             await handle.signal("game_event", GameEvent(event_id="r1", kind="player_nearby", player=ARIA))
             await handle.execute_update(
                 "talk", TalkTurn(turn_id="r2", player=ARIA, text="Hello guard, any news?"), result_type=TalkReply
@@ -90,10 +98,12 @@ async def record() -> Path:
         await store.aclose()
         await env.shutdown()
     HISTORIES.mkdir(exist_ok=True)
-    path = HISTORIES / f"npc_life_{datetime.now():%Y%m%d}.json"
+    path = HISTORIES / f"npc_life_{datetime.now():%Y%m%d}{suffix}.json"
+    if path.exists():
+        raise FileExistsError(f"{path} holds a recorded history: give another suffix")
     path.write_text(history.to_json())
     return path
 
 
 if __name__ == "__main__":
-    print(f"recorded {asyncio.run(record())}")
+    print(f"recorded {asyncio.run(record(*sys.argv[1:2]))}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -140,6 +141,36 @@ async def test_an_npc_with_nobody_near_sleeps_without_workflow_tasks(life, time_
     await handle.signal("game_event", nearby("back"))
     state = await life.wait_for(handle, lambda s: s.events_processed == 3)
     assert not state.sleeping  # a player near sets a decision cadence again
+
+
+async def upserted_activities(handle) -> list[str]:
+    """The NpcActivity each search attribute upsert of the history published, in order."""
+    history = await handle.fetch_history()
+    return [
+        json.loads(fields["NpcActivity"].data)
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        and "NpcActivity"
+        in (fields := event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+    ]
+
+
+async def test_a_sleeping_npc_publishes_its_activity_at_most_once_a_minute(life, time_skipping_env):
+    """Each upsert is a visibility write: an NPC that sleeps between events holds its new mood and
+    activity back until a wake a minute after its last upsert."""
+    handle = await life.start(demo_profile("nessa_florist", importance=3))
+    started = await life.wait_for(handle, lambda s: s.sleeping)
+    await handle.signal("game_event", news("wheat-1"))
+    decided = await life.wait_for(handle, lambda s: s.events_processed == 1 and s.sleeping)
+    await settled_history_length(handle)
+    assert decided.activity != started.activity
+    assert await upserted_activities(handle) == [started.activity]  # held back: it fell asleep within the minute
+
+    await time_skipping_env.sleep(timedelta(minutes=2))
+    await handle.signal("game_event", news("wheat-2"))
+    again = await life.wait_for(handle, lambda s: s.events_processed == 2 and s.sleeping)
+    await settled_history_length(handle)
+    assert await upserted_activities(handle) == [started.activity, again.activity]
 
 
 async def test_a_player_standing_idle_near_costs_a_handful_of_decisions_not_a_hundred(life, time_skipping_env):
