@@ -2,8 +2,8 @@
 NPCs near it to greet them and pass news on.
 
 Both are safe to run twice: insights are stored under ids derived from the reflection's id, and
-what an NPC says to a neighbour is an event with an id the neighbour keeps once, whether it is
-signalled (news to pass on) or written into the neighbour's memory (the rest, aiworld.memory.gossip).
+what an NPC says to a neighbour is written into the neighbour's memory under an id derived from
+the remark (aiworld.memory.gossip).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.npc_activities import DecisionMaker
 from aiworld.memory import reflection
@@ -21,7 +19,6 @@ from aiworld.memory.gossip import NEWS_LOOKBACK, Gossip, Remark
 from aiworld.memory.store import MemoryStore
 from aiworld.models import DecisionUsage, NpcProfile
 from aiworld.npc import experience
-from aiworld.temporal import npc_workflow_id
 
 
 class ReflectionRequest(BaseModel):
@@ -49,8 +46,7 @@ class MeetingResult(BaseModel):
 
 
 class MemoryActivities:
-    def __init__(self, client: Client, memory: MemoryStore, brain: DecisionMaker) -> None:
-        self._client = client
+    def __init__(self, memory: MemoryStore, brain: DecisionMaker) -> None:
         self._memory = memory
         self._brain = brain
         self._gossip = Gossip(memory.redis, memory.keys, memory.settings)
@@ -70,47 +66,39 @@ class MemoryActivities:
 
     @activity.defn
     async def meet_neighbours(self, request: MeetingRequest) -> MeetingResult:
-        """Local activity: greet the NPCs near, tell them news; a neighbour that no longer lives is skipped."""
+        """Local activity: greet the NPCs near and tell them news, which spreads on from them."""
         profile = request.profile
         recent = await self._memory.load(profile.npc_id, await self._memory.newest_ids(profile.npc_id, NEWS_LOOKBACK))
         news = Gossip.news_worth_telling([memory for memory, _ in recent])
         plan = await self._gossip.plan(profile, request.sequence, request.now, news)
-        remembered = await self._remember_heard([remark for remark in plan.remarks if not remark.wakes], request.now)
-        said = []
-        for remark in plan.remarks:
-            if not remark.wakes:
-                if remark.listener in remembered:
-                    said.append(remark.event.event_id)
-                continue
-            try:
-                await self._client.get_workflow_handle(npc_workflow_id(remark.listener)).signal(
-                    "game_event", remark.event
-                )
-            except RPCError as error:
-                if error.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                continue
-            said.append(remark.event.event_id)
-        return MeetingResult(neighbours=plan.neighbours, said=said)
+        return MeetingResult(neighbours=plan.neighbours, said=await self._tell(plan.remarks, request.now))
 
-    async def _remember_heard(self, remarks: list[Remark], now: datetime) -> set[str]:
-        """Write each remark into its listener's memory and liking, worded as the listener's own
-        life words it, under ids derived from the remark: a retried meeting writes nothing twice.
-        Returns the listeners written to (one whose life published no profile is skipped)."""
-        profiles = await self._memory.published_profiles(sorted({remark.listener for remark in remarks}))
-        for remark in remarks:
-            listener = profiles.get(remark.listener)
-            if listener is None:
-                continue
-            event = remark.event
-            when = event.occurred_at or now
-            memory = experience.memory_of_event(event, listener, f"heard-{event.event_id}", when)
-            await self._memory.remember_all(listener.npc_id, [memory])
-            if change := experience.relationship_change_of(event, listener):
-                await self._memory.adjust_relationship(
-                    listener.npc_id, change.party, change.delta, change.change_id, change.reason, when
-                )
-        return set(profiles)
+    async def _tell(self, remarks: list[Remark], now: datetime) -> list[str]:
+        """Breadth first: each remark goes into its listener's memory and liking, worded as the
+        listener's own life words it, under an id derived from the remark (a retried meeting writes
+        nothing twice); a listener given news passes it on to its neighbours at once. A listener
+        whose life published no profile hears nothing. Returns the ids of the remarks written."""
+        said = []
+        while remarks:
+            profiles = await self._memory.published_profiles(sorted({remark.listener for remark in remarks}))
+            passed_on = []
+            for remark in remarks:
+                listener = profiles.get(remark.listener)
+                if listener is None:
+                    continue
+                event = remark.event
+                when = event.occurred_at or now
+                memory = experience.memory_of_event(event, listener, f"heard-{event.event_id}", when)
+                await self._memory.remember_all(listener.npc_id, [memory])
+                if change := experience.relationship_change_of(event, listener):
+                    await self._memory.adjust_relationship(
+                        listener.npc_id, change.party, change.delta, change.change_id, change.reason, when
+                    )
+                said.append(event.event_id)
+                if memory.news_id is not None:
+                    passed_on += await self._gossip.pass_on(listener, now, memory)
+            remarks = passed_on
+        return said
 
     def all(self) -> list:
         return [self.reflect, self.meet_neighbours]

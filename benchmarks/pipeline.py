@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -421,24 +422,29 @@ class Driver:
         return time.monotonic() - began
 
     async def history_per_decision(self, sample: int) -> dict[str, Any]:
-        """History events (every run, continue-as-new included) per decision, on a sample of NPCs."""
+        """History events (every run, continue-as-new included) per decision, on a sample of NPCs,
+        and what they are: signals, workflow tasks, local activity markers, timers, upserts."""
         client = await self.temporal()
         chosen = self.npc_ids[:: max(1, len(self.npc_ids) // sample)][:sample]
         await self.read_decisions(chosen)
         lengths, decisions = [], []
+        kinds: Counter = Counter()
         for npc_id in chosen:
             events = 0
             async for run in client.list_workflows(f"WorkflowId = '{npc_workflow_id(npc_id)}'"):
                 history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
                 events += len(history.events)
+                kinds.update(EventType.Name(event.event_type).removeprefix("EVENT_TYPE_") for event in history.events)
             lengths.append(events)
             decisions.append(self.ledger.decisions.get(npc_id, 0))
+        made = max(1, sum(decisions))
         return {
             "npcs_sampled": len(chosen),
             "history_events": sum(lengths),
             "decisions": sum(decisions),
-            "history_events_per_decision": round(sum(lengths) / max(1, sum(decisions)), 1),
+            "history_events_per_decision": round(sum(lengths) / made, 1),
             "history_events_per_npc_p50": sorted(lengths)[len(lengths) // 2],
+            "per_decision_by_type": {kind: round(count / made, 2) for kind, count in kinds.most_common()},
         }
 
     # --- a step: offer, drain, measure ------------------------------------------------------

@@ -252,6 +252,12 @@ async def main(arguments: argparse.Namespace) -> Path:
         f"{history['history_events_per_decision']} "
         f"(p50 {history['history_events_per_npc_p50']} events per NPC, {history['npcs_sampled']} NPCs)",
     )
+    show(
+        "  of which, per decision",
+        ", ".join(
+            f"{kind.lower()} {count}" for kind, count in history["per_decision_by_type"].items() if count >= 0.05
+        ),
+    )
     if "fanout" in report:
         spread = report["fanout"]
         show(

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiomysql
@@ -332,6 +334,12 @@ async def replay_every_run(client: Client, workflow_ids: set[str]) -> None:
 
     results = await replayer.replay_workflows(each(), raise_on_replay_failure=False)
     failures = {run_id: str(failure) for run_id, failure in results.replay_failures.items()}
+    if failures:  # kept for the post-mortem: `temporal workflow show`-like JSON, replayable
+        kept = Path(tempfile.mkdtemp(prefix="aiworld-unreplayable-"))
+        for history in histories:
+            if history.run_id in failures:
+                (kept / f"{history.workflow_id}-{history.run_id}.json").write_text(history.to_json())
+        failures["kept in"] = str(kept)
     assert not failures, f"fresh histories no longer replay: {failures}"
 
 

@@ -142,9 +142,12 @@ WORLD_EVENT_SIGNIFICANCE = 4
 QUIET_DOUBLINGS = 4
 QUIET_CADENCE_LIMIT = timedelta(minutes=5)
 SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=1)
-# Runs with this patch hold to the minute when they settle down to sleep too: an NPC that sleeps
-# between events (most of a large world) published its mood and activity after every decision,
-# one visibility write each. What is held back goes out at its next wake after the minute.
+# Runs that began with this patch hold to the minute when they settle down to sleep too: an NPC
+# that sleeps between events (most of a large world) published its mood and activity after every
+# decision, one visibility write each. What is held back goes out at its next wake after the
+# minute. Asked once, in the run's first workflow task: a patch first asked right after a local
+# activity can land in another workflow task on replay than it did live when that task timed out
+# while the activity ran (seen under load), and the run then no longer replays.
 SETTLED_ATTRIBUTES_WAIT = "settled-attributes-wait"
 # Runs with this patch reflect when the importance they lived passes the threshold, meet their
 # neighbours (greetings, news passed on) and let faction news colour their mood.
@@ -187,11 +190,13 @@ class NpcLifeWorkflow:
         self._duplicates_dropped = 0
         # Set by `configure`: the cadence may have changed, so the wait must be computed again.
         self._reconsider = False
+        self._settled_attributes_wait = False  # the run's answer to SETTLED_ATTRIBUTES_WAIT
 
     # --- life -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, life: NpcLifeInput) -> str:
+        self._settled_attributes_wait = workflow.patched(SETTLED_ATTRIBUTES_WAIT)
         self._publish_search_attributes()
         self._describe_now()
         while True:
@@ -738,7 +743,7 @@ class NpcLifeWorkflow:
         if wanted == self._state.published_attributes:
             return
         now = workflow.now()
-        if workflow.patched(LOCAL_PIPELINE) and (not settling or workflow.patched(SETTLED_ATTRIBUTES_WAIT)):
+        if workflow.patched(LOCAL_PIPELINE) and (not settling or self._settled_attributes_wait):
             where = (search_attributes.NPC_MAP.name, search_attributes.NPC_FACTION.name)
             moved = any(self._state.published_attributes.get(name) != wanted[name] for name in where)
             recently = (

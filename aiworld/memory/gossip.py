@@ -2,11 +2,11 @@
 last, up to a hop limit; what they say moves how they like each other.
 
 What is said is an `npc_spoke` game event with an id derived from speaker, listener and the news
-(or the meeting), so a retried activity or a reset says the same thing and the listener keeps one
-copy. Only news the listener will pass on wakes it (a signal to its workflow: it reacts and meets
-its own neighbours); a greeting, or news at its last retelling, is written straight into the
-listener's memory and liking, where its next decision and its talks with players recall it. A
-workflow task per greeting would make the neighbours' chatter cost more than the world's events.
+(or the meeting), written straight into the listener's memory and liking under that id, so a
+retried activity or a reset writes it once. A listener given news it may retell passes it on to
+its own neighbours at once, in the same meeting, up to the hop limit: nobody's workflow is woken.
+On the 1,000-NPC benchmark a workflow task per remark made the neighbours' chatter 85% of all
+signals, and with an LLM every remark would have been a model call too.
 Two TTL keys bound the chatter: a pair greets at most once per `meeting_interval_seconds`, and a
 piece of news is told to an NPC once.
 """
@@ -77,12 +77,10 @@ def news_memory_facts(event: GameEvent) -> tuple[str | None, int]:
 
 
 class Remark(BaseModel):
-    """One line an NPC says to a neighbour, as an `npc_spoke` event; `wakes` when the listener
-    will pass it on (news short of the hop limit), else it goes straight into its memory."""
+    """One line an NPC says to a neighbour, as an `npc_spoke` event."""
 
     listener: str
     event: GameEvent
-    wakes: bool = False
 
 
 class MeetingPlan(BaseModel):
@@ -100,20 +98,31 @@ class Gossip:
     async def plan(self, speaker: NpcProfile, sequence: int, now: datetime, news: list[Memory]) -> MeetingPlan:
         """Who the speaker talks to now and what it says. Safe to run twice: the TTL keys hold the
         same event id, so a second run plans the same remarks (the listener drops the copy)."""
-        neighbours = [
+        neighbours = await self._neighbours(speaker)
+        await self.learned(speaker.npc_id, news)  # who tells news knows it: nobody tells it back later
+        remarks = []
+        for listener in neighbours:
+            if told := await self._news_for(speaker, listener, now, news):
+                remarks.append(Remark(listener=listener, event=told))
+            elif greeting := await self._greeting_for(speaker, listener, sequence, now):
+                remarks.append(Remark(listener=listener, event=greeting))
+        return MeetingPlan(remarks=remarks, neighbours=neighbours)
+
+    async def pass_on(self, teller: NpcProfile, now: datetime, heard: Memory) -> list[Remark]:
+        """What a listener who was just told `heard` tells its own neighbours of it (news only, and
+        none past the hop limit). Safe to run twice, as `plan` is."""
+        remarks = []
+        for listener in await self._neighbours(teller):
+            if told := await self._news_for(teller, listener, now, [heard]):
+                remarks.append(Remark(listener=listener, event=told))
+        return remarks
+
+    async def _neighbours(self, speaker: NpcProfile) -> list[str]:
+        return [
             npc_id
             for npc_id in await self._directory.near(speaker.map, speaker.x, speaker.y, self._settings.meeting_radius)
             if npc_id != speaker.npc_id
         ][: self._settings.meetings_per_decision]
-        await self.learned(speaker.npc_id, news)  # who tells news knows it: nobody tells it back later
-        remarks = []
-        for listener in neighbours:
-            if told := await self._news_for(speaker, listener, sequence, now, news):
-                _, retellings = news_memory_facts(told)
-                remarks.append(Remark(listener=listener, event=told, wakes=retellings < self._settings.gossip_hops))
-            elif greeting := await self._greeting_for(speaker, listener, sequence, now):
-                remarks.append(Remark(listener=listener, event=greeting))
-        return MeetingPlan(remarks=remarks, neighbours=neighbours)
 
     async def learned(self, npc_id: str, memories: list[Memory]) -> None:
         """Who holds a piece of news (from the world, heard, or told on) is never told it again:
@@ -139,7 +148,7 @@ class Gossip:
         return held is not None and text_of(held) == event_id
 
     async def _news_for(
-        self, speaker: NpcProfile, listener: str, sequence: int, now: datetime, news: list[Memory]
+        self, speaker: NpcProfile, listener: str, now: datetime, news: list[Memory]
     ) -> GameEvent | None:
         for memory in news:
             if memory.news_id is None or memory.retellings >= self._settings.gossip_hops:

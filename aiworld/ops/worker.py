@@ -82,7 +82,7 @@ def build_worker(
     monitor = CoherenceMonitor(client, store, keys, task_queue, coherence or CoherenceSettings(), profiles)
     activities = [
         *NpcActivities(memories, actions, brain, WorldFeed(store, keys), metrics).all(),
-        *MemoryActivities(client, memories, brain).all(),
+        *MemoryActivities(memories, brain).all(),
         *WorldActivities(WorldStore(store, keys), memories, actions, narrator).all(),
         *BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings(), metrics).all(),
         *CoherenceActivities(monitor).all(),

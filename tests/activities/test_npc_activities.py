@@ -22,7 +22,7 @@ NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 async def test_news_both_heard_from_the_world_is_not_retold_between_them(time_skipping_env, redis_client, keys):
     store = MemoryStore(redis_client, keys)
     npcs = NpcActivities(store, ActionQueue(redis_client, keys), OfflineDecisionMaker(), WorldFeed(redis_client, keys))
-    meetings = MemoryActivities(time_skipping_env.client, store, OfflineDecisionMaker())
+    meetings = MemoryActivities(store, OfflineDecisionMaker())
     broadcast = GameEvent(event_id="siege-1", kind="world_event", text="Prontera castle is under siege", importance=6)
     speaker, listener = neighbour("speaker", 146), neighbour("listener", 150)
     for profile in (speaker, listener):  # both got the broadcast and saved it in their decision

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest_asyncio
 import redis.asyncio as redis
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
@@ -205,10 +205,10 @@ class BrokenActivities:
     """Context, decision and reply activities that fail for good, registered under the real names
     (the samples-python way of replacing activities): the NPC must decide and reply without them."""
 
-    def __init__(self, store: redis.Redis, keys, client: Client) -> None:
+    def __init__(self, store: redis.Redis, keys) -> None:
         memory = MemoryStore(store, keys)
         self._real = NpcActivities(memory, ActionQueue(store, keys), OfflineDecisionMaker(), WorldFeed(store, keys))
-        self._social = MemoryActivities(client, memory, OfflineDecisionMaker())
+        self._social = MemoryActivities(memory, OfflineDecisionMaker())
 
     @activity.defn(name="prepare_decision")
     async def prepare_decision(self, request: ContextRequest) -> PreparedDecision:
@@ -246,7 +246,7 @@ async def test_activities_failing_for_good_leave_the_npc_deciding_and_talking(
         time_skipping_env.client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=BrokenActivities(redis_client, keys, time_skipping_env.client).all(),
+        activities=BrokenActivities(redis_client, keys).all(),
     )
     try:
         async with worker:

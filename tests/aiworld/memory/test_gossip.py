@@ -48,18 +48,13 @@ async def test_a_plan_made_twice_is_the_same_and_news_is_told_once(redis_client,
     first = await gossip.plan(speaker, 1, NOW, [news])
     again = await gossip.plan(speaker, 1, NOW, [news])  # the activity ran again: the same remarks
     assert first == again
-    # News short of the hop limit wakes its listeners: they pass it on.
-    assert [(r.listener, r.event.facts, r.wakes) for r in first.remarks] == [
-        ("listener", {"news_id": "orc", "retellings": 1}, True),
-        ("other", {"news_id": "orc", "retellings": 1}, True),
+    assert [(r.listener, r.event.facts) for r in first.remarks] == [
+        ("listener", {"news_id": "orc", "retellings": 1}),
+        ("other", {"news_id": "orc", "retellings": 1}),
     ]
     # Another speaker has nothing new for them: news once, and the pair greets once per interval.
-    # A greeting wakes nobody: it goes straight into the listener's memory.
     later = await gossip.plan(other, 2, NOW, [news.model_copy(update={"retellings": 1})])
-    assert [(r.event.event_id, r.wakes) for r in later.remarks] == [
-        ("greet-other-listener-2", False),
-        ("greet-other-speaker-2", False),
-    ]
+    assert [r.event.event_id for r in later.remarks] == ["greet-other-listener-2", "greet-other-speaker-2"]
     assert (await gossip.plan(other, 3, NOW, [])).remarks == []
 
 
@@ -80,14 +75,4 @@ async def test_news_stops_at_the_hop_limit(redis_client, keys):
     )
     [remark] = (await gossip.plan(speaker, 1, NOW, [heard])).remarks
     assert remark.event.event_id.startswith("greet-") and not remark.event.facts
-
-
-async def test_news_at_its_last_retelling_goes_into_memory_without_waking(redis_client, keys):
-    gossip = Gossip(redis_client, keys, MemorySettings(gossip_hops=1))
-    speaker, listener = neighbour("speaker", 146), neighbour("listener", 150)
-    directory = NpcDirectory(redis_client, keys)
-    for profile in (speaker, listener):
-        await directory.place(profile.npc_id, profile.map, profile.x, profile.y, profile.faction)
-    news = Memory(memory_id="1-event-0", text=f"News: {STORY}", news_id="orc", importance=6, created_at=NOW)
-    [remark] = (await gossip.plan(speaker, 1, NOW, [news])).remarks
-    assert (remark.event.facts, remark.wakes) == ({"news_id": "orc", "retellings": 1}, False)
+    assert await gossip.pass_on(speaker, NOW, heard) == []
