@@ -41,7 +41,8 @@ class MeetingRequest(BaseModel):
 
 class MeetingResult(BaseModel):
     neighbours: list[str] = Field(default_factory=list)
-    # Ids of the events said to neighbours (greetings and news) who still live.
+    # Ids of the remarks written (greetings and news, passed on ones too); a neighbour whose life
+    # published no profile hears nothing.
     said: list[str] = Field(default_factory=list)
 
 

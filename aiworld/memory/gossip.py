@@ -6,9 +6,9 @@ What is said is an `npc_spoke` game event with an id derived from speaker, liste
 retried activity or a reset writes it once. A listener given news it may retell passes it on to
 its own neighbours at once, in the same meeting, up to the hop limit: nobody's workflow is woken.
 On the 1,000-NPC benchmark a workflow task per remark made the neighbours' chatter 85% of all
-signals, and with an LLM every remark would have been a model call too.
-Two TTL keys bound the chatter: a pair greets at most once per `meeting_interval_seconds`, and a
-piece of news is told to an NPC once.
+signals, and with an LLM every remark would have been a model call too. Two TTL keys bound the
+chatter: a pair greets at most once per `meeting_interval_seconds`, and a piece of news is told to
+an NPC once.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Gossip:
 
     async def plan(self, speaker: NpcProfile, sequence: int, now: datetime, news: list[Memory]) -> MeetingPlan:
         """Who the speaker talks to now and what it says. Safe to run twice: the TTL keys hold the
-        same event id, so a second run plans the same remarks (the listener drops the copy)."""
+        same event id, so a second run plans the same remarks (written under the same memory ids)."""
         neighbours = await self._neighbours(speaker)
         await self.learned(speaker.npc_id, news)  # who tells news knows it: nobody tells it back later
         remarks = []
