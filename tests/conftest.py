@@ -351,9 +351,9 @@ async def life(time_skipping_env, task_queue, redis_client, keys):
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def dev_life(dev_env, task_queue, redis_client, keys):
-    # No workflow cache: every workflow task replays the NPC's history from its start, as after
-    # a worker restart, so non-determinism shows up during the test itself.
-    async for running in _running_life(
-        dev_env.client, task_queue, redis_client, keys, visibility=True, max_cached_workflows=0
-    ):
+    # The worker's own cache, as in production: with none, the SDK core evicts an NPC while its
+    # local activities run ("local activities when using max_cached_workflows=0 are cancelled"),
+    # its workflow tasks time out, and its history may no longer replay. Non-determinism shows
+    # at the end of each test instead, when `end_lives` replays every run it made.
+    async for running in _running_life(dev_env.client, task_queue, redis_client, keys, visibility=True):
         yield running
