@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from aiworld.memory.consolidation import maybe_consolidate
 from aiworld.memory.gossip import Gossip
+from aiworld.memory.meetings import MeetingRequest, Meetings
 from aiworld.memory.reflection import Insight
 from aiworld.memory.store import MemoryStore
 from aiworld.models import (
@@ -91,6 +92,8 @@ class OutcomeWrite(BaseModel):
     decision: DecisionRecord | None = None
     # Past this the write gives up with a clean failure, inside its activity's own timeout.
     budget_seconds: float = Field(default=2.5, gt=0, le=60)
+    # The NPC meets its neighbours once the writes are done, within what is left of the budget.
+    meeting: MeetingRequest | None = None
 
 
 class PreparedDecision(BaseModel):
@@ -143,6 +146,7 @@ class NpcActivities:
         self._brain = brain
         self._feed = feed
         self._gossip = Gossip(memory.redis, memory.keys, memory.settings)
+        self._meetings = Meetings(memory)
         self.metrics = metrics or WorkerMetrics()
 
     @activity.defn
@@ -212,9 +216,10 @@ class NpcActivities:
     async def save_outcome(self, write: OutcomeWrite) -> dict[str, int]:
         """Local activity: a decision's memories, relationship changes, public fields and actions in
         one go, each idempotent, then the world feed's entries for them. Returns the parties'
-        relationship scores."""
+        relationship scores. Then the NPC meets its neighbours when the write asks for it."""
+        deadline = asyncio.get_running_loop().time() + write.budget_seconds
         try:
-            async with asyncio.timeout(write.budget_seconds):
+            async with asyncio.timeout_at(deadline):
                 scores = await self.record_outcome(write.record) if write.record else {}
                 await self.enqueue_actions(write.actions)
                 appended = await self._feed.publish(self._feed_entries(write))
@@ -226,7 +231,19 @@ class NpcActivities:
             decision if decision is not None and _decision_entry_id(write) in appended else None,
             [queued for queued in write.actions if queued.action_id in appended],
         )
+        if write.meeting is not None:
+            await self._meet(write.meeting, deadline)
         return scores
+
+    async def _meet(self, request: MeetingRequest, deadline: float) -> None:
+        """The decision is saved: a meeting that fails (the store, a neighbour's corrupt record, a
+        fault of ours) is a missed chat, never a reason to write the decision again or to hold the
+        NPC's next events behind it. It stays in the worker's log."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._meetings.meet(request)
+        except Exception as error:
+            activity.logger.warning("meeting the neighbours failed: %r", error)
 
     @staticmethod
     def _feed_entries(write: OutcomeWrite) -> list[dict]:

@@ -10,8 +10,9 @@ else follows the NPC's routine in workflow code, without an activity for the dec
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -21,7 +22,7 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.memory_activities import MeetingRequest, MemoryActivities, ReflectionRequest
+    from activities.memory_activities import MemoryActivities, ReflectionRequest
     from activities.npc_activities import (
         ContextRequest,
         NpcActivities,
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RecordRequest,
     )
     from aiworld.memory import gossip
+    from aiworld.memory.meetings import MeetingRequest
     from aiworld.memory.reflection import REFLECTION_IMPORTANCE_THRESHOLD
     from aiworld.models import (
         MAX_REPLY_CHARS,
@@ -149,6 +151,14 @@ SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=1)
 # activity can land in another workflow task on replay than it did live when that task timed out
 # while the activity ran (seen under load), and the run then no longer replays.
 SETTLED_ATTRIBUTES_WAIT = "settled-attributes-wait"
+# Runs that began with this patch spend less on each decision: one routine timer runs on across
+# the events handled in between (see _wait_for_news_or_routine; older runs start a timer per wait
+# and cancel it when an event comes first); mood and activity are published at most every
+# CHEAPER_SEARCH_ATTRIBUTE_INTERVAL, not every minute; the NPC meets its neighbours in the
+# decision's save, not in a local activity of its own; and the run takes every earlier patch
+# without asking (see _has). Asked first, in the run's first workflow task.
+CHEAPER_DECISIONS = "cheaper-decisions"
+CHEAPER_SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=5)
 # Runs with this patch reflect when the importance they lived passes the threshold, meet their
 # neighbours (greetings, news passed on) and let faction news colour their mood.
 SOCIAL_MEMORY = "social-memory"
@@ -191,38 +201,25 @@ class NpcLifeWorkflow:
         # Set by `configure`: the cadence may have changed, so the wait must be computed again.
         self._reconsider = False
         self._settled_attributes_wait = False  # the run's answer to SETTLED_ATTRIBUTES_WAIT
+        self._cheaper_decisions = False  # the run's answer to CHEAPER_DECISIONS
+        # The routine step's timer under CHEAPER_DECISIONS, and when it fires.
+        self._routine_timer: asyncio.Future[None] | None = None
+        self._routine_due: datetime | None = None
 
     # --- life -------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, life: NpcLifeInput) -> str:
-        self._settled_attributes_wait = workflow.patched(SETTLED_ATTRIBUTES_WAIT)
+        self._cheaper_decisions = workflow.patched(CHEAPER_DECISIONS)
+        self._settled_attributes_wait = self._has(SETTLED_ATTRIBUTES_WAIT)
         self._publish_search_attributes()
         self._describe_now()
         while True:
             self._forget_stale_presence()
-            waiting_for_store = bool(self._state.unsaved)
-            timeout = self._store_retry_delay() if waiting_for_store else self._cadence()
-            if timeout is None:  # settling down to sleep: publish what the minute's limit held back
-                self._publish_search_attributes(settling=True)
-            waiting_since = workflow.now()
-            try:
-                await workflow.wait_condition(
-                    # While the store refuses writes, events wait in the state: the NPC handles
-                    # them once its earlier writes are saved, so nothing is lost or reordered.
-                    lambda: (
-                        (bool(self._state.pending_events) and not self._state.unsaved)
-                        or self._state.retired
-                        or self._reconsider
-                        or self._should_continue_as_new()
-                    ),
-                    timeout=timeout,
-                )
-                woke_by_timer = False
-            except TimeoutError:
-                woke_by_timer = True
-                if not waiting_for_store and timeout is not None:
-                    self._pace_routine(late_by=workflow.now() - waiting_since - timeout)
+            if self._cheaper_decisions and not self._state.unsaved:
+                woke_by_timer = await self._wait_for_news_or_routine()
+            else:
+                woke_by_timer = await self._wait_for_news_or_timeout()
             self._reconsider = False
             if self._state.retired and not self._state.pending_events and not self._state.unsaved:
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -245,6 +242,68 @@ class NpcLifeWorkflow:
                 woke_by_timer = False  # that wake was for the store, not the routine
             await self._live(woke_by_timer)
 
+    def _has(self, patch: str) -> bool:
+        """Whether this run takes an earlier change. A run that began with CHEAPER_DECISIONS takes
+        them all without asking: each patch asked costs the run a marker and a visibility write
+        (the TemporalChangeVersion search attribute), and older runs ask as they always did."""
+        return self._cheaper_decisions or workflow.patched(patch)
+
+    def _has_news(self) -> bool:
+        """Something to act on. While the store refuses writes, events wait in the state: the NPC
+        handles them once its earlier writes are saved, so nothing is lost or reordered."""
+        return (
+            (bool(self._state.pending_events) and not self._state.unsaved)
+            or self._state.retired
+            or self._reconsider
+            or self._should_continue_as_new()
+        )
+
+    async def _wait_for_news_or_timeout(self) -> bool:
+        """Wait for news with a fresh timer each time (runs before CHEAPER_DECISIONS, and while the
+        store refuses writes). True when the timer woke the NPC."""
+        self._stop_routine_timer()
+        waiting_for_store = bool(self._state.unsaved)
+        timeout = self._store_retry_delay() if waiting_for_store else self._cadence()
+        if timeout is None:  # settling down to sleep: publish what the minute's limit held back
+            self._publish_search_attributes(settling=True)
+        waiting_since = workflow.now()
+        try:
+            await workflow.wait_condition(self._has_news, timeout=timeout)
+            return False
+        except TimeoutError:
+            if not waiting_for_store and timeout is not None:
+                self._pace_routine(late_by=workflow.now() - waiting_since - timeout)
+            return True
+
+    async def _wait_for_news_or_routine(self) -> bool:
+        """Wait for news while one routine timer runs on across them: an event handled in between
+        neither cancels it nor starts another (two history events and a timer task saved per
+        event). A timer is started only when none runs or when the cadence now asks for an
+        earlier step than the running one. True when the routine timer woke the NPC."""
+        cadence = self._cadence()
+        now = workflow.now()
+        if cadence is None:  # settling down to sleep: no timer at all
+            self._stop_routine_timer()
+            self._publish_search_attributes(settling=True)
+        elif self._routine_timer is None or self._routine_due is None or now + cadence < self._routine_due:
+            self._stop_routine_timer()
+            self._routine_due = now + cadence
+            self._routine_timer = asyncio.ensure_future(workflow.sleep(cadence))
+        await workflow.wait_condition(
+            lambda: self._has_news() or (self._routine_timer is not None and self._routine_timer.done())
+        )
+        timer, due = self._routine_timer, self._routine_due
+        if timer is None or due is None or not timer.done():
+            return False
+        self._routine_timer = self._routine_due = None
+        self._pace_routine(late_by=workflow.now() - due)
+        return True
+
+    def _stop_routine_timer(self) -> None:
+        if self._routine_timer is not None and not self._routine_timer.done():
+            self._routine_timer.cancel()
+        self._routine_timer = self._routine_due = None
+
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
         if info.is_continue_as_new_suggested():
@@ -259,7 +318,7 @@ class NpcLifeWorkflow:
 
     def _pace_routine(self, late_by: timedelta) -> None:
         """A routine wake's lateness is the queue it waited in: back off while it is long."""
-        if not workflow.patched(ROUTINE_YIELDS):
+        if not self._has(ROUTINE_YIELDS):
             return
         stretch = self._state.load_stretch
         if late_by > LATE_WAKE:
@@ -362,7 +421,7 @@ class NpcLifeWorkflow:
     async def _decide_and_act(self, events: list[GameEvent], trigger: str) -> None:
         sequence = self._next_sequence()
         request = self._context_request(sequence, events)
-        if not workflow.patched(LOCAL_PIPELINE):
+        if not self._has(LOCAL_PIPELINE):
             await self._decide_and_act_with_activities(sequence, request, events, trigger)
             return
         try:
@@ -395,7 +454,7 @@ class NpcLifeWorkflow:
         it (the decision maker failed) says nothing about the budget."""
         stretch = result.usage.cadence_stretch
         if trigger != "routine-after-failure" and stretch != self._state.cadence_stretch:
-            if workflow.patched(BUDGET_CADENCE):
+            if self._has(BUDGET_CADENCE):
                 self._state.cadence_stretch = stretch
 
     async def _decision_by_activity(self, context: NpcContext, sequence: int) -> DecisionResult | None:
@@ -546,7 +605,8 @@ class NpcLifeWorkflow:
             rejections=verdict.rejections + verdict.clamped,
             memory_ids=memory_ids or [],
         )
-        await self._save(record, queued, STORE_SCHEDULE_TIMEOUT, decided)
+        meeting = self._meeting_due(sequence, memories) if self._cheaper_decisions else None
+        await self._save(record, queued, STORE_SCHEDULE_TIMEOUT, decided, meeting)
         self._state.mood = decision.mood
         self._state.activity = decision.activity
         self._state.activity_reason = decision.reason or trigger
@@ -573,19 +633,29 @@ class NpcLifeWorkflow:
 
     async def _live_socially(self, sequence: int, memories: list[Memory], events: list[GameEvent]) -> None:
         """After a decision: reflect once the importance lived passes the threshold; meet the
-        neighbours when there is news to tell, or now and then; faction news sets the mood."""
+        neighbours when there is news to tell, or now and then (under CHEAPER_DECISIONS that went
+        with the save already); faction news sets the mood."""
         self._note_lived(memories)
-        if not workflow.patched(SOCIAL_MEMORY):
+        if not self._has(SOCIAL_MEMORY):
             return
         self._feel_for_faction(events)
         if self._state.importance_since_reflection >= REFLECTION_IMPORTANCE_THRESHOLD:
             await self._reflect(sequence)
+        if not self._cheaper_decisions and (meeting := self._meeting_due(sequence, memories)) is not None:
+            await self._meet_neighbours(meeting)
+
+    def _meeting_due(self, sequence: int, memories: list[Memory]) -> MeetingRequest | None:
+        """A meeting when there is news to tell, or now and then; under CHEAPER_DECISIONS it runs
+        in the decision's save, before that in a local activity of its own."""
+        if not self._has(SOCIAL_MEMORY):
+            return None
         now = workflow.now()
         has_news = any(memory.news_id for memory in memories)
         last = self._state.last_meeting_at
-        if has_news or last is None or now - last >= MEETING_CADENCE:
-            self._state.last_meeting_at = now
-            await self._meet_neighbours(sequence)
+        if not has_news and last is not None and now - last < MEETING_CADENCE:
+            return None
+        self._state.last_meeting_at = now
+        return MeetingRequest(profile=self._state.profile, sequence=sequence, now=now)
 
     async def _reflect(self, sequence: int) -> None:
         """Fires once per threshold: the count starts again whether or not the insights came."""
@@ -610,11 +680,12 @@ class NpcLifeWorkflow:
             return
         self._state.reflections += 1
 
-    async def _meet_neighbours(self, sequence: int) -> None:
+    async def _meet_neighbours(self, meeting: MeetingRequest) -> None:
+        """Before CHEAPER_DECISIONS: the meeting in a local activity of its own."""
         try:
             await workflow.execute_local_activity_method(
                 MemoryActivities.meet_neighbours,
-                MeetingRequest(profile=self._state.profile, sequence=sequence, now=workflow.now()),
+                meeting,
                 start_to_close_timeout=MEETING_TIMEOUT,
                 schedule_to_close_timeout=MEETING_SCHEDULE_TIMEOUT,
                 retry_policy=MEETING_RETRY,
@@ -641,6 +712,7 @@ class NpcLifeWorkflow:
         actions: list[QueuedAction],
         bound: timedelta,
         decision: DecisionRecord | None = None,
+        meeting: MeetingRequest | None = None,
     ) -> dict[str, int]:
         """Write a decision's memories and actions; the parties' relationship scores come back.
 
@@ -648,7 +720,9 @@ class NpcLifeWorkflow:
         answers again (`_save_unsaved`): a store outage delays what the NPC writes, never loses it
         and never fails the NPC. Both writes are idempotent, so writing one again is harmless.
         """
-        write = OutcomeWrite(record=record, actions=actions, decision=decision, budget_seconds=SAVE_BUDGET_SECONDS)
+        write = OutcomeWrite(
+            record=record, actions=actions, decision=decision, budget_seconds=SAVE_BUDGET_SECONDS, meeting=meeting
+        )
         if self._state.unsaved:  # the store is known to be down: keep the order, don't wait on it
             self._state.unsaved.append(write)
             return {}
@@ -661,7 +735,7 @@ class NpcLifeWorkflow:
             return {}
 
     async def _write(self, write: OutcomeWrite, bound: timedelta) -> dict[str, int]:
-        if workflow.patched(LOCAL_PIPELINE):
+        if self._has(LOCAL_PIPELINE):
             return await workflow.execute_local_activity_method(
                 NpcActivities.save_outcome,
                 write,
@@ -733,7 +807,8 @@ class NpcLifeWorkflow:
     def _publish_search_attributes(self, *, settling: bool = False) -> None:
         """Upsert what operators search on, only on change. Each upsert is a visibility write on
         the server, so mood and activity, which change with most decisions, are published at most
-        once a minute (before SETTLED_ATTRIBUTES_WAIT: also whenever the NPC settled down to sleep)."""
+        once a minute, or every five under CHEAPER_DECISIONS (before SETTLED_ATTRIBUTES_WAIT: also
+        whenever the NPC settled down to sleep)."""
         wanted = {
             search_attributes.NPC_MAP.name: self._state.profile.map,
             search_attributes.NPC_FACTION.name: self._state.profile.faction,
@@ -743,12 +818,11 @@ class NpcLifeWorkflow:
         if wanted == self._state.published_attributes:
             return
         now = workflow.now()
-        if workflow.patched(LOCAL_PIPELINE) and (not settling or self._settled_attributes_wait):
+        if self._has(LOCAL_PIPELINE) and (not settling or self._settled_attributes_wait):
             where = (search_attributes.NPC_MAP.name, search_attributes.NPC_FACTION.name)
             moved = any(self._state.published_attributes.get(name) != wanted[name] for name in where)
-            recently = (
-                self._state.published_at is not None and now - self._state.published_at < SEARCH_ATTRIBUTE_INTERVAL
-            )
+            interval = CHEAPER_SEARCH_ATTRIBUTE_INTERVAL if self._cheaper_decisions else SEARCH_ATTRIBUTE_INTERVAL
+            recently = self._state.published_at is not None and now - self._state.published_at < interval
             if recently and not moved:
                 return
         self._state.published_at = now
@@ -901,7 +975,7 @@ class NpcLifeWorkflow:
     async def _reply_to(self, request: ContextRequest) -> tuple[DialogueDraft, DecisionUsage | None, list[str]]:
         """The NPC's answer to a player's line (None as usage when the offline policy stood in),
         and the memories it was made from."""
-        if workflow.patched(LOCAL_PIPELINE):
+        if self._has(LOCAL_PIPELINE):
             prepared = await self._prepare_reply(request)
             if prepared.reply is not None:
                 return prepared.reply.draft, prepared.reply.usage, prepared.memory_ids

@@ -267,12 +267,16 @@ class MemoryStore:
 
     async def world_state(self) -> dict[str, str]:
         """economy/politics/environment flattened to `system.key` for prompts and the offline policy."""
-        state: dict[str, str] = {}
-        for system in ("economy", "politics", "environment"):
-            values = await self._redis.hgetall(self._keys.world(system))
-            for key, value in values.items():
-                state[f"{system}.{text_of(key)}"] = text_of(value)
-        return state
+        systems = ("economy", "politics", "environment")
+        async with self._redis.pipeline(transaction=False) as pipe:  # one round trip, read on every decision
+            for system in systems:
+                pipe.hgetall(self._keys.world(system))
+            read = await pipe.execute()
+        return {
+            f"{system}.{text_of(key)}": text_of(value)
+            for system, values in zip(systems, read, strict=True)
+            for key, value in values.items()
+        }
 
 
 def memory_store_outside_worker(settings: Settings, client: redis.Redis, keys: Keys) -> MemoryStore:

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.memory_activities import MeetingRequest, MemoryActivities
+from activities.memory_activities import MemoryActivities
 from aiworld.config import MemorySettings
+from aiworld.memory.meetings import MeetingRequest
 from aiworld.memory.store import MemoryStore
 from aiworld.models import Memory
 from aiworld.npc.offline_policy import OfflineDecisionMaker

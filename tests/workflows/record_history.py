@@ -49,7 +49,7 @@ async def record(suffix: str = "") -> Path:
         async with build_worker(env.client, "record", store, keys, router):
             handle = await env.client.start_workflow(
                 "NpcLifeWorkflow",
-                NpcLifeInput(profile=profile, history_length_limit=100),
+                NpcLifeInput(profile=profile, history_length_limit=150),
                 id=npc_workflow_id(profile.npc_id),
                 task_queue="record",
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -155,20 +156,26 @@ async def upserted_activities(handle) -> list[str]:
     ]
 
 
-async def test_a_sleeping_npc_publishes_its_activity_at_most_once_a_minute(life, time_skipping_env):
+async def test_a_sleeping_npc_publishes_its_activity_at_most_every_five_minutes(life, time_skipping_env):
     """Each upsert is a visibility write: an NPC that sleeps between events holds its new mood and
-    activity back until a wake a minute after its last upsert."""
+    activity back until a wake five minutes after its last upsert."""
     handle = await life.start(demo_profile("nessa_florist", importance=3))
     started = await life.wait_for(handle, lambda s: s.sleeping)
     await handle.signal("game_event", news("wheat-1"))
     decided = await life.wait_for(handle, lambda s: s.events_processed == 1 and s.sleeping)
     await settled_history_length(handle)
     assert decided.activity != started.activity
-    assert await upserted_activities(handle) == [started.activity]  # held back: it fell asleep within the minute
+    assert await upserted_activities(handle) == [started.activity]  # held back: it fell asleep at once
 
     await time_skipping_env.sleep(timedelta(minutes=2))
     await handle.signal("game_event", news("wheat-2"))
-    again = await life.wait_for(handle, lambda s: s.events_processed == 2 and s.sleeping)
+    await life.wait_for(handle, lambda s: s.events_processed == 2 and s.sleeping)
+    await settled_history_length(handle)
+    assert await upserted_activities(handle) == [started.activity]  # still within the five minutes
+
+    await time_skipping_env.sleep(timedelta(minutes=4))
+    await handle.signal("game_event", news("wheat-3"))
+    again = await life.wait_for(handle, lambda s: s.events_processed == 3 and s.sleeping)
     await settled_history_length(handle)
     assert await upserted_activities(handle) == [started.activity, again.activity]
 
@@ -198,6 +205,24 @@ async def test_a_player_standing_idle_near_costs_a_handful_of_decisions_not_a_hu
     await time_skipping_env.sleep(timedelta(seconds=16))
     after = await life.state(handle)
     assert after.routine_decisions - before >= 2, "an event brings the 5 s cadence back"
+
+
+async def test_events_between_routine_steps_neither_cancel_nor_start_a_timer(life):
+    """One routine timer runs on across the events handled in between: a timer started and
+    cancelled per event costs two history events and a timer task on the server each time."""
+    handle = await life.start(demo_profile("gareth_guard", importance=10))
+    await handle.signal("game_event", nearby("steady-near"))
+    await life.wait_for(handle, lambda s: s.events_processed == 1)
+    for index in range(8):
+        hit = GameEvent(event_id=f"steady-hit-{index}", kind="player_attacked", player=ARIA)
+        await handle.signal("game_event", hit)
+        await life.wait_for(handle, lambda s, processed=index + 2: s.events_processed == processed)
+    await settled_history_length(handle)
+    kinds = Counter([event.event_type async for event in handle.fetch_history_events()])
+    # The ambient timer (importance 10, every 3 minutes) gives way to the 5 s cadence once, when
+    # the player comes near; after that a timer starts only when the last one has fired.
+    assert kinds[EventType.EVENT_TYPE_TIMER_CANCELED] <= 1, kinds
+    assert kinds[EventType.EVENT_TYPE_TIMER_STARTED] <= 2 + kinds[EventType.EVENT_TYPE_TIMER_FIRED], kinds
 
 
 async def test_routine_backs_off_while_its_wakes_come_late_and_recovers_on_time(
