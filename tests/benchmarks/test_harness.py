@@ -90,6 +90,7 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
     assert pipeline["dead_processes"] == [] and step["query_failures"] == 0
     soak = pipeline["soak"]
     assert len(soak["samples"]) >= 2 and set(soak["rss_growth_mib_per_hour"]) == set(step["rss_mib"])
+    assert set(soak["rss_growth_mib_per_hour_second_half"]) <= set(step["rss_mib"])
     cycles = report["world_cycles"]
     assert cycles["npcs"] == 20
     assert all(
