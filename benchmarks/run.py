@@ -40,8 +40,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
 from benchmarks import fanout, llm_budget, memory, raw, world_cycles
 from benchmarks.measure import describe_latency, describe_load, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
@@ -327,11 +325,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
-def stop_on_sigterm() -> None:
-    """`timeout` or CI cancelling the job sends SIGTERM: unwind, so every child process is stopped."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+async def until_sigterm(arguments: argparse.Namespace) -> Path:
+    """`timeout` or CI cancelling the job sends SIGTERM: the run is cancelled like a task, so every
+    `finally` stops its child processes with the event loop still running. (Exiting from a signal
+    handler left the stack's processes running.)"""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)  # type: ignore[union-attr]
+    return await main(arguments)
 
 
 if __name__ == "__main__":
-    stop_on_sigterm()
-    uvloop.run(main(parse()))  # the load generator: less of the machine for itself, more for the stack
+    try:
+        asyncio.run(until_sigterm(parse()))
+    except asyncio.CancelledError:
+        sys.exit(143)

@@ -70,7 +70,8 @@ class NpcLifeInput(BaseModel):
     profile: NpcProfile
     state: NpcLifeState | None = None
     # Continue-as-new once the history is this long, well before the server's own suggestion
-    # (thousands of events): the worker holds what a run did until the run ends, about 12 KB per decision
-    # (README "Benchmarks"), and a decision is about seven events. Tests lower it to see several
-    # runs. None: only when the server suggests it.
-    history_length_limit: int | None = Field(default=500, ge=100)
+    # (thousands of events): the worker holds what a run did until the run ends, 12-19 KB per
+    # decision measured (README "Benchmarks"; mostly its local activities' inputs and results), and
+    # a decision is about seven events. Tests lower it to see several runs. None: only when the
+    # server suggests it.
+    history_length_limit: int | None = Field(default=200, ge=100)

@@ -181,7 +181,7 @@ async def test_no_event_lost_or_doubled_and_no_npc_failed_while_every_process_is
             assert not raw.HasField("pending_workflow_task") or raw.pending_workflow_task.attempt <= 1, (
                 f"{npc_id} is stuck on a failing workflow task"
             )
-        # Runs that continued as new closed as they should (an NPC's run holds 500 events).
+        # Runs that continued as new closed as they should (an NPC's run holds 200 events).
         failed = [
             wf.id
             async for wf in client.list_workflows(
