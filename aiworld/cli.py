@@ -185,9 +185,9 @@ async def _connect_or_explain(connect: Callable[[Settings], Any], settings: Sett
 
 
 def _run_service(service: Coroutine[Any, Any, None]) -> None:
-    """Run a long-lived service on uvloop where it is installed (Linux and macOS): its socket and
-    timer handling cost a busy worker a fraction of asyncio's own (README "Benchmarks"). The API
-    gets it from uvicorn, which picks uvloop and httptools by itself when they are installed."""
+    """Run a long-lived service on uvloop where it is installed (Linux and macOS): a busy worker
+    spends a few percent less CPU per decision on it (README "Benchmarks"). The API gets it from
+    uvicorn, which picks uvloop and httptools by itself when they are installed."""
     try:
         import uvloop
     except ImportError:
