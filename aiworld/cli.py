@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -45,6 +46,33 @@ def operator_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
+
+
+def leaves_without_teardown(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A one-shot command that used a Temporal client ends without the interpreter's teardown.
+
+    The client's native runtime keeps threads of its own, and one of them can call into Python
+    while the interpreter finalizes: the process then aborts with "Fatal Python error:
+    PyGILState_Release ... finalizing" after the command has done its work (temporalio/sdk-python
+    issue 300). Once the command has said all it has to say, nothing is left to tear down.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> NoReturn:
+        try:
+            command(*args, **kwargs)
+            code = 0
+        except SystemExit as done:  # operator_errors' exits and doctor's verdict
+            code = 0 if done.code is None else done.code if isinstance(done.code, int) else 1
+        _exit_now(code)
+
+    return wrapper
+
+
+def _exit_now(code: int) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,6 +125,7 @@ def bridge() -> None:
     type=click.Choice(["temporal", "redis", "mariadb", "llm"]),
     help="Run only these checks (repeatable); default: all.",
 )
+@leaves_without_teardown
 @operator_errors
 def doctor(checks: tuple[str, ...]) -> None:
     """Check Temporal, the state store, MariaDB and the LLM providers; say how to fix what fails."""
@@ -111,6 +140,7 @@ def schedules() -> None:
 
 
 @schedules.command("apply")
+@leaves_without_teardown
 @operator_errors
 def schedules_apply() -> None:
     """Create the world schedules and the coherence check's, or update them to the settings (an
@@ -139,6 +169,7 @@ def npc() -> None:
 @npc.command("list")
 @click.option("--map", "map_name", help="Only NPCs on this map.")
 @click.option("--faction", help="Only NPCs of this faction.")
+@leaves_without_teardown
 @operator_errors
 def npc_list(map_name: str | None, faction: str | None) -> None:
     """List running NPC workflows with where they are and what they do."""
