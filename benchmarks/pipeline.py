@@ -437,10 +437,17 @@ class Driver:
         kinds: Counter = Counter()
         for npc_id in chosen:
             events = 0
-            async for run in client.list_workflows(f"WorkflowId = '{npc_workflow_id(npc_id)}'"):
-                history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+            # Back along the chain of runs, from the latest to the first: each run's first event
+            # names the run it continued (visibility is not asked: it may list only some runs).
+            run_id: str | None = None
+            while True:
+                history = await client.get_workflow_handle(npc_workflow_id(npc_id), run_id=run_id).fetch_history()
                 events += len(history.events)
                 kinds.update(EventType.Name(event.event_type).removeprefix("EVENT_TYPE_") for event in history.events)
+                started = history.events[0].workflow_execution_started_event_attributes
+                run_id = started.continued_execution_run_id or None
+                if run_id is None:
+                    break
             lengths.append(events)
             decisions.append(self.ledger.decisions.get(npc_id, 0))
         made = max(1, sum(decisions))

@@ -146,6 +146,32 @@ async def test_answers_the_api_does_not_give_are_counted_not_hidden(tmp_path: Pa
         stack.stop()
 
 
+async def test_history_per_decision_counts_every_run_of_an_npc(tmp_path: Path) -> None:
+    """An NPC that continued as new: the runs before the latest count too (they hold most of its
+    decisions), so one run's start-up cost does not pass for the cost of a decision."""
+    stack = PipelineStack(tmp_path, workers=1, apis=1)
+    driver = Driver(stack, npcs=1, timeout=30)
+    try:
+        stack.start()
+        await driver.register_all()
+        await driver.wait_until_npcs_answer()
+        handle = (await driver.temporal()).get_workflow_handle("npc-bench_0")
+        while (
+            not (latest := await handle.fetch_history())
+            .events[0]
+            .workflow_execution_started_event_attributes.continued_execution_run_id
+        ):
+            await driver.offer("busy", rate=20, seconds=2, talk_rate=0)
+
+        history = await driver.history_per_decision(1)
+
+        assert history["per_decision_by_type"]["WORKFLOW_EXECUTION_CONTINUED_AS_NEW"] > 0
+        assert history["history_events"] > len(latest.events)
+    finally:
+        await driver.aclose()
+        stack.stop()
+
+
 async def test_waiting_ends_when_a_process_it_depends_on_exits(tmp_path: Path) -> None:
     exits = ServerProcess(
         "exits", lambda _: ([sys.executable, "-c", "raise SystemExit(3)"], {}), 0, tmp_path / "exits.log"
