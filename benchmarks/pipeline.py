@@ -164,6 +164,7 @@ class Driver:
         self.stack = stack
         self.npc_ids = [f"bench_{index}" for index in range(npcs)]
         self.ledger = Ledger()
+        self._history_before: dict[str, tuple[Counter, int]] = {}
         self._random = random.Random(seed)
         # httpcore looks at every connection of its pool for each request: one pool of 500
         # connections took over half of the generator's CPU at 50 events/s (py-spy), CPU the stack
@@ -427,29 +428,30 @@ class Driver:
             await asyncio.sleep(STEP_DRAIN_POLL)
         return time.monotonic() - began
 
+    def history_sample(self, sample: int) -> list[str]:
+        return self.npc_ids[:: max(1, len(self.npc_ids) // sample)][:sample]
+
+    async def note_history_before(self, sample: int) -> None:
+        """What the sampled NPCs' histories hold before the steps (each run's start, the first
+        decisions), so that `history_per_decision` is the cost of the decisions the steps caused."""
+        await self.read_decisions(self.history_sample(sample))
+        for npc_id in self.history_sample(sample):
+            self._history_before[npc_id] = (await self._history_of(npc_id), self.ledger.decisions.get(npc_id, 0))
+
     async def history_per_decision(self, sample: int) -> dict[str, Any]:
-        """History events (every run, continue-as-new included) per decision, on a sample of NPCs,
-        and what they are: signals, workflow tasks, local activity markers, timers, upserts."""
-        client = await self.temporal()
-        chosen = self.npc_ids[:: max(1, len(self.npc_ids) // sample)][:sample]
+        """History events (every run, continue-as-new included) per decision on a sample of NPCs,
+        since `note_history_before` when it was called, and what they are: signals, workflow
+        tasks, local activity markers, timers, upserts."""
+        chosen = self.history_sample(sample)
         await self.read_decisions(chosen)
         lengths, decisions = [], []
         kinds: Counter = Counter()
         for npc_id in chosen:
-            events = 0
-            # Back along the chain of runs, from the latest to the first: each run's first event
-            # names the run it continued (visibility is not asked: it may list only some runs).
-            run_id: str | None = None
-            while True:
-                history = await client.get_workflow_handle(npc_workflow_id(npc_id), run_id=run_id).fetch_history()
-                events += len(history.events)
-                kinds.update(EventType.Name(event.event_type).removeprefix("EVENT_TYPE_") for event in history.events)
-                started = history.events[0].workflow_execution_started_event_attributes
-                run_id = started.continued_execution_run_id or None
-                if run_id is None:
-                    break
-            lengths.append(events)
-            decisions.append(self.ledger.decisions.get(npc_id, 0))
+            before, decided_before = self._history_before.get(npc_id, (Counter(), 0))
+            added = await self._history_of(npc_id) - before
+            kinds.update(added)
+            lengths.append(added.total())
+            decisions.append(self.ledger.decisions.get(npc_id, 0) - decided_before)
         made = max(1, sum(decisions))
         return {
             "npcs_sampled": len(chosen),
@@ -459,6 +461,19 @@ class Driver:
             "history_events_per_npc_p50": sorted(lengths)[len(lengths) // 2],
             "per_decision_by_type": {kind: round(count / made, 2) for kind, count in kinds.most_common()},
         }
+
+    async def _history_of(self, npc_id: str) -> Counter:
+        """An NPC's history events by type, over every run: back along the chain of runs, from the
+        latest to the first (each run's first event names the run it continued)."""
+        client = await self.temporal()
+        kinds: Counter = Counter()
+        run_id: str | None = None
+        while True:
+            history = await client.get_workflow_handle(npc_workflow_id(npc_id), run_id=run_id).fetch_history()
+            kinds.update(EventType.Name(event.event_type).removeprefix("EVENT_TYPE_") for event in history.events)
+            run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id or None
+            if run_id is None:
+                return kinds
 
     # --- a step: offer, drain, measure ------------------------------------------------------
 

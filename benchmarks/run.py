@@ -12,7 +12,8 @@
    `POST /ai/player/interaction`, and the stand-in bridge leases actions. Stepping up stops once
    a rate is not sustained and the processed rate no longer grows.
 3. Fan-out: one world event to every NPC through `POST /ai/world/event` (benchmarks/fanout.py).
-4. Cost: history events per decision on a sample of NPCs, CPU ms per decision and RSS of each
+4. Cost: history events per decision on a sample of NPCs (the decisions the steps caused, each
+   run counted, registration and the first decisions left out), CPU ms per decision and RSS of each
    process from /proc; `--soak MINUTES` keeps the first rate going and samples RSS over time.
 5. World cycles: the cost of one cycle of each world system at 1,000 NPCs (benchmarks/world_cycles.py).
 6. Memory: recall latency p50/p99 at 100, 1,000 and the cap's number of memories per NPC on both
@@ -45,6 +46,8 @@ from benchmarks.measure import describe_latency, describe_load, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
 
 SHORT = {"npcs": 100, "rates": "10,25,50,100", "step_seconds": 15, "drain_seconds": 30, "signals_per_workflow": 10}
+# NPCs whose histories are read for the history figures (each run of each, back to the first).
+HISTORY_SAMPLE = 20
 FULL = {"npcs": 1000, "rates": "10,25,50,100", "step_seconds": 60, "drain_seconds": 120, "signals_per_workflow": 10}
 
 
@@ -82,6 +85,7 @@ async def run_pipeline(arguments: argparse.Namespace, directory: Path, raw_rate:
         show("registration", f"{result['registration']['npcs']} NPCs in {result['registration']['seconds']} s")
         await driver.wait_until_npcs_answer()
         await driver.read_decisions(driver.npc_ids)
+        await driver.note_history_before(HISTORY_SAMPLE)
         result["rss_mib_at_start"] = {name: round(use.rss_mib) for name, use in stack.use().items()}
         show("RSS at start (MiB)", json.dumps(result["rss_mib_at_start"]))
 
@@ -110,7 +114,7 @@ async def run_pipeline(arguments: argparse.Namespace, directory: Path, raw_rate:
         if raw_rate:
             result["pipeline_over_raw"] = round(result["max_processed_per_second"] / raw_rate, 3)
 
-        result["history"] = await driver.history_per_decision(min(20, arguments.npcs))
+        result["history"] = await driver.history_per_decision(HISTORY_SAMPLE)
         if arguments.soak:
             result["soak"] = await soak(driver, stack, arguments)
         result["rss_mib_at_end"] = {name: round(use.rss_mib) for name, use in stack.use().items()}
@@ -263,7 +267,8 @@ async def main(arguments: argparse.Namespace) -> Path:
     show(
         "history events per decision",
         f"{history['history_events_per_decision']} "
-        f"(p50 {history['history_events_per_npc_p50']} events per NPC, {history['npcs_sampled']} NPCs)",
+        f"(p50 {history['history_events_per_npc_p50']} events per NPC during the steps, "
+        f"{history['npcs_sampled']} NPCs)",
     )
     show(
         "  of which, per decision",

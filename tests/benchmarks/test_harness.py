@@ -87,6 +87,8 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
     by_type = history["per_decision_by_type"]
     assert abs(sum(by_type.values()) - history["history_events_per_decision"]) <= 0.05 + 0.005 * len(by_type)
     assert by_type["WORKFLOW_EXECUTION_SIGNALED"] > 0 and by_type["WORKFLOW_TASK_COMPLETED"] > 0
+    # The cost of the steps' decisions: the runs' start (before the steps) is not in it.
+    assert "WORKFLOW_EXECUTION_STARTED" not in by_type and history["decisions"] > 0
     assert pipeline["dead_processes"] == [] and step["query_failures"] == 0
     soak = pipeline["soak"]
     assert len(soak["samples"]) >= 2 and set(soak["rss_growth_mib_per_hour"]) == set(step["rss_mib"])
