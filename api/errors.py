@@ -76,7 +76,7 @@ def unavailable_response(request: Request, part: str, reason: str = "", cause: o
     )
 
 
-class _HttpMiddleware(ABC):
+class HttpMiddleware(ABC):
     """A pure ASGI middleware (it sees the body as it streams in) of HTTP requests only."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -93,7 +93,7 @@ class _HttpMiddleware(ABC):
         """The middleware's work on one HTTP request."""
 
 
-class RequestId(_HttpMiddleware):
+class RequestId(HttpMiddleware):
     """Gives every request an id, kept in `request.state.request_id` for the log and sent back in
     the `X-Request-ID` header of every response, so an operator can find what a client saw."""
 
@@ -114,7 +114,7 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"body is larger than {MAX_BODY_BYTES} bytes")
 
 
-class BodyLimit(_HttpMiddleware):
+class BodyLimit(HttpMiddleware):
     """Refuses a body over MAX_BODY_BYTES while it arrives: a declared Content-Length is judged
     before the first byte is read, a chunked body as soon as its running total passes the limit.
     The refusal is raised from `receive`, so the route's body reader turns it into the 413."""
