@@ -147,9 +147,7 @@ async def soak(driver: Driver, stack: PipelineStack, arguments: argparse.Namespa
         index += 1
     growth = rss_growth(samples)
     show("RSS growth (MiB per hour, linear fit)", json.dumps(growth))
-    # A process that levels off still shows its warm-up in the whole soak's fit: the second half
-    # says whether it still grows.
-    second_half = rss_growth(samples[len(samples) // 2 :])
+    second_half = rss_growth_over_second_half(samples)
     show("  over the second half only", json.dumps(second_half))
     return {
         "offered_per_second": rate,
@@ -171,6 +169,12 @@ def rss_growth(samples: list[dict[str, Any]]) -> dict[str, int]:
         )
         for name in samples[0]["rss_mib"]
     }
+
+
+def rss_growth_over_second_half(samples: list[dict[str, Any]]) -> dict[str, int]:
+    """The fit over the later half of the samples: a process that levels off shows ≈0 here
+    while the whole soak's fit still shows its warm-up."""
+    return rss_growth(samples[len(samples) // 2 :])
 
 
 def print_step(step: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks.measure import ProcessUse, percentile, process_use, until_done
 from benchmarks.pipeline import Driver, PipelineStack
-from benchmarks.run import commit, main, parse
+from benchmarks.run import commit, main, parse, rss_growth, rss_growth_over_second_half
 from tests.processes import ServerProcess
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -206,6 +206,25 @@ def test_a_process_counts_with_its_children_unless_asked_alone() -> None:
 def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert (percentile(values, 0.5), percentile(values, 0.99), percentile([], 0.5)) == (50.0, 99.0, None)
+
+
+def test_rss_growth_is_a_fit_in_mib_per_hour_and_the_second_half_shows_a_level() -> None:
+    def sample(minute: float, worker: int, api: int) -> dict:
+        return {"minute": minute, "rss_mib": {"worker-0": worker, "api-0": api}}
+
+    # The worker grows 1 MiB a minute, then levels off; the API never grows.
+    samples = [
+        sample(0, 300, 200),
+        sample(10, 310, 200),
+        sample(20, 320, 200),
+        sample(30, 320, 200),
+        sample(40, 320, 200),
+    ]
+
+    assert rss_growth(samples[:3]) == {"worker-0": 60, "api-0": 0}
+    assert rss_growth(samples)["worker-0"] > 0
+    assert rss_growth_over_second_half(samples) == {"worker-0": 0, "api-0": 0}
+    assert rss_growth(samples[:1]) == {}  # one sample says nothing about growth
 
 
 def test_the_commit_is_unknown_outside_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
