@@ -23,7 +23,7 @@ from aiworld.memory.retrieval import InProcessSearch, ScoredMemory, StoreSearch,
 from aiworld.models import Memory, NpcProfile, describe_invalid
 from aiworld.store.keys import Keys, text_of
 from aiworld.world.directory import NpcDirectory
-from aiworld.world.store import PROFILE_FIELD
+from aiworld.world.store import PROFILE_FIELD, published_profiles
 
 log = logging.getLogger(__name__)
 
@@ -247,23 +247,7 @@ class MemoryStore:
         )
 
     async def published_profiles(self, npc_ids: list[str]) -> dict[str, NpcProfile]:
-        """The profiles the NPCs' lives last published; an NPC without one (or with one this
-        version cannot read, rewritten at its next save) is left out."""
-        if not npc_ids:
-            return {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for npc_id in npc_ids:
-                pipe.hget(self._keys.npc(npc_id), PROFILE_FIELD)
-            found = await pipe.execute()
-        profiles = {}
-        for npc_id, raw in zip(npc_ids, found, strict=True):
-            if raw is None:
-                continue
-            try:
-                profiles[npc_id] = NpcProfile.model_validate_json(text_of(raw))
-            except ValidationError:
-                continue
-        return profiles
+        return await published_profiles(self._redis, self._keys, npc_ids)
 
     async def world_state(self) -> dict[str, str]:
         """economy/politics/environment flattened to `system.key` for prompts and the offline policy."""

@@ -25,6 +25,27 @@ OUTCOME_TTL_SECONDS = 7 * 24 * 3600
 INBOX_MAX_ENTRIES = 20_000  # a system that stopped cycling does not grow its inbox without end
 PROFILE_FIELD = "profile"  # the NPC's whole profile, JSON, in its `npc:{id}` hash
 
+
+async def published_profiles(client: redis.Redis, keys: Keys, npc_ids: list[str]) -> dict[str, NpcProfile]:
+    """The profiles the NPCs' lives last published, in the order asked; an NPC without one (or
+    with one this version cannot read, rewritten at its next save) is left out."""
+    if not npc_ids:
+        return {}
+    async with client.pipeline(transaction=False) as pipe:
+        for npc_id in npc_ids:
+            pipe.hget(keys.npc(npc_id), PROFILE_FIELD)
+        found = await pipe.execute()
+    profiles = {}
+    for npc_id, raw in zip(npc_ids, found, strict=True):
+        if raw is None:
+            continue
+        try:
+            profiles[npc_id] = NpcProfile.model_validate_json(text_of(raw))
+        except ValidationError:
+            continue
+    return profiles
+
+
 _APPLY = """
 local plan = cjson.decode(ARGV[1])
 if redis.call('ZSCORE', KEYS[1], plan.cycle) then return 0 end
@@ -109,21 +130,7 @@ class WorldStore:
     async def npcs(self) -> list[NpcProfile]:
         """Every listed NPC whose profile its life published (sorted by id)."""
         ids = sorted(await self.directory.everyone())
-        if not ids:
-            return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for npc_id in ids:
-                pipe.hget(self._keys.npc(npc_id), PROFILE_FIELD)
-            found = await pipe.execute()
-        profiles = []
-        for raw in found:
-            if raw is None:
-                continue
-            try:
-                profiles.append(NpcProfile.model_validate_json(text_of(raw)))
-            except ValidationError:
-                continue  # rewritten by the NPC's next save
-        return profiles
+        return list((await published_profiles(self._redis, self._keys, ids)).values())
 
     async def open_quests(self) -> dict[str, dict[str, str]]:
         ids = [text_of(member) for member in await self._redis.zrange(self._keys.open_quests(), 0, -1)]
