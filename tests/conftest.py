@@ -260,6 +260,18 @@ class NpcLife:
         return await _query_until(handle, "recent_decisions", list[DecisionRecord], predicate, timeout)
 
 
+def query_may_be_asked_again(error: RPCError) -> bool:
+    """A query can time out while the worker is busy with a burst (the server's deadline, or the
+    client's own "Timeout expired" which gRPC reports as CANCELLED), or find the workflow task just
+    timed out on a loaded machine (the server retries it): those are asked again; anything else is
+    a real failure."""
+    if error.status is RPCStatusCode.DEADLINE_EXCEEDED:
+        return True
+    if error.status is RPCStatusCode.CANCELLED and "Timeout expired" in error.message:
+        return True
+    return error.status is RPCStatusCode.FAILED_PRECONDITION or "failed state" in error.message
+
+
 async def _query_until(
     handle: WorkflowHandle, query: str, result_type: Any, predicate: Callable[[Any], bool], timeout: float
 ) -> Any:
@@ -270,10 +282,7 @@ async def _query_until(
                 try:
                     answer = await handle.query(query, result_type=result_type)
                 except RPCError as error:
-                    # A query can time out while the worker is busy with a burst, or find the
-                    # workflow task just timed out on a loaded machine (the server retries it):
-                    # ask again; anything else is a real failure.
-                    if error.status is not RPCStatusCode.DEADLINE_EXCEEDED and "failed state" not in error.message:
+                    if not query_may_be_asked_again(error):
                         raise
                     last_error = error
                 else:

@@ -10,7 +10,7 @@ from collections import Counter
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from aiworld.config import CoordinatorSettings
@@ -22,7 +22,7 @@ from aiworld.ops.worker import build_worker
 from aiworld.temporal import npc_workflow_id
 from aiworld.world.broadcast import start_broadcast
 from aiworld.world.news import NewsSource, Scope, WorldNews
-from tests.conftest import REDIS_URL, NpcLife, demo_profile, end_lives
+from tests.conftest import REDIS_URL, NpcLife, demo_profile, end_lives, query_may_be_asked_again
 from tests.processes import ServerProcess
 from workflows.world_broadcast import (
     BROADCAST_WORKFLOW_TYPE,
@@ -176,7 +176,7 @@ async def events_processed(handle: WorkflowHandle) -> NpcStateView:
             try:
                 state = await handle.query("state", result_type=NpcStateView)
             except RPCError as error:
-                if error.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.FAILED_PRECONDITION):
+                if not query_may_be_asked_again(error):
                     raise
             else:
                 if state.events_processed >= 1 and state.pending_events == 0:
