@@ -34,7 +34,9 @@ from aiworld.models import (
     QueuedAction,
     TalkTurn,
 )
+from aiworld.npc import experience
 from aiworld.npc.experience import RelationshipChange
+from aiworld.npc.rules import validate_decision
 from aiworld.ops.metrics import WorkerMetrics
 from aiworld.store.action_queue import ActionQueue
 from aiworld.world.feed import WorldFeed, action_entry, decision_entry, decision_entry_id
@@ -105,6 +107,134 @@ class PreparedDecision(BaseModel):
     degraded: str | None = None
     # The memories the context held, best first: the decision record shows them.
     memory_ids: list[str] = Field(default_factory=list)
+
+
+class DecisionPlan(BaseModel):
+    """What the workflow settled before a decision: the context to load and what the writes need.
+    A decision the decision maker makes locally is made and written from it in one local activity
+    (`decide_and_save`)."""
+
+    request: ContextRequest
+    trigger: str
+    # Char ids of the players the events are about or who stand near: the only ones a gift, zeny
+    # or a quest may go to.
+    involved: list[int] = Field(default_factory=list)
+    players_near_json: str = "[]"
+    meeting: MeetingRequest | None = None
+    # How long the writes may take, counted from the decision: past it they come back unsaved.
+    save_budget_seconds: float = Field(default=2.5, gt=0, le=60)
+
+
+class DecidedAndSaved(BaseModel):
+    """What `decide_and_save` did. With an LLM deciding, only the context for its activity (nothing
+    decided or written yet); else the decision as recorded and, when the store refused it, the
+    write for the workflow to keep and save later."""
+
+    context: NpcContext | None = None
+    decided: DecisionRecord | None = None
+    # The memories the decision wrote, each with its importance (what counts toward reflection).
+    lived: dict[str, int] = Field(default_factory=dict)
+    rejected: bool = False
+    unsaved: OutcomeWrite | None = None
+    store_error: str | None = None
+    degraded: str | None = None
+    memory_ids: list[str] = Field(default_factory=list)
+
+
+class DecisionOutcome(BaseModel):
+    """Everything a decision writes, and whether the rules turned any of its actions down."""
+
+    write: OutcomeWrite
+    rejected: bool = False
+
+
+def lived_of(memories: list[Memory]) -> dict[str, int]:
+    """Memory ids and their importance, in order: what counts toward the NPC's next reflection."""
+    return {memory.memory_id: memory.importance for memory in memories}
+
+
+def outcome_of(
+    plan: DecisionPlan, result: DecisionResult, memory_ids: list[str], now: datetime, budget_seconds: float
+) -> DecisionOutcome:
+    """The actions the rules let through, the memories, relationship changes and public fields a
+    decision writes, and its record: a pure function of the plan and the decision, so the
+    workflow (after a decision activity) and `decide_and_save` build the same writes, and a write
+    made again under the same ids is the same write."""
+    request = plan.request
+    profile, sequence, events, decision = request.profile, request.sequence, request.events, result.decision
+    verdict = validate_decision(decision, profile, involved=set(plan.involved))
+    queued = [
+        QueuedAction(
+            action_id=f"{profile.npc_id}-{sequence}-{index}",
+            npc_id=profile.npc_id,
+            sequence=sequence,
+            action=action,
+            map=profile.map,
+            npc_name=profile.name,
+            reason=decision.reason,
+            created_at=now,
+        )
+        for index, action in enumerate(verdict.accepted)
+    ]
+    memories = [
+        experience.memory_of_event(event, profile, f"{sequence}-event-{index}", now)
+        for index, event in enumerate(events)
+    ]
+    if queued:
+        what = ", ".join(action.kind for action in verdict.accepted)
+        memories.append(
+            # The reason is the model's, and may echo what a player said: quoted, like their words.
+            Memory(
+                memory_id=f"{sequence}-decided",
+                kind="action",
+                text=f"I chose to {what} because:",
+                words=decision.reason or None,
+                importance=3,
+                emotion=decision.mood,
+                created_at=now,
+            )
+        )
+    if verdict.rejections:
+        memories.append(
+            Memory(
+                memory_id=f"{sequence}-rejected",
+                kind="rejected",
+                importance=5,
+                emotion="fret",
+                created_at=now,
+                text="I could not do this: " + "; ".join(verdict.rejections),
+            )
+        )
+    record = RecordRequest(
+        profile=profile,
+        memories=memories,
+        relationship_changes=[
+            change for event in events if (change := experience.relationship_change_of(event, profile))
+        ],
+        npc_fields={
+            "action": decision.activity,
+            "mood": decision.mood,
+            "reason": decision.reason,
+            "last_decision_ts": now.isoformat(),
+            "decision_sequence": str(sequence),
+            "players_near": plan.players_near_json,
+        },
+    )
+    decided = DecisionRecord(
+        sequence=sequence,
+        decided_at=now,
+        trigger=plan.trigger,
+        event_ids=[event.event_id for event in events],
+        decision=decision,
+        usage=result.usage,
+        queued_action_ids=[action.action_id for action in queued],
+        rejections=verdict.rejections + verdict.clamped,
+        memory_ids=memory_ids,
+    )
+    write = OutcomeWrite(
+        record=record, actions=queued, decision=decided, budget_seconds=budget_seconds, meeting=plan.meeting
+    )
+    return DecisionOutcome(write=write, rejected=bool(verdict.rejections))
 
 
 class PreparedReply(BaseModel):
@@ -213,10 +343,44 @@ class NpcActivities:
         return PreparedReply(context=context, degraded=context.degraded, memory_ids=used)
 
     @activity.defn
+    async def decide_and_save(self, plan: DecisionPlan) -> DecidedAndSaved:
+        """Local activity: the context, the decision and its writes in one, when the decision maker
+        is local: one activation and one history marker per decision instead of two. A store that
+        fails costs the context its memories (`degraded`) and the writes their moment: they come
+        back `unsaved`, for the workflow to keep and write later, never lost."""
+        request = plan.request
+        context = NpcContext(**await self._context_fields(request))
+        used = [memory.memory_id for memory in context.memories]
+        if not self._brain.decides_locally("routine"):
+            return DecidedAndSaved(context=context, degraded=context.degraded, memory_ids=used)
+        result = await self._brain.decide(context)
+        self.metrics.usage(result.usage)
+        # The writes' budget starts now: the context's may have been spent on a slow store.
+        outcome = outcome_of(plan, result, used, request.now, plan.save_budget_seconds)
+        write = outcome.write
+        assert write.record is not None and write.decision is not None
+        done = DecidedAndSaved(
+            decided=write.decision,
+            lived=lived_of(write.record.memories),
+            rejected=outcome.rejected,
+            degraded=context.degraded,
+            memory_ids=used,
+        )
+        try:
+            await self._save(write)
+        except StoreUnavailable as error:
+            activity.logger.warning("the state store refused a decision's writes; the NPC keeps them: %s", error)
+            return done.model_copy(update={"unsaved": write, "store_error": str(error)})
+        return done
+
+    @activity.defn
     async def save_outcome(self, write: OutcomeWrite) -> dict[str, int]:
         """Local activity: a decision's memories, relationship changes, public fields and actions in
         one go, each idempotent, then the world feed's entries for them. Returns the parties'
         relationship scores. Then the NPC meets its neighbours when the write asks for it."""
+        return await self._save(write)
+
+    async def _save(self, write: OutcomeWrite) -> dict[str, int]:
         deadline = asyncio.get_running_loop().time() + write.budget_seconds
         try:
             async with asyncio.timeout_at(deadline):
@@ -290,9 +454,11 @@ class NpcActivities:
 
     def all(self) -> list:
         # load_npc_context, load_dialogue_context, record_outcome and enqueue_actions serve NPC
-        # runs that began before the local pipeline (workflow patch "local-pipeline") until their
-        # next continue-as-new.
+        # runs that began before the local pipeline (workflow patch "local-pipeline"), and
+        # prepare_decision those that began before "decide-and-save", until their next
+        # continue-as-new.
         return [
+            self.decide_and_save,
             self.prepare_decision,
             self.prepare_reply,
             self.save_outcome,

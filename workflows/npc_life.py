@@ -25,11 +25,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.memory_activities import MemoryActivities, ReflectionRequest
     from activities.npc_activities import (
         ContextRequest,
+        DecidedAndSaved,
+        DecisionPlan,
         NpcActivities,
         OutcomeWrite,
         PreparedDecision,
         PreparedReply,
         RecordRequest,
+        lived_of,
+        outcome_of,
     )
     from aiworld.memory import gossip
     from aiworld.memory.meetings import MeetingRequest
@@ -58,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiworld.npc import experience, offline_policy, search_attributes
     from aiworld.npc.experience import RelationshipChange
-    from aiworld.npc.rules import validate_decision
     from workflows.npc_state import (
         PROCESSED_EVENT_MEMORY,
         RECENT_DECISIONS_KEPT,
@@ -159,6 +162,18 @@ SETTLED_ATTRIBUTES_WAIT = "settled-attributes-wait"
 # without asking (see _has). Asked first, in the run's first workflow task.
 CHEAPER_DECISIONS = "cheaper-decisions"
 CHEAPER_SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=5)
+# Runs that began with this patch make a decision the decision maker makes locally and write it in
+# one local activity (`decide_and_save`) instead of two (context and decision, then the writes): one
+# activation and one history marker less per decision. Asked in the run's first workflow task,
+# right after CHEAPER_DECISIONS, which it takes for granted.
+DECIDE_AND_SAVE = "decide-and-save"
+# The context's store budget, the decision and the writes' budget, with room to spare.
+DECIDE_AND_SAVE_TIMEOUT = timedelta(seconds=8)
+DECIDE_AND_SAVE_SCHEDULE_TIMEOUT = timedelta(seconds=15)
+# One attempt: a retry would decide again, perhaps otherwise, after some of the first attempt's
+# writes were made. When it fails the NPC decides by activity, and its writes go under the same
+# ids (first written, first kept), so nothing is written twice.
+DECIDE_AND_SAVE_RETRY = RetryPolicy(maximum_attempts=1)
 # Runs with this patch reflect when the importance they lived passes the threshold, meet their
 # neighbours (greetings, news passed on) and let faction news colour their mood.
 SOCIAL_MEMORY = "social-memory"
@@ -202,6 +217,7 @@ class NpcLifeWorkflow:
         self._reconsider = False
         self._settled_attributes_wait = False  # the run's answer to SETTLED_ATTRIBUTES_WAIT
         self._cheaper_decisions = False  # the run's answer to CHEAPER_DECISIONS
+        self._decide_and_save = False  # the run's answer to DECIDE_AND_SAVE
         # The routine step's timer under CHEAPER_DECISIONS, and when it fires.
         self._routine_timer: asyncio.Future[None] | None = None
         self._routine_due: datetime | None = None
@@ -211,6 +227,7 @@ class NpcLifeWorkflow:
     @workflow.run
     async def run(self, life: NpcLifeInput) -> str:
         self._cheaper_decisions = workflow.patched(CHEAPER_DECISIONS)
+        self._decide_and_save = self._cheaper_decisions and workflow.patched(DECIDE_AND_SAVE)
         self._settled_attributes_wait = self._has(SETTLED_ATTRIBUTES_WAIT)
         self._publish_search_attributes()
         self._describe_now()
@@ -424,6 +441,9 @@ class NpcLifeWorkflow:
         if not self._has(LOCAL_PIPELINE):
             await self._decide_and_act_with_activities(sequence, request, events, trigger)
             return
+        if self._decide_and_save:
+            await self._decide_and_save_at_once(sequence, request, events, trigger)
+            return
         try:
             prepared = await workflow.execute_local_activity_method(
                 NpcActivities.prepare_decision,
@@ -448,6 +468,57 @@ class NpcLifeWorkflow:
                 result = DecisionResult(decision=self._routine_decision(sequence))
         self._count_decision(result, trigger)
         await self._carry_out(sequence, trigger, events, result, memory_ids=prepared.memory_ids)
+
+    async def _decide_and_save_at_once(
+        self, sequence: int, request: ContextRequest, events: list[GameEvent], trigger: str
+    ) -> None:
+        """Under DECIDE_AND_SAVE: context, decision and writes in one local activity when the
+        decision maker is local; an LLM's decision still goes to an activity of its own."""
+        meeting = self._meeting_due(sequence, has_news=self._brings_news(events))
+        plan = DecisionPlan(
+            request=request,
+            trigger=trigger,
+            involved=sorted(self._involved(events)),
+            players_near_json=self._players_near_json(),
+            meeting=meeting,
+            save_budget_seconds=SAVE_BUDGET_SECONDS,
+        )
+        try:
+            done = await workflow.execute_local_activity_method(
+                NpcActivities.decide_and_save,
+                plan,
+                start_to_close_timeout=DECIDE_AND_SAVE_TIMEOUT,
+                schedule_to_close_timeout=DECIDE_AND_SAVE_SCHEDULE_TIMEOUT,
+                retry_policy=DECIDE_AND_SAVE_RETRY,
+            )
+        except FailureError as error:
+            workflow.logger.warning("deciding and saving at once failed, deciding by activity: %s", error)
+            done = DecidedAndSaved(
+                context=self._context_without_store(NpcContext, request, str(error)), degraded=str(error)
+            )
+        if done.degraded:
+            self._state.fallbacks += 1
+        decided = done.decided
+        if decided is None:  # an LLM decides (or the local activity failed): as before this patch
+            assert done.context is not None
+            result = await self._decision_by_activity(done.context, sequence)
+            if result is None:
+                trigger = "routine-after-failure"
+                result = DecisionResult(decision=self._routine_decision(sequence))
+            self._count_decision(result, trigger)
+            await self._carry_out(
+                sequence, trigger, events, result, memory_ids=done.memory_ids, meeting_settled=True, meeting=meeting
+            )
+            return
+        self._count_decision(DecisionResult(decision=decided.decision, usage=decided.usage), trigger)
+        if done.rejected:
+            self._state.rejected_decisions += 1
+        if done.unsaved is not None:
+            workflow.logger.warning("the state store refused a write; keeping it for later: %s", done.store_error)
+            if not self._state.unsaved:  # else a talk turn's write failed meanwhile and counts already
+                self._state.store_failures = 1
+            self._state.unsaved.append(done.unsaved)
+        await self._after_decision(decided, done.lived, events)
 
     def _adopt_cadence(self, result: DecisionResult, trigger: str) -> None:
         """The budget governor's cadence comes with each decision it made; a decision made without
@@ -534,84 +605,44 @@ class NpcLifeWorkflow:
         events: list[GameEvent],
         result: DecisionResult,
         memory_ids: list[str] | None = None,
+        *,
+        meeting_settled: bool = False,
+        meeting: MeetingRequest | None = None,
     ) -> None:
-        profile = self._state.profile
-        decision = result.decision
-        # Gifts, zeny and quests only to the players this decision is about or who stand near.
-        involved = {event.player.char_id for event in events if event.player} | set(self._state.players_near)
-        verdict = validate_decision(decision, profile, involved=involved)
-        now = workflow.now()
-        queued = [
-            QueuedAction(
-                action_id=f"{profile.npc_id}-{sequence}-{index}",
-                npc_id=profile.npc_id,
-                sequence=sequence,
-                action=action,
-                map=profile.map,
-                npc_name=profile.name,
-                reason=decision.reason,
-                created_at=now,
-            )
-            for index, action in enumerate(verdict.accepted)
-        ]
-        memories = [self._memory_of(event, sequence, index) for index, event in enumerate(events)]
-        if queued:
-            what = ", ".join(action.kind for action in verdict.accepted)
-            memories.append(
-                # The reason is the model's, and may echo what a player said: quoted, like their words.
-                Memory(
-                    memory_id=f"{sequence}-decided",
-                    kind="action",
-                    text=f"I chose to {what} because:",
-                    words=decision.reason or None,
-                    importance=3,
-                    emotion=decision.mood,
-                    created_at=now,
-                )
-            )
-        if verdict.rejections:
-            self._state.rejected_decisions += 1
-            memories.append(
-                Memory(
-                    memory_id=f"{sequence}-rejected",
-                    kind="rejected",
-                    importance=5,
-                    emotion="fret",
-                    created_at=now,
-                    text="I could not do this: " + "; ".join(verdict.rejections),
-                )
-            )
-        record = RecordRequest(
-            profile=profile,
-            memories=memories,
-            relationship_changes=[change for event in events if (change := self._relationship_change(event))],
-            npc_fields={
-                "action": decision.activity,
-                "mood": decision.mood,
-                "reason": decision.reason,
-                "last_decision_ts": now.isoformat(),
-                "decision_sequence": str(sequence),
-                "players_near": self._players_near_json(),
-            },
-        )
-        decided = DecisionRecord(
-            sequence=sequence,
-            decided_at=now,
+        """Write a decision made in workflow code or by an activity. With `meeting_settled`, the
+        meeting (if any was due) was settled before the decision (DECIDE_AND_SAVE)."""
+        plan = DecisionPlan(
+            request=self._context_request(sequence, events),
             trigger=trigger,
-            event_ids=[event.event_id for event in events],
-            decision=decision,
-            usage=result.usage,
-            queued_action_ids=[action.action_id for action in queued],
-            rejections=verdict.rejections + verdict.clamped,
-            memory_ids=memory_ids or [],
+            involved=sorted(self._involved(events)),
+            players_near_json=self._players_near_json(),
         )
-        meeting = self._meeting_due(sequence, memories) if self._cheaper_decisions else None
-        await self._save(record, queued, STORE_SCHEDULE_TIMEOUT, decided, meeting)
+        outcome = outcome_of(plan, result, memory_ids or [], workflow.now(), SAVE_BUDGET_SECONDS)
+        write = outcome.write
+        assert write.record is not None and write.decision is not None
+        if outcome.rejected:
+            self._state.rejected_decisions += 1
+        if not meeting_settled and self._cheaper_decisions:
+            meeting = self._meeting_due(sequence, has_news=self._brings_news(events))
+        write.meeting = meeting
+        await self._save(write, STORE_SCHEDULE_TIMEOUT)
+        await self._after_decision(write.decision, lived_of(write.record.memories), events)
+
+    async def _after_decision(self, decided: DecisionRecord, lived: dict[str, int], events: list[GameEvent]) -> None:
+        decision = decided.decision
         self._state.mood = decision.mood
         self._state.activity = decision.activity
-        self._state.activity_reason = decision.reason or trigger
-        await self._live_socially(sequence, memories, events)
+        self._state.activity_reason = decision.reason or decided.trigger
+        await self._live_socially(decided.sequence, lived, events)
         self._record(decided)
+
+    def _involved(self, events: list[GameEvent]) -> set[int]:
+        """Gifts, zeny and quests only to the players a decision is about or who stand near."""
+        return {event.player.char_id for event in events if event.player} | set(self._state.players_near)
+
+    @staticmethod
+    def _brings_news(events: list[GameEvent]) -> bool:
+        return any(gossip.news_memory_facts(event)[0] for event in events)
 
     async def _remember_quietly(self, events: list[GameEvent]) -> None:
         """Events worth remembering but not worth a decision (a player leaving, an action done)."""
@@ -620,37 +651,39 @@ class NpcLifeWorkflow:
             profile=self._state.profile,
             memories=[self._memory_of(event, sequence, index) for index, event in enumerate(events)],
         )
-        await self._save(record, [], STORE_SCHEDULE_TIMEOUT)
-        self._note_lived(record.memories)
+        await self._save(OutcomeWrite(record=record, budget_seconds=SAVE_BUDGET_SECONDS), STORE_SCHEDULE_TIMEOUT)
+        self._note_lived(lived_of(record.memories))
 
     # --- inner and social life --------------------------------------------------------------
 
-    def _note_lived(self, memories: list[Memory]) -> None:
-        """What the NPC lived counts toward its next reflection."""
-        self._state.importance_since_reflection += sum(memory.importance for memory in memories)
-        evidence = self._state.reflection_evidence + [memory.memory_id for memory in memories]
+    def _note_lived(self, lived: dict[str, int]) -> None:
+        """What the NPC lived (memory ids and their importance) counts toward its next reflection."""
+        self._state.importance_since_reflection += sum(lived.values())
+        evidence = self._state.reflection_evidence + list(lived)
         self._state.reflection_evidence = evidence[-REFLECTION_EVIDENCE_KEPT:]
 
-    async def _live_socially(self, sequence: int, memories: list[Memory], events: list[GameEvent]) -> None:
+    async def _live_socially(self, sequence: int, lived: dict[str, int], events: list[GameEvent]) -> None:
         """After a decision: reflect once the importance lived passes the threshold; meet the
         neighbours when there is news to tell, or now and then (under CHEAPER_DECISIONS that went
         with the save already); faction news sets the mood."""
-        self._note_lived(memories)
+        self._note_lived(lived)
         if not self._has(SOCIAL_MEMORY):
             return
         self._feel_for_faction(events)
         if self._state.importance_since_reflection >= REFLECTION_IMPORTANCE_THRESHOLD:
             await self._reflect(sequence)
-        if not self._cheaper_decisions and (meeting := self._meeting_due(sequence, memories)) is not None:
+        if (
+            not self._cheaper_decisions
+            and (meeting := self._meeting_due(sequence, has_news=self._brings_news(events))) is not None
+        ):
             await self._meet_neighbours(meeting)
 
-    def _meeting_due(self, sequence: int, memories: list[Memory]) -> MeetingRequest | None:
+    def _meeting_due(self, sequence: int, *, has_news: bool) -> MeetingRequest | None:
         """A meeting when there is news to tell, or now and then; under CHEAPER_DECISIONS it runs
         in the decision's save, before that in a local activity of its own."""
         if not self._has(SOCIAL_MEMORY):
             return None
         now = workflow.now()
-        has_news = any(memory.news_id for memory in memories)
         last = self._state.last_meeting_at
         if not has_news and last is not None and now - last < MEETING_CADENCE:
             return None
@@ -706,23 +739,13 @@ class NpcLifeWorkflow:
 
     # --- writing to the state store ---------------------------------------------------------
 
-    async def _save(
-        self,
-        record: RecordRequest | None,
-        actions: list[QueuedAction],
-        bound: timedelta,
-        decision: DecisionRecord | None = None,
-        meeting: MeetingRequest | None = None,
-    ) -> dict[str, int]:
+    async def _save(self, write: OutcomeWrite, bound: timedelta) -> dict[str, int]:
         """Write a decision's memories and actions; the parties' relationship scores come back.
 
         While the store refuses writes they wait in the state, in order, and are written when it
         answers again (`_save_unsaved`): a store outage delays what the NPC writes, never loses it
         and never fails the NPC. Both writes are idempotent, so writing one again is harmless.
         """
-        write = OutcomeWrite(
-            record=record, actions=actions, decision=decision, budget_seconds=SAVE_BUDGET_SECONDS, meeting=meeting
-        )
         if self._state.unsaved:  # the store is known to be down: keep the order, don't wait on it
             self._state.unsaved.append(write)
             return {}
@@ -783,9 +806,6 @@ class NpcLifeWorkflow:
 
     def _memory_of(self, event: GameEvent, sequence: int, index: int) -> Memory:
         return experience.memory_of_event(event, self._state.profile, f"{sequence}-event-{index}", workflow.now())
-
-    def _relationship_change(self, event: GameEvent) -> RelationshipChange | None:
-        return experience.relationship_change_of(event, self._state.profile)
 
     def _players_near_json(self) -> str:
         """Who stands near, for the `npc:{id}` hash the world viewer reads."""
@@ -959,8 +979,11 @@ class NpcLifeWorkflow:
             queued_action_ids=[reply_action.action_id],
             memory_ids=memory_ids,
         )
-        scores = await self._save(record, [reply_action], TALK_STORE_SCHEDULE_TIMEOUT, decided)
-        self._note_lived(record.memories)
+        write = OutcomeWrite(
+            record=record, actions=[reply_action], decision=decided, budget_seconds=SAVE_BUDGET_SECONDS
+        )
+        scores = await self._save(write, TALK_STORE_SCHEDULE_TIMEOUT)
+        self._note_lived(lived_of(record.memories))
         self._state.activity, self._state.activity_reason = "talking", f"talking with {turn.player.name}"
         self._record(decided)
         return TalkReply(

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 
+import redis.asyncio as redis
 from temporalio.testing import ActivityEnvironment
 
 from activities.memory_activities import MemoryActivities
-from activities.npc_activities import NpcActivities, OutcomeWrite, RecordRequest
+from activities.npc_activities import ContextRequest, DecisionPlan, NpcActivities, OutcomeWrite, RecordRequest
 from aiworld.memory.meetings import MeetingRequest
 from aiworld.memory.store import MemoryStore
-from aiworld.models import GameEvent
+from aiworld.models import GameEvent, PlayerRef
 from aiworld.npc import experience
 from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.ops.worker import STORE_SOCKET_TIMEOUT
 from aiworld.store.action_queue import ActionQueue
 from aiworld.world.feed import WorldFeed
 from tests.activities.test_memory_activities import neighbour
+from tests.conftest import demo_profile
+from tests.workflows.test_faults import llm_router
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -86,3 +91,84 @@ async def test_a_meeting_that_fails_after_the_save_leaves_the_save_done(redis_cl
     saved = [memory for memory, _ in await store.load("speaker", await store.all_ids("speaker"))]
     assert [memory.news_id for memory in saved] == ["siege-3"]
     assert await redis_client.type(keys.memory_index("listener")) == "string"
+
+
+GIVER = PlayerRef(char_id=150031, name="Giver", level=20)
+
+
+def npc_activities(store: redis.Redis, keys, brain=None) -> NpcActivities:
+    memory = MemoryStore(store, keys)
+    return NpcActivities(memory, ActionQueue(store, keys), brain or OfflineDecisionMaker(), WorldFeed(store, keys))
+
+
+def gift_plan(sequence: int = 7) -> DecisionPlan:
+    """A player's gift to the baker, who stands near: the offline policy thanks them."""
+    profile = demo_profile("lina_baker")
+    gift = GameEvent(event_id=f"gift-{sequence}", kind="item_received", player=GIVER, item_id=512, amount=3)
+    request = ContextRequest(
+        profile=profile,
+        now=NOW,
+        sequence=sequence,
+        mood="content",
+        activity="baking",
+        events=[gift],
+        players_near=[GIVER],
+    )
+    return DecisionPlan(request=request, trigger="events", involved=[GIVER.char_id], players_near_json="[]")
+
+
+async def test_a_decision_made_and_saved_at_once_writes_what_it_records_once(redis_client, keys):
+    npcs = npc_activities(redis_client, keys)
+    plan = gift_plan()
+
+    done = await ActivityEnvironment().run(npcs.decide_and_save, plan)
+    again = await ActivityEnvironment().run(npcs.decide_and_save, plan)  # a reset runs it again
+
+    assert done.decided is not None and done.unsaved is None and done.context is None
+    assert done.decided.event_ids == ["gift-7"] and done.decided.queued_action_ids
+    # Run again it recalls what the first run wrote, but writes under the same ids: nothing twice.
+    assert again.decided is not None and again.decided.queued_action_ids == done.decided.queued_action_ids
+    queued = [action.action_id for action in await ActionQueue(redis_client, keys).pending("lina_baker")]
+    assert queued == done.decided.queued_action_ids, "each action queued once"
+    store = MemoryStore(redis_client, keys)
+    remembered = {memory.memory_id for memory, _ in await store.load("lina_baker", await store.all_ids("lina_baker"))}
+    assert set(done.lived) == remembered and "7-event-0" in remembered
+    assert await store.relationships("lina_baker", ["player:150031"]) == {"player:150031": 5}
+
+
+def dead_store() -> redis.Redis:
+    """A Redis client whose port nothing listens on: every call is refused, at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return redis.Redis(port=port, socket_timeout=STORE_SOCKET_TIMEOUT, socket_connect_timeout=STORE_SOCKET_TIMEOUT)
+
+
+async def test_writes_the_store_refuses_come_back_unsaved_and_are_written_as_promised(redis_client, keys):
+    down = dead_store()
+    try:
+        done = await ActivityEnvironment().run(npc_activities(down, keys).decide_and_save, gift_plan(8))
+    finally:
+        await down.aclose()
+
+    assert done.degraded and done.store_error and done.unsaved is not None
+    assert done.decided is not None and done.decided.queued_action_ids, "decided without memories"
+    # Later, with the store back, the workflow saves what it kept: exactly what was recorded.
+    await ActivityEnvironment().run(npc_activities(redis_client, keys).save_outcome, done.unsaved)
+    queued = [action.action_id for action in await ActionQueue(redis_client, keys).pending("lina_baker")]
+    assert queued == done.decided.queued_action_ids
+    store = MemoryStore(redis_client, keys)
+    assert set(done.lived) == set(await store.all_ids("lina_baker"))
+
+
+async def test_an_llm_decision_leaves_the_activity_with_its_context_and_nothing_written(redis_client, keys):
+    router = llm_router(redis_client, keys)
+    try:
+        done = await ActivityEnvironment().run(npc_activities(redis_client, keys, router).decide_and_save, gift_plan(9))
+    finally:
+        await router.aclose()
+
+    assert done.decided is None and done.context is not None and done.unsaved is None
+    assert done.context.events[0].event_id == "gift-9"
+    assert await ActionQueue(redis_client, keys).pending("lina_baker") == []
+    assert await MemoryStore(redis_client, keys).all_ids("lina_baker") == []

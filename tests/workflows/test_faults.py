@@ -17,7 +17,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.memory_activities import MemoryActivities
-from activities.npc_activities import ContextRequest, NpcActivities, PreparedDecision, PreparedReply, ReplyResult
+from activities.npc_activities import (
+    ContextRequest,
+    DecidedAndSaved,
+    DecisionPlan,
+    NpcActivities,
+    PreparedReply,
+    ReplyResult,
+)
 from aiworld.config import LlmSettings, ProviderSettings, Settings
 from aiworld.llm import build_router
 from aiworld.memory.store import MemoryStore
@@ -210,8 +217,8 @@ class BrokenActivities:
         self._real = NpcActivities(memory, ActionQueue(store, keys), OfflineDecisionMaker(), WorldFeed(store, keys))
         self._social = MemoryActivities(memory, OfflineDecisionMaker())
 
-    @activity.defn(name="prepare_decision")
-    async def prepare_decision(self, request: ContextRequest) -> PreparedDecision:
+    @activity.defn(name="decide_and_save")
+    async def decide_and_save(self, plan: DecisionPlan) -> DecidedAndSaved:
         raise ApplicationError("the context service crashed", non_retryable=True)
 
     @activity.defn(name="prepare_reply")
@@ -228,7 +235,7 @@ class BrokenActivities:
 
     def all(self) -> list:
         return [
-            self.prepare_decision,
+            self.decide_and_save,
             self.prepare_reply,
             self.decide_next_action,
             self.compose_reply,
