@@ -21,18 +21,23 @@ from aiworld.memory.meetings import MeetingRequest, Meetings
 from aiworld.memory.reflection import Insight
 from aiworld.memory.store import MemoryStore
 from aiworld.models import (
+    MAX_REPLY_CHARS,
+    Decision,
     DecisionRecord,
     DecisionResult,
     DecisionUsage,
     DialogueContext,
     DialogueDraft,
+    DialogueReplyAction,
     GameEvent,
     Memory,
     NpcContext,
     NpcProfile,
     PlayerRef,
     QueuedAction,
+    TalkReply,
     TalkTurn,
+    clean_game_text,
 )
 from aiworld.npc import experience
 from aiworld.npc.experience import RelationshipChange
@@ -237,6 +242,125 @@ def outcome_of(
     return DecisionOutcome(write=write, rejected=bool(verdict.rejections))
 
 
+class ReplyPlan(BaseModel):
+    """A player's line as the workflow settled it: the context to load (with the turn), and
+    whether the writes may be tried (not while the store is known to be down)."""
+
+    request: ContextRequest
+    turn_id: str
+    players_near_json: str = "[]"
+    write: bool = True
+    save_budget_seconds: float = Field(default=2.5, gt=0, le=60)
+
+
+class TalkOutcome(BaseModel):
+    """A talk turn's writes and the answer the player gets (their relationship score aside: the
+    save says it)."""
+
+    write: OutcomeWrite
+    reply: TalkReply
+
+
+class RepliedAndSaved(BaseModel):
+    """What `reply_and_save` did: with an LLM replying, only the context for its activity; else
+    the answer, the turn as recorded and, when the store refused the writes (or was known to be
+    down), the write for the workflow to keep and save later."""
+
+    context: DialogueContext | None = None
+    reply: TalkReply | None = None
+    decided: DecisionRecord | None = None
+    lived: dict[str, int] = Field(default_factory=dict)
+    unsaved: OutcomeWrite | None = None
+    store_error: str | None = None
+    degraded: str | None = None
+    memory_ids: list[str] = Field(default_factory=list)
+
+
+def talk_outcome_of(
+    plan: ReplyPlan,
+    draft: DialogueDraft,
+    usage: DecisionUsage | None,
+    memory_ids: list[str],
+    now: datetime,
+) -> TalkOutcome:
+    """What a talk turn writes (what was said both ways, the relationship change, the reply queued
+    as an action) and the answer: a pure function of the plan and the draft, so the workflow and
+    `reply_and_save` clamp and write it the same way. The reply is queued even when the API has
+    answered the player already: a caller that gave up waiting (504) was promised it arrives as an
+    action. `usage` None: the offline policy stood in for a decision maker that failed."""
+    request = plan.request
+    turn = request.turn
+    assert turn is not None
+    profile, sequence, turn_id = request.profile, request.sequence, plan.turn_id
+    party = f"player:{turn.player.char_id}"
+    text = clean_game_text(draft.text)[:MAX_REPLY_CHARS] or "..."
+    options = [clean_game_text(option)[:30] for option in draft.options if clean_game_text(option)][:4]
+    change = max(-10, min(10, draft.relationship_change))
+    record = RecordRequest(
+        profile=profile,
+        memories=[
+            # What was said stays apart from the narration: later prompts quote it as data.
+            Memory(
+                memory_id=f"{sequence}-heard",
+                kind="conversation",
+                text=f"{turn.player.name} said:",
+                words=turn.text,
+                importance=4,
+                emotion="neutral",
+                about=party,
+                created_at=now,
+            ),
+            Memory(
+                memory_id=f"{sequence}-replied",
+                kind="conversation",
+                text=f"I told {turn.player.name}:",
+                words=text,
+                importance=3,
+                emotion=draft.emotion,
+                about=party,
+                created_at=now,
+            ),
+        ],
+        relationship_changes=[
+            RelationshipChange(party=party, delta=change, change_id=f"talk-{turn_id}", reason="conversation")
+        ],
+        npc_fields={"action": "talking", "last_decision_ts": now.isoformat(), "players_near": plan.players_near_json},
+    )
+    reply_action = QueuedAction(
+        action_id=f"{profile.npc_id}-talk-{turn_id}",
+        npc_id=profile.npc_id,
+        sequence=sequence,
+        action=DialogueReplyAction(
+            turn_id=turn_id, char_id=turn.player.char_id, text=text, emotion=draft.emotion, options=options
+        ),
+        map=profile.map,
+        npc_name=profile.name,
+        reason="reply to a player",
+        created_at=now,
+    )
+    decided = DecisionRecord(
+        sequence=sequence,
+        decided_at=now,
+        trigger="talk",
+        event_ids=[turn_id],
+        decision=Decision(mood=request.mood, activity="talking", reason=f"{turn.player.name} spoke to me"),
+        usage=usage or DecisionUsage(),
+        queued_action_ids=[reply_action.action_id],
+        memory_ids=memory_ids,
+    )
+    write = OutcomeWrite(
+        record=record, actions=[reply_action], decision=decided, budget_seconds=plan.save_budget_seconds
+    )
+    reply = TalkReply(
+        text=text,
+        emotion=draft.emotion,
+        options=options,
+        relationship_change=change,
+        decided_by=usage.provider if usage else "offline",
+    )
+    return TalkOutcome(write=write, reply=reply)
+
+
 class PreparedReply(BaseModel):
     reply: ReplyResult | None = None
     context: DialogueContext | None = None
@@ -374,6 +498,42 @@ class NpcActivities:
         return done
 
     @activity.defn
+    async def reply_and_save(self, plan: ReplyPlan) -> RepliedAndSaved:
+        """Local activity: a player's line answered and written in one, when the decision maker
+        replies locally (a player waits: one activation less before the answer). Writes the store
+        refuses, or that may not be tried, come back `unsaved` for the workflow to keep."""
+        request = plan.request
+        if request.turn is None:
+            raise ApplicationError("a reply needs the player's turn", non_retryable=True)
+        context = DialogueContext(**await self._context_fields(request), turn=request.turn)
+        used = [memory.memory_id for memory in context.memories]
+        if not self._brain.decides_locally("dialogue"):
+            return RepliedAndSaved(context=context, degraded=context.degraded, memory_ids=used)
+        draft, usage = await self._brain.converse(context)
+        self.metrics.usage(usage)
+        outcome = talk_outcome_of(plan, draft, usage, used, request.now)
+        write = outcome.write
+        assert write.record is not None and write.decision is not None
+        done = RepliedAndSaved(
+            reply=outcome.reply,
+            decided=write.decision,
+            lived=lived_of(write.record.memories),
+            degraded=context.degraded,
+            memory_ids=used,
+        )
+        if not plan.write:
+            return done.model_copy(update={"unsaved": write, "store_error": "the state store is known to be down"})
+        try:
+            scores = await self._save(write)
+        except StoreUnavailable as error:
+            activity.logger.warning("the state store refused a talk turn's writes; the NPC keeps them: %s", error)
+            return done.model_copy(update={"unsaved": write, "store_error": str(error)})
+        party = f"player:{request.turn.player.char_id}"
+        return done.model_copy(
+            update={"reply": outcome.reply.model_copy(update={"relationship": scores.get(party, 0)})}
+        )
+
+    @activity.defn
     async def save_outcome(self, write: OutcomeWrite) -> dict[str, int]:
         """Local activity: a decision's memories, relationship changes, public fields and actions in
         one go, each idempotent, then the world feed's entries for them. Returns the parties'
@@ -455,10 +615,11 @@ class NpcActivities:
     def all(self) -> list:
         # load_npc_context, load_dialogue_context, record_outcome and enqueue_actions serve NPC
         # runs that began before the local pipeline (workflow patch "local-pipeline"), and
-        # prepare_decision those that began before "decide-and-save", until their next
+        # prepare_decision and prepare_reply those that began before "decide-and-save", until their next
         # continue-as-new.
         return [
             self.decide_and_save,
+            self.reply_and_save,
             self.prepare_decision,
             self.prepare_reply,
             self.save_outcome,

@@ -32,21 +32,22 @@ with workflow.unsafe.imports_passed_through():
         PreparedDecision,
         PreparedReply,
         RecordRequest,
+        RepliedAndSaved,
+        ReplyPlan,
         lived_of,
         outcome_of,
+        talk_outcome_of,
     )
     from aiworld.memory import gossip
     from aiworld.memory.meetings import MeetingRequest
     from aiworld.memory.reflection import REFLECTION_IMPORTANCE_THRESHOLD
     from aiworld.models import (
-        MAX_REPLY_CHARS,
         Decision,
         DecisionRecord,
         DecisionResult,
         DecisionUsage,
         DialogueContext,
         DialogueDraft,
-        DialogueReplyAction,
         GameEvent,
         GameEventKind,
         Memory,
@@ -54,14 +55,11 @@ with workflow.unsafe.imports_passed_through():
         NpcContext,
         NpcProfile,
         NpcStateView,
-        QueuedAction,
         TalkReply,
         TalkTurn,
-        clean_game_text,
         describe_invalid,
     )
     from aiworld.npc import experience, offline_policy, search_attributes
-    from aiworld.npc.experience import RelationshipChange
     from workflows.npc_state import (
         PROCESSED_EVENT_MEMORY,
         RECENT_DECISIONS_KEPT,
@@ -174,6 +172,10 @@ DECIDE_AND_SAVE_SCHEDULE_TIMEOUT = timedelta(seconds=15)
 # writes were made. When it fails the NPC decides by activity, and its writes go under the same
 # ids (first written, first kept), so nothing is written twice.
 DECIDE_AND_SAVE_RETRY = RetryPolicy(maximum_attempts=1)
+# A player's line under DECIDE_AND_SAVE: the context's store budget and the writes', within the
+# API's wait (8 s).
+REPLY_AND_SAVE_TIMEOUT = timedelta(seconds=5)
+REPLY_AND_SAVE_SCHEDULE_TIMEOUT = timedelta(seconds=6)
 # Runs with this patch reflect when the importance they lived passes the threshold, meet their
 # neighbours (greetings, news passed on) and let faction news colour their mood.
 SOCIAL_MEMORY = "social-memory"
@@ -514,10 +516,7 @@ class NpcLifeWorkflow:
         if done.rejected:
             self._state.rejected_decisions += 1
         if done.unsaved is not None:
-            workflow.logger.warning("the state store refused a write; keeping it for later: %s", done.store_error)
-            if not self._state.unsaved:  # else a talk turn's write failed meanwhile and counts already
-                self._state.store_failures = 1
-            self._state.unsaved.append(done.unsaved)
+            self._keep_unsaved(done.unsaved, done.store_error)
         await self._after_decision(decided, done.lived, events)
 
     def _adopt_cadence(self, result: DecisionResult, trigger: str) -> None:
@@ -752,10 +751,15 @@ class NpcLifeWorkflow:
         try:
             return await self._write(write, bound)
         except FailureError as error:
-            workflow.logger.warning("the state store refused a write; keeping it for later: %s", error)
-            self._state.unsaved.append(write)
-            self._state.store_failures = 1
+            self._keep_unsaved(write, str(error))
             return {}
+
+    def _keep_unsaved(self, write: OutcomeWrite, why: str | None) -> None:
+        """A write the store refused, kept in order to be written when it answers again."""
+        workflow.logger.warning("the state store refused a write; keeping it for later: %s", why)
+        if not self._state.unsaved:  # else an earlier failure counts already
+            self._state.store_failures = 1
+        self._state.unsaved.append(write)
 
     async def _write(self, write: OutcomeWrite, bound: timedelta) -> dict[str, int]:
         if self._has(LOCAL_PIPELINE):
@@ -910,94 +914,65 @@ class NpcLifeWorkflow:
         # Taken as a plain mapping so that the validator, not the payload decoder, judges it and
         # can say precisely what is wrong (a decoder failure only says "failed decoding arguments").
         turn = TalkTurn.model_validate(raw_turn)
-        profile = self._state.profile
-        party = f"player:{turn.player.char_id}"
         self._state.players_near[turn.player.char_id] = PlayerPresence(player=turn.player, since=workflow.now())
         sequence = self._next_sequence()
-        turn_id = turn.turn_id or f"seq{sequence}"
-        request = self._context_request(sequence, [], about=party, turn=turn)
-        draft, usage, memory_ids = await self._reply_to(request)
-        text = clean_game_text(draft.text)[:MAX_REPLY_CHARS] or "..."
-        options = [clean_game_text(option)[:30] for option in draft.options if clean_game_text(option)][:4]
-        change = max(-10, min(10, draft.relationship_change))
-        now = workflow.now()
-        record = RecordRequest(
-            profile=profile,
-            memories=[
-                # What was said stays apart from the narration: later prompts quote it as data.
-                Memory(
-                    memory_id=f"{sequence}-heard",
-                    kind="conversation",
-                    text=f"{turn.player.name} said:",
-                    words=turn.text,
-                    importance=4,
-                    emotion="neutral",
-                    about=party,
-                    created_at=now,
-                ),
-                Memory(
-                    memory_id=f"{sequence}-replied",
-                    kind="conversation",
-                    text=f"I told {turn.player.name}:",
-                    words=text,
-                    importance=3,
-                    emotion=draft.emotion,
-                    about=party,
-                    created_at=now,
-                ),
-            ],
-            relationship_changes=[
-                RelationshipChange(party=party, delta=change, change_id=f"talk-{turn_id}", reason="conversation")
-            ],
-            npc_fields={
-                "action": "talking",
-                "last_decision_ts": now.isoformat(),
-                "players_near": self._players_near_json(),
-            },
+        party = f"player:{turn.player.char_id}"
+        plan = ReplyPlan(
+            request=self._context_request(sequence, [], about=party, turn=turn),
+            turn_id=turn.turn_id or f"seq{sequence}",
+            players_near_json=self._players_near_json(),
+            save_budget_seconds=SAVE_BUDGET_SECONDS,
         )
-        reply_action = QueuedAction(
-            action_id=f"{profile.npc_id}-talk-{turn_id}",
-            npc_id=profile.npc_id,
-            sequence=sequence,
-            action=DialogueReplyAction(
-                turn_id=turn_id, char_id=turn.player.char_id, text=text, emotion=draft.emotion, options=options
-            ),
-            map=profile.map,
-            npc_name=profile.name,
-            reason="reply to a player",
-            created_at=now,
-        )
-        # The reply is queued even when the API has answered the player already: a caller that
-        # gave up waiting (504) was promised it arrives as an action.
-        decided = DecisionRecord(
-            sequence=sequence,
-            decided_at=now,
-            trigger="talk",
-            event_ids=[turn_id],
-            decision=Decision(mood=self._state.mood, activity="talking", reason=f"{turn.player.name} spoke to me"),
-            usage=usage or DecisionUsage(),
-            queued_action_ids=[reply_action.action_id],
-            memory_ids=memory_ids,
-        )
-        write = OutcomeWrite(
-            record=record, actions=[reply_action], decision=decided, budget_seconds=SAVE_BUDGET_SECONDS
-        )
+        if self._decide_and_save:
+            done = await self._reply_and_save_at_once(plan)
+            if done.reply is not None and done.decided is not None:
+                if done.unsaved is not None:
+                    self._keep_unsaved(done.unsaved, done.store_error)
+                return self._replied(turn, done.reply, done.decided, done.lived)
+            assert done.context is not None  # an LLM replies (or the local activity failed)
+            draft, usage = await self._composed_reply(done.context)
+            memory_ids = done.memory_ids
+        else:
+            draft, usage, memory_ids = await self._reply_to(plan.request)
+        outcome = talk_outcome_of(plan, draft, usage, memory_ids, workflow.now())
+        write = outcome.write
+        assert write.record is not None and write.decision is not None
         scores = await self._save(write, TALK_STORE_SCHEDULE_TIMEOUT)
-        self._note_lived(lived_of(record.memories))
+        reply = outcome.reply.model_copy(update={"relationship": scores.get(party, 0)})
+        return self._replied(turn, reply, write.decision, lived_of(write.record.memories))
+
+    def _replied(self, turn: TalkTurn, reply: TalkReply, decided: DecisionRecord, lived: dict[str, int]) -> TalkReply:
+        self._note_lived(lived)
         self._state.activity, self._state.activity_reason = "talking", f"talking with {turn.player.name}"
         self._record(decided)
-        return TalkReply(
-            text=text,
-            emotion=draft.emotion,
-            options=options,
-            relationship_change=change,
-            relationship=scores.get(party, 0),
-            decided_by=usage.provider if usage else "offline",
-        )
+        return reply
+
+    async def _reply_and_save_at_once(self, plan: ReplyPlan) -> RepliedAndSaved:
+        """Under DECIDE_AND_SAVE: the context, the reply and its writes in one local activity when
+        the decision maker replies locally. A store known to be down gets no time at all: the
+        player is not kept waiting on it, and the writes come back to be kept."""
+        if self._state.unsaved:
+            request = plan.request.model_copy(update={"budget_seconds": KNOWN_DOWN_STORE_BUDGET})
+            plan = plan.model_copy(update={"request": request, "write": False})
+        try:
+            done = await workflow.execute_local_activity_method(
+                NpcActivities.reply_and_save,
+                plan,
+                start_to_close_timeout=REPLY_AND_SAVE_TIMEOUT,
+                schedule_to_close_timeout=REPLY_AND_SAVE_SCHEDULE_TIMEOUT,
+                retry_policy=DECIDE_AND_SAVE_RETRY,
+            )
+        except FailureError as error:
+            workflow.logger.warning("replying and saving at once failed, replying by activity: %s", error)
+            context = self._context_without_store(DialogueContext, plan.request, str(error))
+            done = RepliedAndSaved(context=context, degraded=str(error))
+        if done.degraded:
+            self._state.fallbacks += 1
+        return done
 
     async def _reply_to(self, request: ContextRequest) -> tuple[DialogueDraft, DecisionUsage | None, list[str]]:
-        """The NPC's answer to a player's line (None as usage when the offline policy stood in),
-        and the memories it was made from."""
+        """Before DECIDE_AND_SAVE: the NPC's answer to a player's line (None as usage when the
+        offline policy stood in), and the memories it was made from."""
         if self._has(LOCAL_PIPELINE):
             prepared = await self._prepare_reply(request)
             if prepared.reply is not None:
@@ -1006,7 +981,12 @@ class NpcLifeWorkflow:
             context = prepared.context
         else:
             context = await self._dialogue_context(request)
-        memory_ids = [memory.memory_id for memory in context.memories]
+        draft, usage = await self._composed_reply(context)
+        return draft, usage, [memory.memory_id for memory in context.memories]
+
+    async def _composed_reply(self, context: DialogueContext) -> tuple[DialogueDraft, DecisionUsage | None]:
+        """The decision maker's reply in an activity of its own, or the offline policy's when it
+        failed (None as usage)."""
         try:
             result = await workflow.execute_activity_method(
                 NpcActivities.compose_reply,
@@ -1018,8 +998,8 @@ class NpcLifeWorkflow:
         except FailureError as error:
             workflow.logger.warning("reply failed, answering from the offline policy: %s", error)
             self._state.fallbacks += 1
-            return offline_policy.reply(context), None, memory_ids
-        return result.draft, result.usage, memory_ids
+            return offline_policy.reply(context), None
+        return result.draft, result.usage
 
     async def _prepare_reply(self, request: ContextRequest) -> PreparedReply:
         """The context of a player's line, and the reply itself when the decision maker is local.

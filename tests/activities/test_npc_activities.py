@@ -9,10 +9,17 @@ import redis.asyncio as redis
 from temporalio.testing import ActivityEnvironment
 
 from activities.memory_activities import MemoryActivities
-from activities.npc_activities import ContextRequest, DecisionPlan, NpcActivities, OutcomeWrite, RecordRequest
+from activities.npc_activities import (
+    ContextRequest,
+    DecisionPlan,
+    NpcActivities,
+    OutcomeWrite,
+    RecordRequest,
+    ReplyPlan,
+)
 from aiworld.memory.meetings import MeetingRequest
 from aiworld.memory.store import MemoryStore
-from aiworld.models import GameEvent, PlayerRef
+from aiworld.models import GameEvent, PlayerRef, TalkTurn
 from aiworld.npc import experience
 from aiworld.npc.offline_policy import OfflineDecisionMaker
 from aiworld.ops.worker import STORE_SOCKET_TIMEOUT
@@ -172,3 +179,65 @@ async def test_an_llm_decision_leaves_the_activity_with_its_context_and_nothing_
     assert done.context.events[0].event_id == "gift-9"
     assert await ActionQueue(redis_client, keys).pending("lina_baker") == []
     assert await MemoryStore(redis_client, keys).all_ids("lina_baker") == []
+
+
+def talk_plan(sequence: int = 11, *, write: bool = True) -> ReplyPlan:
+    turn = TalkTurn(turn_id=f"turn-{sequence}", player=GIVER, text="Any fresh bread today?")
+    request = ContextRequest(
+        profile=demo_profile("lina_baker"),
+        now=NOW,
+        sequence=sequence,
+        mood="content",
+        activity="baking",
+        players_near=[GIVER],
+        about="player:150031",
+        turn=turn,
+    )
+    return ReplyPlan(request=request, turn_id=turn.turn_id, write=write)
+
+
+async def test_a_line_answered_and_saved_at_once_is_queued_once_with_the_score_it_made(redis_client, keys):
+    npcs = npc_activities(redis_client, keys)
+
+    done = await ActivityEnvironment().run(npcs.reply_and_save, talk_plan())
+    await ActivityEnvironment().run(npcs.reply_and_save, talk_plan())  # a reset runs it again
+
+    assert done.reply is not None and done.reply.text and done.unsaved is None and done.context is None
+    queued = await ActionQueue(redis_client, keys).pending("lina_baker")
+    assert [action.action_id for action in queued] == ["lina_baker-talk-turn-11"]
+    assert queued[0].action.text == done.reply.text
+    score = await MemoryStore(redis_client, keys).relationships("lina_baker", ["player:150031"])
+    assert done.reply.relationship == score["player:150031"] == done.reply.relationship_change
+    assert set(done.lived) == {"11-heard", "11-replied"}
+
+
+async def test_a_line_the_store_cannot_take_is_answered_and_its_writes_come_back(redis_client, keys):
+    down = dead_store()
+    try:
+        refused = await ActivityEnvironment().run(npc_activities(down, keys).reply_and_save, talk_plan(12))
+    finally:
+        await down.aclose()
+    # Known to be down: the writes are not even tried, on a store that would take them.
+    untried = await ActivityEnvironment().run(
+        npc_activities(redis_client, keys).reply_and_save, talk_plan(13, write=False)
+    )
+
+    for done in (refused, untried):
+        assert done.reply is not None and done.reply.text and done.unsaved is not None and done.store_error
+        assert done.reply.relationship == 0, "no score without the store's answer"
+    assert refused.degraded, "answered without memories"
+    assert await ActionQueue(redis_client, keys).pending("lina_baker") == []
+    await ActivityEnvironment().run(npc_activities(redis_client, keys).save_outcome, refused.unsaved)
+    queued = await ActionQueue(redis_client, keys).pending("lina_baker")
+    assert [action.action_id for action in queued] == ["lina_baker-talk-turn-12"]
+
+
+async def test_an_llm_reply_leaves_the_activity_with_its_context_and_nothing_written(redis_client, keys):
+    router = llm_router(redis_client, keys)
+    try:
+        done = await ActivityEnvironment().run(npc_activities(redis_client, keys, router).reply_and_save, talk_plan(14))
+    finally:
+        await router.aclose()
+
+    assert done.reply is None and done.context is not None and done.context.turn.turn_id == "turn-14"
+    assert await ActionQueue(redis_client, keys).pending("lina_baker") == []

@@ -18,11 +18,11 @@ from temporalio.worker import Worker
 
 from activities.memory_activities import MemoryActivities
 from activities.npc_activities import (
-    ContextRequest,
     DecidedAndSaved,
     DecisionPlan,
     NpcActivities,
-    PreparedReply,
+    RepliedAndSaved,
+    ReplyPlan,
     ReplyResult,
 )
 from aiworld.config import LlmSettings, ProviderSettings, Settings
@@ -221,8 +221,8 @@ class BrokenActivities:
     async def decide_and_save(self, plan: DecisionPlan) -> DecidedAndSaved:
         raise ApplicationError("the context service crashed", non_retryable=True)
 
-    @activity.defn(name="prepare_reply")
-    async def prepare_reply(self, request: ContextRequest) -> PreparedReply:
+    @activity.defn(name="reply_and_save")
+    async def reply_and_save(self, plan: ReplyPlan) -> RepliedAndSaved:
         raise ApplicationError("the context service crashed", non_retryable=True)
 
     @activity.defn(name="decide_next_action")
@@ -236,7 +236,7 @@ class BrokenActivities:
     def all(self) -> list:
         return [
             self.decide_and_save,
-            self.prepare_reply,
+            self.reply_and_save,
             self.decide_next_action,
             self.compose_reply,
             self._real.save_outcome,
