@@ -464,10 +464,7 @@ class NpcLifeWorkflow:
         result = prepared.result
         if result is None:  # an LLM decides, in an activity of its own with Temporal's retries
             assert prepared.context is not None
-            result = await self._decision_by_activity(prepared.context, sequence)
-            if result is None:
-                trigger = "routine-after-failure"
-                result = DecisionResult(decision=self._routine_decision(sequence))
+            result, trigger = await self._decision_or_routine(prepared.context, sequence, trigger)
         self._count_decision(result, trigger)
         await self._carry_out(sequence, trigger, events, result, memory_ids=prepared.memory_ids)
 
@@ -503,10 +500,7 @@ class NpcLifeWorkflow:
         decided = done.decided
         if decided is None:  # an LLM decides (or the local activity failed): as before this patch
             assert done.context is not None
-            result = await self._decision_by_activity(done.context, sequence)
-            if result is None:
-                trigger = "routine-after-failure"
-                result = DecisionResult(decision=self._routine_decision(sequence))
+            result, trigger = await self._decision_or_routine(done.context, sequence, trigger)
             self._count_decision(result, trigger)
             await self._carry_out(
                 sequence, trigger, events, result, memory_ids=done.memory_ids, meeting_settled=True, meeting=meeting
@@ -526,6 +520,15 @@ class NpcLifeWorkflow:
         if trigger != "routine-after-failure" and stretch != self._state.cadence_stretch:
             if self._has(BUDGET_CADENCE):
                 self._state.cadence_stretch = stretch
+
+    async def _decision_or_routine(
+        self, context: NpcContext, sequence: int, trigger: str
+    ) -> tuple[DecisionResult, str]:
+        """The decision maker's answer and the trigger, or the routine's when none could be had."""
+        result = await self._decision_by_activity(context, sequence)
+        if result is None:
+            return DecisionResult(decision=self._routine_decision(sequence)), "routine-after-failure"
+        return result, trigger
 
     async def _decision_by_activity(self, context: NpcContext, sequence: int) -> DecisionResult | None:
         """The decision maker's answer, or None when none could be had (providers down, retries spent)."""
@@ -571,10 +574,7 @@ class NpcLifeWorkflow:
             context = self._context_without_store(NpcContext, request, str(error))
         if context.degraded:
             self._state.fallbacks += 1
-        result = await self._decision_by_activity(context, sequence)
-        if result is None:
-            trigger = "routine-after-failure"
-            result = DecisionResult(decision=self._routine_decision(sequence))
+        result, trigger = await self._decision_or_routine(context, sequence, trigger)
         self._count_decision(result, trigger)
         await self._carry_out(
             sequence, trigger, events, result, memory_ids=[memory.memory_id for memory in context.memories]

@@ -143,20 +143,21 @@ async def test_a_decision_made_and_saved_at_once_writes_what_it_records_once(red
     assert await store.relationships("lina_baker", ["player:150031"]) == {"player:150031": 5}
 
 
-def dead_store() -> redis.Redis:
-    """A Redis client whose port nothing listens on: every call is refused, at once."""
+async def on_a_dead_store(keys, activity: str, argument):
+    """Run one NPC activity on a Redis client whose port nothing listens on: every call is
+    refused, at once."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    return redis.Redis(port=port, socket_timeout=STORE_SOCKET_TIMEOUT, socket_connect_timeout=STORE_SOCKET_TIMEOUT)
+    down = redis.Redis(port=port, socket_timeout=STORE_SOCKET_TIMEOUT, socket_connect_timeout=STORE_SOCKET_TIMEOUT)
+    try:
+        return await ActivityEnvironment().run(getattr(npc_activities(down, keys), activity), argument)
+    finally:
+        await down.aclose()
 
 
 async def test_writes_the_store_refuses_come_back_unsaved_and_are_written_as_promised(redis_client, keys):
-    down = dead_store()
-    try:
-        done = await ActivityEnvironment().run(npc_activities(down, keys).decide_and_save, gift_plan(8))
-    finally:
-        await down.aclose()
+    done = await on_a_dead_store(keys, "decide_and_save", gift_plan(8))
 
     assert done.degraded and done.store_error and done.unsaved is not None
     assert done.decided is not None and done.decided.queued_action_ids, "decided without memories"
@@ -168,15 +169,19 @@ async def test_writes_the_store_refuses_come_back_unsaved_and_are_written_as_pro
     assert set(done.lived) == set(await store.all_ids("lina_baker"))
 
 
-async def test_an_llm_decision_leaves_the_activity_with_its_context_and_nothing_written(redis_client, keys):
+async def test_an_llm_decision_or_reply_leaves_the_activity_with_its_context_and_nothing_written(redis_client, keys):
     router = llm_router(redis_client, keys)
     try:
-        done = await ActivityEnvironment().run(npc_activities(redis_client, keys, router).decide_and_save, gift_plan(9))
+        npcs = npc_activities(redis_client, keys, router)
+        decision = await ActivityEnvironment().run(npcs.decide_and_save, gift_plan(9))
+        reply = await ActivityEnvironment().run(npcs.reply_and_save, talk_plan(14))
     finally:
         await router.aclose()
 
-    assert done.decided is None and done.context is not None and done.unsaved is None
-    assert done.context.events[0].event_id == "gift-9"
+    assert decision.decided is None and decision.unsaved is None and decision.context is not None
+    assert decision.context.events[0].event_id == "gift-9"
+    assert reply.reply is None and reply.unsaved is None and reply.context is not None
+    assert reply.context.turn.turn_id == "turn-14"
     assert await ActionQueue(redis_client, keys).pending("lina_baker") == []
     assert await MemoryStore(redis_client, keys).all_ids("lina_baker") == []
 
@@ -212,11 +217,7 @@ async def test_a_line_answered_and_saved_at_once_is_queued_once_with_the_score_i
 
 
 async def test_a_line_the_store_cannot_take_is_answered_and_its_writes_come_back(redis_client, keys):
-    down = dead_store()
-    try:
-        refused = await ActivityEnvironment().run(npc_activities(down, keys).reply_and_save, talk_plan(12))
-    finally:
-        await down.aclose()
+    refused = await on_a_dead_store(keys, "reply_and_save", talk_plan(12))
     # Known to be down: the writes are not even tried, on a store that would take them.
     untried = await ActivityEnvironment().run(
         npc_activities(redis_client, keys).reply_and_save, talk_plan(13, write=False)
@@ -230,14 +231,3 @@ async def test_a_line_the_store_cannot_take_is_answered_and_its_writes_come_back
     await ActivityEnvironment().run(npc_activities(redis_client, keys).save_outcome, refused.unsaved)
     queued = await ActionQueue(redis_client, keys).pending("lina_baker")
     assert [action.action_id for action in queued] == ["lina_baker-talk-turn-12"]
-
-
-async def test_an_llm_reply_leaves_the_activity_with_its_context_and_nothing_written(redis_client, keys):
-    router = llm_router(redis_client, keys)
-    try:
-        done = await ActivityEnvironment().run(npc_activities(redis_client, keys, router).reply_and_save, talk_plan(14))
-    finally:
-        await router.aclose()
-
-    assert done.reply is None and done.context is not None and done.context.turn.turn_id == "turn-14"
-    assert await ActionQueue(redis_client, keys).pending("lina_baker") == []
