@@ -34,6 +34,7 @@ _POSITIVE = re.compile(r"\b(gave|helped|saved|won|kind|generous|thanks|friend|fe
 _NEGATIVE = re.compile(r"\b(attack|stole|thief|killed|burn|raid|betray|cheat|lie|liar|war|threat|coward)\w*", re.I)
 # News the speaker still tells: fresher than this many of its newest memories.
 NEWS_LOOKBACK = 30
+NEIGHBOURS_FRESH_FOR = 2.0
 
 
 def retell(text: str, retellings: int) -> str:
@@ -93,7 +94,10 @@ class Gossip:
         self._redis = client
         self._keys = keys
         self._settings = settings
-        self._directory = NpcDirectory(client, keys)
+        # Who stands near is read again at most every NEIGHBOURS_FRESH_FOR seconds: each meeting
+        # and each retelling looks for neighbours, and reading a map's whole list each time was
+        # about 5% of a 1,000-NPC worker's CPU. An NPC placed meanwhile is met a little later.
+        self._directory = NpcDirectory(client, keys, positions_fresh_for=NEIGHBOURS_FRESH_FOR)
 
     async def plan(self, speaker: NpcProfile, sequence: int, now: datetime, news: list[Memory]) -> MeetingPlan:
         """Who the speaker talks to now and what it says. Safe to run twice: the TTL keys hold the

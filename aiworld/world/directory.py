@@ -7,6 +7,8 @@ written with the `npc:{id}` hash each time an NPC's outcome is saved, so it foll
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 import redis.asyncio as redis
 
@@ -14,9 +16,22 @@ from aiworld.store.keys import Keys, text_of
 
 
 class NpcDirectory:
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        positions_fresh_for: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`positions_fresh_for`: seconds a map's positions, once read, are used again without
+        reading them (0: read every time). A map's whole list is read and parsed to find who is
+        near a point, and NPCs move only when an operator configures them."""
         self._redis = client
         self._keys = keys
+        self._fresh_for = positions_fresh_for
+        self._clock = clock
+        self._positions: dict[str, tuple[float, dict[str, tuple[int, int]]]] = {}
 
     async def place(self, npc_id: str, map_name: str, x: int, y: int, faction: str) -> None:
         """Idempotent: the NPC is listed once, on its current map and in its current faction."""
@@ -42,6 +57,12 @@ class NpcDirectory:
             await pipe.execute()
 
     async def on_map(self, map_name: str) -> dict[str, tuple[int, int]]:
+        """npc_id -> (x, y) of every NPC on the map (not to be changed by the caller: it may be
+        served again while fresh)."""
+        if self._fresh_for > 0:
+            read = self._positions.get(map_name)
+            if read is not None and self._clock() - read[0] < self._fresh_for:
+                return read[1]
         positions: dict[str, tuple[int, int]] = {}
         for npc_id, cell in (await self._redis.hgetall(self._keys.map_npcs(map_name))).items():
             x, _, y = text_of(cell).partition(",")
@@ -49,6 +70,8 @@ class NpcDirectory:
                 positions[text_of(npc_id)] = (int(x), int(y))
             except ValueError:
                 continue  # a damaged entry is rewritten by the NPC's next save
+        if self._fresh_for > 0:
+            self._positions[map_name] = (self._clock(), positions)
         return positions
 
     async def near(self, map_name: str, x: int, y: int, radius: int) -> list[str]:

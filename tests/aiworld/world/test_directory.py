@@ -39,6 +39,22 @@ async def test_the_directory_follows_an_npc_from_map_to_map_and_faction_to_facti
     assert await directory.in_faction("prontera_guard") == ["lina_baker"]
 
 
+async def test_positions_kept_fresh_for_a_while_are_read_again_once_that_is_over(redis_client, keys):
+    """As the gossip reads them: a map's positions are used again for a while, then read anew."""
+    now = [100.0]
+    directory = NpcDirectory(redis_client, keys, positions_fresh_for=2.0, clock=lambda: now[0])
+    store = MemoryStore(redis_client, keys)
+    await store.publish_npc(demo_profile("lina_baker", map="prontera", x=150, y=180, area=None, routine=[]), {})
+    assert await directory.near("prontera", 150, 180, 10) == ["lina_baker"]
+
+    await store.publish_npc(demo_profile("gareth_guard", map="prontera", x=152, y=180, area=None, routine=[]), {})
+    now[0] += 1.9
+    assert await directory.near("prontera", 150, 180, 10) == ["lina_baker"], "still fresh: not read again"
+    assert await NpcDirectory(redis_client, keys).near("prontera", 150, 180, 10) == ["gareth_guard", "lina_baker"]
+    now[0] += 0.1
+    assert await directory.near("prontera", 150, 180, 10) == ["gareth_guard", "lina_baker"]
+
+
 @pytest.mark.parametrize(
     ("scope", "message"),
     [
