@@ -7,7 +7,7 @@ relationship changes are keyed by the decision sequence, actions by their determ
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -19,6 +19,7 @@ from aiworld.memory.consolidation import maybe_consolidate
 from aiworld.memory.gossip import Gossip
 from aiworld.memory.meetings import MeetingRequest, Meetings
 from aiworld.memory.reflection import Insight
+from aiworld.memory.relationships import RelationshipMove
 from aiworld.memory.store import MemoryStore
 from aiworld.models import (
     MAX_REPLY_CHARS,
@@ -428,13 +429,13 @@ class NpcActivities:
         fields = request.model_dump(exclude={"about", "turn", "budget_seconds"})
         try:
             async with asyncio.timeout(request.budget_seconds):
-                fields.update(
-                    memories=await self._memory.recall(
-                        npc_id, now=request.now, about=request.about, query=situation_of(request)
-                    ),
-                    relationships=await self._memory.relationships(npc_id, sorted(parties)),
-                    world=await self._memory.world_state(),
+                # Side by side: the context waits for the slowest read, not for their sum.
+                memories, relationships, world = await asyncio.gather(
+                    self._memory.recall(npc_id, now=request.now, about=request.about, query=situation_of(request)),
+                    self._memory.relationships(npc_id, sorted(parties)),
+                    self._memory.world_state(),
                 )
+                fields.update(memories=memories, relationships=relationships, world=world)
         except (RedisError, OSError, TimeoutError) as error:
             activity.logger.warning("state store unavailable, context without memories: %r", error)
             fields["degraded"] = f"state store unavailable: {type(error).__name__}"
@@ -596,11 +597,13 @@ class NpcActivities:
         await self._memory.remember_all(npc_id, request.memories)
         await self._gossip.learned(npc_id, request.memories)
         when = max((memory.created_at for memory in request.memories), default=None)
-        scores = {}
-        for change in request.relationship_changes:
-            scores[change.party] = await self._memory.adjust_relationship(
-                npc_id, change.party, change.delta, change.change_id, change.reason, when
+        moves = [
+            RelationshipMove(
+                npc_id, change.party, change.delta, change.change_id, change.reason, when or datetime.now(UTC)
             )
+            for change in request.relationship_changes
+        ]
+        scores = dict(zip([move.party for move in moves], await self._memory.adjust_relationships(moves), strict=True))
         if request.npc_fields:
             await self._memory.publish_npc(request.profile, request.npc_fields)
         if when is not None:  # the NPC's game day moved on, or it holds more than its cap
@@ -610,7 +613,8 @@ class NpcActivities:
     @activity.defn
     async def enqueue_actions(self, actions: list[QueuedAction]) -> list[str]:
         """Queue each action once; returns the ids this call added (others were already there)."""
-        return [action.action_id for action in actions if await self._actions.enqueue(action)]
+        added = await self._actions.enqueue_all(actions)
+        return [action.action_id for action, queued in zip(actions, added, strict=True) if queued]
 
     def all(self) -> list:
         # load_npc_context, load_dialogue_context, record_outcome and enqueue_actions serve NPC

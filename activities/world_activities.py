@@ -144,7 +144,7 @@ class WorldActivities:
         """Queue the cycle's game actions and write its relationship changes, each once.
         Returns how many actions this call queued (0 on a re-run)."""
         try:
-            queued = sum([await self._actions.enqueue(action) for action in outcome.actions])
+            queued = sum(await self._actions.enqueue_all(outcome.actions))
             for move in outcome.relationships:
                 await self._memory.adjust_relationship(move.npc_id, move.party, move.delta, move.change_id, move.reason)
         except (RedisError, OSError) as error:

@@ -120,8 +120,8 @@ async def consolidate(store: MemoryStore, npc_id: str, now: datetime) -> Consoli
 async def maybe_consolidate(store: MemoryStore, npc_id: str, now: datetime) -> Consolidation | None:
     """Consolidate once per game day, and whenever the NPC holds more than its cap."""
     day = now.astimezone(UTC).date().isoformat()
-    over = await store.count(npc_id) > store.settings.max_memories_per_npc
-    if not over and await store.consolidated_on(npc_id) == day:
+    held, consolidated_on = await store.count_and_consolidated_on(npc_id)
+    if held <= store.settings.max_memories_per_npc and consolidated_on == day:
         return None
     result = await consolidate(store, npc_id, now)
     await store.mark_consolidated_on(npc_id, day)

@@ -22,8 +22,17 @@ from pydantic import BaseModel
 
 from aiworld.config import MemorySettings
 from aiworld.models import MAX_PLAYER_TEXT_CHARS, GameEvent, GameEventKind, Memory, NpcProfile
-from aiworld.store.keys import Keys, text_of
+from aiworld.store.keys import Keys
+from aiworld.store.scripts import run_script_batch
 from aiworld.world.directory import NpcDirectory
+
+# A key taken for an event id, or already held by it (an earlier run of the same call): one round
+# trip where SET NX and then GET took two whenever the key was held.
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
 
 # How much of a story survives each retelling (by words), and never fewer words than this.
 DETAIL_KEPT_PER_RETELLING = 0.7
@@ -98,28 +107,28 @@ class Gossip:
         # and each retelling looks for neighbours, and reading a map's whole list each time was
         # about 5% of a 1,000-NPC worker's CPU. An NPC placed meanwhile is met a little later.
         self._directory = NpcDirectory(client, keys, positions_fresh_for=NEIGHBOURS_FRESH_FOR)
+        self._claim_once = client.register_script(_CLAIM)
 
     async def plan(self, speaker: NpcProfile, sequence: int, now: datetime, news: list[Memory]) -> MeetingPlan:
         """Who the speaker talks to now and what it says. Safe to run twice: the TTL keys hold the
         same event id, so a second run plans the same remarks (written under the same memory ids)."""
         neighbours = await self._neighbours(speaker)
         await self.learned(speaker.npc_id, news)  # who tells news knows it: nobody tells it back later
-        remarks = []
-        for listener in neighbours:
-            if told := await self._news_for(speaker, listener, now, news):
-                remarks.append(Remark(listener=listener, event=told))
-            elif greeting := await self._greeting_for(speaker, listener, sequence, now):
-                remarks.append(Remark(listener=listener, event=greeting))
+        told = await self._news_for_each(speaker, neighbours, now, news)
+        greeted = await self._greetings_for(speaker, [n for n in neighbours if n not in told], sequence, now)
+        remarks = [
+            Remark(listener=listener, event=event)
+            for listener in neighbours
+            if (event := told.get(listener) or greeted.get(listener)) is not None
+        ]
         return MeetingPlan(remarks=remarks, neighbours=neighbours)
 
     async def pass_on(self, teller: NpcProfile, now: datetime, heard: Memory) -> list[Remark]:
         """What a listener who was just told `heard` tells its own neighbours of it (news only, and
         none past the hop limit). Safe to run twice, as `plan` is."""
-        remarks = []
-        for listener in await self._neighbours(teller):
-            if told := await self._news_for(teller, listener, now, [heard]):
-                remarks.append(Remark(listener=listener, event=told))
-        return remarks
+        neighbours = await self._neighbours(teller)
+        told = await self._news_for_each(teller, neighbours, now, [heard])
+        return [Remark(listener=listener, event=told[listener]) for listener in neighbours if listener in told]
 
     async def _neighbours(self, speaker: NpcProfile) -> list[str]:
         return [
@@ -144,52 +153,70 @@ class Gossip:
                 )
             await pipe.execute()
 
-    async def _claim(self, key: str, event_id: str, ttl: int) -> bool:
-        """True when this event id owns the key (now, or from an earlier run of the same call)."""
-        if await self._redis.set(key, event_id, nx=True, ex=ttl):
-            return True
-        held = await self._redis.get(key)
-        return held is not None and text_of(held) == event_id
+    async def _claims(self, claims: list[tuple[str, str, int]]) -> list[bool]:
+        """For each (key, event id, ttl): True when the event id owns the key (now, or from an
+        earlier run of the same call). All in one round trip: the keys are each a listener's own."""
+        owned = await run_script_batch(
+            self._redis, self._claim_once, [([key], [event_id, ttl]) for key, event_id, ttl in claims]
+        )
+        return [bool(one) for one in owned]
 
-    async def _news_for(
-        self, speaker: NpcProfile, listener: str, now: datetime, news: list[Memory]
-    ) -> GameEvent | None:
+    async def _news_for_each(
+        self, speaker: NpcProfile, listeners: list[str], now: datetime, news: list[Memory]
+    ) -> dict[str, GameEvent]:
+        """The news each listener is told: the first piece (freshest first) not told to it yet. One
+        round trip per piece of news, for every listener still without news at once."""
+        told: dict[str, GameEvent] = {}
         for memory in news:
             if memory.news_id is None or memory.retellings >= self._settings.gossip_hops:
                 continue
-            if memory.about == f"npc:{listener}":  # not back to the one who told it
-                continue
-            event_id = f"news-{speaker.npc_id}-{listener}-{memory.news_id}"[:80]
-            if not await self._claim(
-                self._keys.news_told(memory.news_id, listener), event_id, self._settings.idempotency_ttl_seconds
-            ):
-                continue
+            news_id = memory.news_id
+            # Not back to the one who told it.
+            waiting = [listener for listener in listeners if listener not in told and memory.about != f"npc:{listener}"]
+            event_ids = [f"news-{speaker.npc_id}-{listener}-{news_id}"[:80] for listener in waiting]
+            owned = await self._claims(
+                [
+                    (self._keys.news_told(news_id, listener), event_id, self._settings.idempotency_ttl_seconds)
+                    for listener, event_id in zip(waiting, event_ids, strict=True)
+                ]
+            )
             story = memory.words if memory.kind == "gossip" and memory.words else memory.text.removeprefix("News: ")
-            return GameEvent(
+            for listener, event_id, mine in zip(waiting, event_ids, owned, strict=True):
+                if mine:
+                    told[listener] = GameEvent(
+                        event_id=event_id,
+                        kind=GameEventKind.NPC_SPOKE,
+                        occurred_at=now,
+                        other_npc_id=speaker.npc_id,
+                        text=retell(story, memory.retellings + 1),
+                        importance=max(1, memory.importance - 1),
+                        facts={"news_id": news_id, "retellings": memory.retellings + 1},
+                    )
+        return told
+
+    async def _greetings_for(
+        self, speaker: NpcProfile, listeners: list[str], sequence: int, now: datetime
+    ) -> dict[str, GameEvent]:
+        """A greeting for each listener the speaker has not greeted within the meeting interval."""
+        event_ids = [f"greet-{speaker.npc_id}-{listener}-{sequence}"[:80] for listener in listeners]
+        owned = await self._claims(
+            [
+                (self._keys.meeting(speaker.npc_id, listener), event_id, self._settings.meeting_interval_seconds)
+                for listener, event_id in zip(listeners, event_ids, strict=True)
+            ]
+        )
+        return {
+            listener: GameEvent(
                 event_id=event_id,
                 kind=GameEventKind.NPC_SPOKE,
                 occurred_at=now,
                 other_npc_id=speaker.npc_id,
-                text=retell(story, memory.retellings + 1),
-                importance=max(1, memory.importance - 1),
-                facts={"news_id": memory.news_id, "retellings": memory.retellings + 1},
+                text=f"Good day! {speaker.name} here.",
+                importance=1,
             )
-        return None
-
-    async def _greeting_for(self, speaker: NpcProfile, listener: str, sequence: int, now: datetime) -> GameEvent | None:
-        event_id = f"greet-{speaker.npc_id}-{listener}-{sequence}"[:80]
-        if not await self._claim(
-            self._keys.meeting(speaker.npc_id, listener), event_id, self._settings.meeting_interval_seconds
-        ):
-            return None
-        return GameEvent(
-            event_id=event_id,
-            kind=GameEventKind.NPC_SPOKE,
-            occurred_at=now,
-            other_npc_id=speaker.npc_id,
-            text=f"Good day! {speaker.name} here.",
-            importance=1,
-        )
+            for listener, event_id, mine in zip(listeners, event_ids, owned, strict=True)
+            if mine
+        }
 
     @staticmethod
     def news_worth_telling(memories: list[Memory]) -> list[Memory]:

@@ -12,8 +12,9 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from aiworld.memory.gossip import NEWS_LOOKBACK, Gossip, Remark
+from aiworld.memory.relationships import RelationshipMove
 from aiworld.memory.store import MemoryStore
-from aiworld.models import NpcProfile
+from aiworld.models import Memory, NpcProfile
 from aiworld.npc import experience
 
 
@@ -51,20 +52,27 @@ class Meetings:
         said = []
         while remarks:
             profiles = await self._memory.published_profiles(sorted({remark.listener for remark in remarks}))
-            passed_on = []
+            heard: list[tuple[NpcProfile, Memory]] = []
+            moves = []
             for remark in remarks:
                 listener = profiles.get(remark.listener)
                 if listener is None:
                     continue
                 event = remark.event
                 when = event.occurred_at or now
-                memory = experience.memory_of_event(event, listener, f"heard-{event.event_id}", when)
-                await self._memory.remember_all(listener.npc_id, [memory])
+                heard.append((listener, experience.memory_of_event(event, listener, f"heard-{event.event_id}", when)))
                 if change := experience.relationship_change_of(event, listener):
-                    await self._memory.adjust_relationship(
-                        listener.npc_id, change.party, change.delta, change.change_id, change.reason, when
+                    moves.append(
+                        RelationshipMove(
+                            listener.npc_id, change.party, change.delta, change.change_id, change.reason, when
+                        )
                     )
                 said.append(event.event_id)
+            # Each round's memories and likings in one round trip each, not one per listener.
+            await self._memory.remember_each([(listener.npc_id, memory) for listener, memory in heard])
+            await self._memory.adjust_relationships(moves)
+            passed_on = []
+            for listener, memory in heard:
                 if memory.news_id is not None:
                     passed_on += await self._gossip.pass_on(listener, now, memory)
             remarks = passed_on

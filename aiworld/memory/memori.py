@@ -32,6 +32,7 @@ import io
 import logging
 import os
 import re
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -276,18 +277,22 @@ class MemoriStore(MemoryStore):
     async def vector_search(self) -> MemoriSearch:
         return self._memori_search
 
-    async def remember_all(self, npc_id: str, memories: list[Memory]) -> list[Memory]:
+    async def remember_each(self, memories: list[tuple[str, Memory]]) -> list[bool]:
         """The records first, then Memori's facts for every memory whose record is there (added
         now or by an earlier run that may have stopped before Memori): a run again is one fact."""
         if not memories:
             return []
-        added = await self._add_records(npc_id, memories, [[] for _ in memories])
+        added = await self._add_records(memories, [[] for _ in memories])
         async with self._redis.pipeline(transaction=False) as pipe:
-            for memory in memories:
+            for npc_id, memory in memories:
                 pipe.exists(self._keys.memory(npc_id, memory.memory_id))
             present = await pipe.execute()
-        kept = [memory for memory, exists in zip(memories, present, strict=True) if exists]
-        await self.memori.remember(npc_id, [fact_of(m) for m in kept], [embedded_text(m) for m in kept])
+        kept: dict[str, list[Memory]] = defaultdict(list)
+        for (npc_id, memory), exists in zip(memories, present, strict=True):
+            if exists:
+                kept[npc_id].append(memory)
+        for npc_id, facts in kept.items():
+            await self.memori.remember(npc_id, [fact_of(m) for m in facts], [embedded_text(m) for m in facts])
         return added
 
     async def search(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ import redis.asyncio as redis
 from pydantic import BaseModel
 
 from aiworld.store.keys import Keys, text_of
+from aiworld.store.scripts import run_script_batch
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +38,48 @@ if ok and type(decoded) == 'table' then history = decoded end
 table.insert(history, 1, {at = ARGV[4], delta = tonumber(ARGV[2]), reason = ARGV[3], change = ARGV[6]})
 while #history > tonumber(ARGV[7]) do table.remove(history) end
 local interactions = redis.call('HINCRBY', KEYS[2], 'interactions', 1)
+-- The type follows the new score (thresholds of relationship_type, given in ARGV 9-13).
+local kind
+if score >= tonumber(ARGV[9]) then kind = 'friend'
+elseif score >= tonumber(ARGV[10]) then kind = 'friendly'
+elseif score <= tonumber(ARGV[11]) then kind = 'enemy'
+elseif score <= tonumber(ARGV[12]) then kind = 'rival'
+elseif interactions >= tonumber(ARGV[13]) then kind = 'acquaintance'
+else kind = 'neutral' end
 redis.call('HSET', KEYS[2], 'score', score, 'last_reason', ARGV[3], 'last_interaction', ARGV[4],
-  'history', cjson.encode(history))
+  'history', cjson.encode(history), 'type', kind)
 redis.call('SADD', KEYS[4], ARGV[8])
 return {score, interactions}
 """
 
+# Scores at or past these make friends, friendly parties, enemies and rivals; between them, this
+# many dealings make an acquaintance. The store's script reads them too (ARGV 9-13).
+FRIEND_AT, FRIENDLY_AT, ENEMY_AT, RIVAL_AT, ACQUAINTANCE_AFTER = 60, 25, -60, -25, 5
+
 
 def relationship_type(score: int, interactions: int) -> str:
     """What the score and the history of dealings make of two parties."""
-    if score >= 60:
+    if score >= FRIEND_AT:
         return "friend"
-    if score >= 25:
+    if score >= FRIENDLY_AT:
         return "friendly"
-    if score <= -60:
+    if score <= ENEMY_AT:
         return "enemy"
-    if score <= -25:
+    if score <= RIVAL_AT:
         return "rival"
-    return "acquaintance" if interactions >= 5 else "neutral"
+    return "acquaintance" if interactions >= ACQUAINTANCE_AFTER else "neutral"
+
+
+@dataclass(frozen=True)
+class RelationshipMove:
+    """`owner`'s score toward `party` moves by `delta`, once per `change_id`."""
+
+    owner: str
+    party: str
+    delta: int
+    change_id: str
+    reason: str
+    at: datetime
 
 
 class Relationship(BaseModel):
@@ -76,20 +102,41 @@ class Relationships:
 
     async def adjust(self, owner: str, party: str, delta: int, change_id: str, reason: str, at: datetime) -> int:
         """Move `owner`'s score toward `party` by `delta` once per `change_id`; returns the score."""
-        score, interactions = await self._adjust(
-            keys=[
-                self._keys.relationships(owner),
-                self._keys.relationship(owner, party),
-                self._keys.relationship_change(owner, party, change_id),
-                self._keys.relationship_owners(),
+        return (await self.adjust_all([RelationshipMove(owner, party, delta, change_id, reason, at)]))[0]
+
+    async def adjust_all(self, moves: list[RelationshipMove]) -> list[int]:
+        """Each move once per its change id, in one round trip; returns the scores, in order."""
+        answers = await run_script_batch(
+            self._redis,
+            self._adjust,
+            [
+                (
+                    [
+                        self._keys.relationships(move.owner),
+                        self._keys.relationship(move.owner, move.party),
+                        self._keys.relationship_change(move.owner, move.party, move.change_id),
+                        self._keys.relationship_owners(),
+                    ],
+                    [
+                        move.party,
+                        move.delta,
+                        move.reason,
+                        move.at.isoformat(),
+                        self._ttl,
+                        move.change_id,
+                        self._history_length,
+                        move.owner,
+                        FRIEND_AT,
+                        FRIENDLY_AT,
+                        ENEMY_AT,
+                        RIVAL_AT,
+                        ACQUAINTANCE_AFTER,
+                    ],
+                )
+                for move in moves
             ],
-            args=[party, delta, reason, at.isoformat(), self._ttl, change_id, self._history_length, owner],
         )
-        if int(interactions):  # applied now: the type follows the new score
-            await self._redis.hset(
-                self._keys.relationship(owner, party), "type", relationship_type(int(score), int(interactions))
-            )
-        return int(score)
+        return [int(score) for score, _ in answers]
 
     async def scores(self, owner: str, parties: list[str] | None = None) -> dict[str, int]:
         """Scores toward the given parties (all of them when None); damaged values are skipped."""

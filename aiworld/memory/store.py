@@ -18,10 +18,11 @@ from pydantic import ValidationError
 
 from aiworld.config import MemorySettings, Settings
 from aiworld.memory.embeddings import EmbedCall, Embedder, from_text, pack, to_text
-from aiworld.memory.relationships import Relationships
+from aiworld.memory.relationships import RelationshipMove, Relationships
 from aiworld.memory.retrieval import InProcessSearch, ScoredMemory, StoreSearch, VectorSearch, score, store_has_search
 from aiworld.models import Memory, NpcProfile, describe_invalid
 from aiworld.store.keys import Keys, text_of
+from aiworld.store.scripts import run_script_batch
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.store import PROFILE_FIELD, published_profiles
 
@@ -96,36 +97,43 @@ class MemoryStore:
 
     async def remember_all(self, npc_id: str, memories: list[Memory]) -> list[Memory]:
         """Store each memory once, with its vector (embedded in one batch); returns those added."""
+        added = await self.remember_each([(npc_id, memory) for memory in memories])
+        return [memory for memory, stored in zip(memories, added, strict=True) if stored]
+
+    async def remember_each(self, memories: list[tuple[str, Memory]]) -> list[bool]:
+        """Each (npc id, memory) stored once, embedded in one batch; True for each memory added now
+        (False: it existed already, or its day is summarized)."""
         if not memories:
             return []
-        vectors = await self.embedder.embed([embedded_text(memory) for memory in memories])
-        return await self._add_records(npc_id, memories, vectors)
+        vectors = await self.embedder.embed([embedded_text(memory) for _, memory in memories])
+        return await self._add_records(memories, vectors)
 
-    async def _add_records(self, npc_id: str, memories: list[Memory], vectors: list[list[float]]) -> list[Memory]:
-        """Each memory's record (its JSON, its vector when it has one), once; returns those added."""
+    async def _add_records(self, memories: list[tuple[str, Memory]], vectors: list[list[float]]) -> list[bool]:
+        """Each memory's record (its JSON, its vector when it has one), once, all in one round
+        trip; True for each added now."""
         search = await self.vector_search()
-        added = []
-        for memory, vector in zip(memories, vectors, strict=True):
+        calls = []
+        for (npc_id, memory), vector in zip(memories, vectors, strict=True):
             raw_field = await search.index(len(vector)) if vector else None
-            stored = await self._add(
-                keys=[
-                    self._keys.memory(npc_id, memory.memory_id),
-                    self._keys.memory_index(npc_id),
-                    self._keys.memory_meta(npc_id),
-                ],
-                args=[
-                    memory.model_dump_json(),
-                    memory.created_at.timestamp(),
-                    memory.memory_id,
-                    npc_id,
-                    to_text(vector),
-                    raw_field or "",
-                    pack(vector) if raw_field else b"",
-                ],
+            calls.append(
+                (
+                    [
+                        self._keys.memory(npc_id, memory.memory_id),
+                        self._keys.memory_index(npc_id),
+                        self._keys.memory_meta(npc_id),
+                    ],
+                    [
+                        memory.model_dump_json(),
+                        memory.created_at.timestamp(),
+                        memory.memory_id,
+                        npc_id,
+                        to_text(vector),
+                        raw_field or "",
+                        pack(vector) if raw_field else b"",
+                    ],
+                )
             )
-            if stored:
-                added.append(memory)
-        return added
+        return [bool(stored) for stored in await run_script_batch(self._redis, self._add, calls)]
 
     async def load(self, npc_id: str, memory_ids: list[str]) -> list[tuple[Memory, list[float]]]:
         """The memories with their vectors; damaged records are skipped (and logged), not fatal."""
@@ -206,9 +214,14 @@ class MemoryStore:
         if current is None or float(text_of(current)) < until.timestamp():
             await self._redis.hset(meta, "consolidated_until", until.timestamp())
 
-    async def consolidated_on(self, npc_id: str) -> str | None:
-        value = await self._redis.hget(self._keys.memory_meta(npc_id), "consolidated_on")
-        return text_of(value) if value is not None else None
+    async def count_and_consolidated_on(self, npc_id: str) -> tuple[int, str | None]:
+        """How many memories the NPC holds and the game day it was last consolidated on, in one
+        round trip: asked after every decision's writes."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._keys.memory_index(npc_id))
+            pipe.hget(self._keys.memory_meta(npc_id), "consolidated_on")
+            held, day = await pipe.execute()
+        return int(held), text_of(day) if day is not None else None
 
     async def mark_consolidated_on(self, npc_id: str, day: str) -> None:
         await self._redis.hset(self._keys.memory_meta(npc_id), "consolidated_on", day)
@@ -222,16 +235,23 @@ class MemoryStore:
         """Move the score toward `party` by `delta` once per `change_id`; returns the score."""
         return await self.relationship_graph.adjust(npc_id, party, delta, change_id, reason, at or datetime.now(UTC))
 
+    async def adjust_relationships(self, moves: list[RelationshipMove]) -> list[int]:
+        """Each move once per its change id, in one round trip; returns the scores, in order."""
+        return await self.relationship_graph.adjust_all(moves)
+
     async def relationships(self, npc_id: str, parties: list[str]) -> dict[str, int]:
         return await self.relationship_graph.scores(npc_id, parties)
 
     async def publish_npc(self, profile: NpcProfile, fields: dict[str, str]) -> None:
-        """The `npc:{id}` hash other processes read: who the NPC is and what it does now, and its
-        place in the directory (read before the hash is rewritten: it names the NPC's last map)."""
-        await self._directory.place(profile.npc_id, profile.map, profile.x, profile.y, profile.faction)
-        await self._redis.hset(
-            self._keys.npc(profile.npc_id),
-            mapping={
+        """The `npc:{id}` hash other processes read: who the NPC is and what it does now, written
+        with its place in the directory (one round trip while it stays on its map)."""
+        await self._directory.place(
+            profile.npc_id,
+            profile.map,
+            profile.x,
+            profile.y,
+            profile.faction,
+            record={
                 "name": profile.name,
                 "map": profile.map,
                 "x": profile.x,
@@ -242,7 +262,7 @@ class MemoryStore:
                 "wealth": profile.wealth,
                 "goal": profile.goals[0] if profile.goals else "",
                 PROFILE_FIELD: profile.model_dump_json(),  # what the world cycles act through
-                **fields,  # type: ignore[dict-item]  # redis-py's mapping type is invariant; these are str
+                **fields,
             },
         )
 

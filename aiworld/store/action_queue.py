@@ -19,6 +19,7 @@ import redis.asyncio as redis
 
 from aiworld.models import QueuedAction
 from aiworld.store.keys import Keys, text_of
+from aiworld.store.scripts import run_script_batch
 
 # How long a finished action's id is remembered so that a late re-run cannot queue it again.
 FINISHED_RETENTION_SECONDS = 14 * 24 * 3600
@@ -106,12 +107,26 @@ class ActionQueue:
 
     async def enqueue(self, action: QueuedAction) -> bool:
         """Queue an action once. False when its id was already queued, delivered or finished."""
-        keys = [self._keys.action(action.action_id), self._keys.action_queue(action.npc_id), self._keys.ready_actions()]
-        added = await self._enqueue(
-            keys=keys,
-            args=[action.model_dump_json(), _epoch(action.created_at), action.npc_id, action.action_id],
+        return (await self.enqueue_all([action]))[0]
+
+    async def enqueue_all(self, actions: list[QueuedAction]) -> list[bool]:
+        """Queue each action once, all in one round trip; True for each queued now."""
+        added = await run_script_batch(
+            self._redis,
+            self._enqueue,
+            [
+                (
+                    [
+                        self._keys.action(action.action_id),
+                        self._keys.action_queue(action.npc_id),
+                        self._keys.ready_actions(),
+                    ],
+                    [action.model_dump_json(), _epoch(action.created_at), action.npc_id, action.action_id],
+                )
+                for action in actions
+            ],
         )
-        return bool(added)
+        return [bool(one) for one in added]
 
     async def claim(
         self,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import redis.asyncio as redis
 
@@ -33,17 +34,35 @@ class NpcDirectory:
         self._clock = clock
         self._positions: dict[str, tuple[float, dict[str, tuple[int, int]]]] = {}
 
-    async def place(self, npc_id: str, map_name: str, x: int, y: int, faction: str) -> None:
-        """Idempotent: the NPC is listed once, on its current map and in its current faction."""
-        previous_map, previous_faction = await self._redis.hmget(self._keys.npc(npc_id), ["map", "faction_id"])
+    async def place(
+        self, npc_id: str, map_name: str, x: int, y: int, faction: str, record: Mapping[str, Any] | None = None
+    ) -> None:
+        """Idempotent: the NPC is listed once, on its current map and in its current faction. With
+        `record`, the NPC's `npc:{id}` hash is written too, in the same round trip while the NPC
+        stays where it was (nearly always). Its `map` and `faction_id` fields name where it was
+        listed before: they change only together with the old listing's removal, so a place cut
+        short and run again still finds and removes it."""
+        npc_key = self._keys.npc(npc_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            if previous_map is not None and text_of(previous_map) != map_name:
-                pipe.hdel(self._keys.map_npcs(text_of(previous_map)), npc_id)
-            if previous_faction is not None and text_of(previous_faction) != faction:
-                pipe.srem(self._keys.faction_members(text_of(previous_faction)), npc_id)
+            pipe.hmget(npc_key, ["map", "faction_id"])
             pipe.hset(self._keys.map_npcs(map_name), npc_id, f"{x},{y}")
             pipe.sadd(self._keys.faction_members(faction), npc_id)
             pipe.hset(self._keys.all_npcs(), npc_id, map_name)
+            if record:
+                rest = {field: value for field, value in record.items() if field not in ("map", "faction_id")}
+                pipe.hset(npc_key, mapping=rest)  # type: ignore[arg-type]  # redis-py's mapping type is invariant
+            (previous_map, previous_faction), *_ = await pipe.execute()
+        moved = previous_map is None or text_of(previous_map) != map_name
+        changed_faction = previous_faction is None or text_of(previous_faction) != faction
+        if not (moved or changed_faction):
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if moved and previous_map is not None:
+                pipe.hdel(self._keys.map_npcs(text_of(previous_map)), npc_id)
+            if changed_faction and previous_faction is not None:
+                pipe.srem(self._keys.faction_members(text_of(previous_faction)), npc_id)
+            if record:
+                pipe.hset(npc_key, mapping={"map": map_name, "faction_id": faction})
             await pipe.execute()
 
     async def remove(self, npc_id: str) -> None:

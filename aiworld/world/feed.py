@@ -17,6 +17,7 @@ import redis.asyncio as redis
 
 from aiworld.models import DecisionRecord, QueuedAction
 from aiworld.store.keys import Keys, text_of
+from aiworld.store.scripts import run_script_batch
 
 # About an hour of a busy 1,000-NPC world: enough to fill a page that opens, bounded in memory.
 FEED_LENGTH = 10_000
@@ -81,16 +82,21 @@ class WorldFeed:
         self._append = client.register_script(_APPEND_ONCE)
 
     async def publish(self, entries: Iterable[dict[str, Any]]) -> set[str]:
-        """Append each entry whose `id` was not appended before; returns the ids appended now."""
-        appended = set()
-        for entry in entries:
-            added = await self._append(
-                keys=[self._keys.feed(), self._keys.feed_appended(entry["id"])],
-                args=[json.dumps(entry, separators=(",", ":")), self._length, APPENDED_RETENTION_SECONDS],
-            )
-            if added:
-                appended.add(entry["id"])
-        return appended
+        """Append each entry whose `id` was not appended before, all in one round trip; returns the
+        ids appended now."""
+        listed = list(entries)
+        added = await run_script_batch(
+            self._redis,
+            self._append,
+            [
+                (
+                    [self._keys.feed(), self._keys.feed_appended(entry["id"])],
+                    [json.dumps(entry, separators=(",", ":")), self._length, APPENDED_RETENTION_SECONDS],
+                )
+                for entry in listed
+            ],
+        )
+        return {entry["id"] for entry, appended in zip(listed, added, strict=True) if appended}
 
     async def latest(self, count: int) -> list[FeedItem]:
         """The newest `count` entries, oldest first."""

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from aiworld.config import MemorySettings
-from aiworld.memory.relationships import Relationships, relationship_type
+from aiworld.memory.relationships import RelationshipMove, Relationships, relationship_type
 from aiworld.memory.store import MemoryStore
 
 AT = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -59,3 +59,21 @@ async def test_a_damaged_score_is_skipped_when_read_and_restarted_when_written(r
     assert await graph.adjust("lina_baker", "player:1", 5, "gift-1", "gift", AT) == 5
     [relationship] = await graph.details("lina_baker")
     assert [entry["change"] for entry in relationship.history] == ["gift-1"]
+
+
+async def test_moves_in_one_batch_each_apply_once_and_store_the_type_the_rules_give(redis_client, keys):
+    """The store's script sets the type from the thresholds `relationship_type` reads: both agree
+    at every boundary, for each move of a batch, and a move run again changes nothing."""
+    graph = Relationships(redis_client, keys, change_ttl_seconds=3600, history_length=3)
+    scores = [60, 59, 25, 24, -25, -24, -60, -59]
+    moves = [RelationshipMove("lina_baker", f"player:{score}", score, f"c{score}", "test", AT) for score in scores]
+    assert await graph.adjust_all(moves) == scores
+    assert await graph.adjust_all(moves) == scores  # a retried batch: nothing moves twice
+    for score in scores:
+        stored = await redis_client.hgetall(keys.relationship("lina_baker", f"player:{score}"))
+        assert stored["type"] == relationship_type(score, 1), score
+        assert stored["interactions"] == "1"
+    for index in range(4):  # the fifth dealing makes a neutral party an acquaintance
+        await graph.adjust("lina_baker", "player:-24", 0, f"chat-{index}", "chat", AT)
+    stored = await redis_client.hgetall(keys.relationship("lina_baker", "player:-24"))
+    assert stored["type"] == relationship_type(-24, 5) == "acquaintance"

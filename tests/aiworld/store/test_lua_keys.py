@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from aiworld.config import BudgetLimits, BudgetSettings, CoordinatorSettings
+from aiworld.config import BudgetLimits, BudgetSettings, CoordinatorSettings, MemorySettings
 from aiworld.llm.bucket import TokenBucket
 from aiworld.llm.governor import BudgetExhausted, BudgetGovernor
+from aiworld.memory.gossip import Gossip
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, Memory, PlayerRef, QueuedAction, SayAction
 from aiworld.store.action_queue import ActionQueue
@@ -24,6 +25,7 @@ from aiworld.world.cycle import CycleOutcome, CycleWrite, WorldChange
 from aiworld.world.feed import WorldFeed
 from aiworld.world.routing import WorldInbox
 from aiworld.world.store import WorldStore
+from tests.activities.test_memory_activities import neighbour
 from tests.conftest import REDIS_URL
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -69,9 +71,9 @@ def test_the_guard_sees_every_script_of_the_project():
         if "register_script(" in path.read_text()
     ]
     # Six in the action queue and memory store, one in the token bucket, one in the world store,
-    # one in the world systems' inboxes, one in the world feed, three in the budget governor;
-    # none elsewhere.
-    assert registered == 13 and others == []
+    # one in the world systems' inboxes, one in the world feed, three in the budget governor, one
+    # in the gossip; none elsewhere.
+    assert registered == 14 and others == []
 
 
 async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
@@ -118,7 +120,18 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
 
     feed = WorldFeed(checking_client, keys)
     assert await feed.publish([{"id": "lina_baker-1-0", "type": "action"}]) == {"lina_baker-1-0"}
-    assert len(checking_client.sources) == 9
+
+    # A greeting claims the pair's meeting key: the same meeting run again is planned the same,
+    # the next one within the interval says nothing.
+    gossip = Gossip(checking_client, keys, MemorySettings())
+    speaker, listener = neighbour("speaker", 146), neighbour("listener", 148)
+    for profile in (speaker, listener):
+        await memory.publish_npc(profile, {})
+    first = await gossip.plan(speaker, 1, now, [])
+    assert [remark.event.event_id for remark in first.remarks] == ["greet-speaker-listener-1"]
+    assert (await gossip.plan(speaker, 1, now, [])).remarks == first.remarks
+    assert (await gossip.plan(speaker, 2, now, [])).remarks == []
+    assert len(checking_client.sources) == 10
 
 
 async def test_the_world_cycle_write_declares_its_keys(checking_client, keys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis.asyncio as redis
 from pydantic import ValidationError
 
 from aiworld.config import Settings
@@ -13,7 +14,7 @@ from aiworld.world.definition import load_world
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.news import Scope, WorldNews
 from aiworld.world.recipients import recipients_page
-from tests.conftest import demo_profile, end_lives
+from tests.conftest import REDIS_URL, demo_profile, end_lives
 
 
 async def test_the_directory_follows_an_npc_from_map_to_map_and_faction_to_faction(redis_client, keys):
@@ -37,6 +38,49 @@ async def test_the_directory_follows_an_npc_from_map_to_map_and_faction_to_facti
     await directory.remove("gareth_guard")
     assert await directory.on_map("prontera") == {}
     assert await directory.in_faction("prontera_guard") == ["lina_baker"]
+
+
+async def test_a_move_cut_short_after_its_first_step_is_finished_by_the_next_publish(redis_client, keys, monkeypatch):
+    """The NPC's hash names its old map until the old listing is removed: a publish that stopped
+    between the two (the store gone) leaves it listed twice, and the next one tidies up."""
+    store, directory = MemoryStore(redis_client, keys), NpcDirectory(redis_client, keys)
+    await store.publish_npc(demo_profile("lina_baker", map="prontera", x=150, y=180, area=None, routine=[]), {})
+    assert await redis_client.hmget(keys.npc("lina_baker"), ["map", "faction_id"]) == ["prontera", "merchants_guild"]
+    moved = demo_profile("lina_baker", map="payon", x=100, y=100, area=None, routine=[], faction="payon_guild")
+
+    cut_short = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    pipelines = cut_short.pipeline
+    made = []
+
+    def second_step_fails(*args, **kwargs):
+        pipe = pipelines(*args, **kwargs)
+        made.append(pipe)
+        if len(made) == 2:
+
+            async def store_gone(*_args, **_kwargs):
+                raise redis.ConnectionError("the store went away")
+
+            pipe.execute = store_gone  # type: ignore[method-assign]
+        return pipe
+
+    monkeypatch.setattr(cut_short, "pipeline", second_step_fails)
+    with pytest.raises(redis.ConnectionError):
+        await MemoryStore(cut_short, keys).publish_npc(moved, {"mood": "curious"})
+    await cut_short.aclose()
+    assert await directory.everyone() == {"lina_baker": "payon"}
+    assert set(await directory.on_map("prontera")) == {"lina_baker"}  # the old listing is still there
+
+    await store.publish_npc(moved, {"mood": "curious"})
+
+    assert await directory.on_map("prontera") == {}
+    assert await directory.on_map("payon") == {"lina_baker": (100, 100)}
+    assert await directory.in_faction("merchants_guild") == []
+    assert await directory.in_faction("payon_guild") == ["lina_baker"]
+    assert await redis_client.hmget(keys.npc("lina_baker"), ["map", "faction_id", "mood"]) == [
+        "payon",
+        "payon_guild",
+        "curious",
+    ]
 
 
 async def test_positions_kept_fresh_for_a_while_are_read_again_once_that_is_over(redis_client, keys):
