@@ -14,7 +14,7 @@ import redis.asyncio as redis
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import PollerBehaviorAutoscaling, UnsandboxedWorkflowRunner, Worker
 
 from activities.broadcast_activities import BroadcastActivities
 from activities.coherence_activities import CoherenceActivities
@@ -175,6 +175,15 @@ async def _running_worker(
         max_cached_workflows=settings.worker.max_cached_workflows,
         max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
+        **(
+            {
+                "workflow_task_poller_behavior": PollerBehaviorAutoscaling(
+                    maximum=settings.worker.max_workflow_task_polls
+                )
+            }
+            if settings.worker.max_workflow_task_polls
+            else {}
+        ),
         **({} if settings.worker.workflow_sandbox else {"workflow_runner": UnsandboxedWorkflowRunner()}),
     )
     if settings.world.schedules_enabled:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from aiworld.config import CoherenceSettings, Settings, WorkerSettings, WorldSettings
@@ -21,7 +21,10 @@ async def test_cache_and_concurrency_settings_reach_the_worker(dev_env, keys, ta
         world=WorldSettings(schedules_enabled=False),
         coherence=CoherenceSettings(schedule_enabled=False),
         worker=WorkerSettings(
-            max_cached_workflows=7, max_concurrent_workflow_tasks=9, max_concurrent_local_activities=11
+            max_cached_workflows=7,
+            max_concurrent_workflow_tasks=9,
+            max_concurrent_local_activities=11,
+            max_workflow_task_polls=13,
         ),
     )
     async with running_worker(settings, dev_env.client) as worker:
@@ -29,10 +32,14 @@ async def test_cache_and_concurrency_settings_reach_the_worker(dev_env, keys, ta
     assert config.get("max_cached_workflows") == 7
     assert config.get("max_concurrent_workflow_tasks") == 9
     assert config.get("max_concurrent_local_activities") == 11
+    polls = config.get("workflow_task_poller_behavior")
+    assert isinstance(polls, PollerBehaviorAutoscaling) and polls.maximum == 13
     assert isinstance(config.get("workflow_runner"), UnsandboxedWorkflowRunner)
-    sandboxed = settings.model_copy(update={"worker": WorkerSettings(workflow_sandbox=True)})
+    # The sandbox on, and the SDK's own fixed polls (0).
+    sandboxed = settings.model_copy(update={"worker": WorkerSettings(workflow_sandbox=True, max_workflow_task_polls=0)})
     async with running_worker(sandboxed, dev_env.client) as worker:
         assert isinstance(worker.config().get("workflow_runner"), SandboxedWorkflowRunner)
+        assert worker.config().get("workflow_task_poller_behavior") == PollerBehaviorSimpleMaximum(maximum=5)
 
 
 def test_worker_settings_come_from_the_environment_and_are_checked(monkeypatch):
