@@ -42,6 +42,7 @@ from aiworld.models import (
 )
 from aiworld.npc import experience
 from aiworld.npc.experience import RelationshipChange
+from aiworld.npc.priority import PriorityGate, Turn
 from aiworld.npc.rules import validate_decision
 from aiworld.ops.metrics import WorkerMetrics
 from aiworld.store.action_queue import ActionQueue
@@ -395,6 +396,7 @@ class NpcActivities:
         brain: DecisionMaker,
         feed: WorldFeed,
         metrics: WorkerMetrics | None = None,
+        gate: PriorityGate | None = None,
     ) -> None:
         self._memory = memory
         self._actions = actions
@@ -403,6 +405,8 @@ class NpcActivities:
         self._gossip = Gossip(memory.redis, memory.keys, memory.settings)
         self._meetings = Meetings(memory)
         self.metrics = metrics or WorkerMetrics()
+        # Shared by every NPC of this worker: background turns wait, a player's line does not.
+        self.gate = gate or PriorityGate(slots=0, max_wait=0)
 
     @activity.defn
     async def load_npc_context(self, request: ContextRequest) -> NpcContext:
@@ -473,6 +477,10 @@ class NpcActivities:
         is local: one activation and one history marker per decision instead of two. A store that
         fails costs the context its memories (`degraded`) and the writes their moment: they come
         back `unsaved`, for the workflow to keep and write later, never lost."""
+        async with self.gate.turn(Turn.EVENT):
+            return await self._decide_and_save(plan)
+
+    async def _decide_and_save(self, plan: DecisionPlan) -> DecidedAndSaved:
         request = plan.request
         context = NpcContext(**await self._context_fields(request))
         used = [memory.memory_id for memory in context.memories]
@@ -539,7 +547,8 @@ class NpcActivities:
         """Local activity: a decision's memories, relationship changes, public fields and actions in
         one go, each idempotent, then the world feed's entries for them. Returns the parties'
         relationship scores. Then the NPC meets its neighbours when the write asks for it."""
-        return await self._save(write)
+        async with self.gate.turn(turn_of(write)):
+            return await self._save(write)
 
     async def _save(self, write: OutcomeWrite) -> dict[str, int]:
         deadline = asyncio.get_running_loop().time() + write.budget_seconds
@@ -634,6 +643,15 @@ class NpcActivities:
             self.record_outcome,
             self.enqueue_actions,
         ]
+
+
+def turn_of(write: OutcomeWrite) -> Turn:
+    """A talk turn's writes (an LLM replied) go ahead of everything, an event decision's ahead of
+    the routine's and of events only remembered."""
+    trigger = write.decision.trigger if write.decision is not None else None
+    if trigger == "talk":
+        return Turn.TALK
+    return Turn.EVENT if trigger == "events" else Turn.ROUTINE
 
 
 def _decision_entry_id(write: OutcomeWrite) -> str | None:

@@ -265,6 +265,11 @@ class WorkerSettings(BaseModel):
     # the worker had slots free: on the 1,000-NPC benchmark at 30 events/s, event -> action p99
     # 3.6-3.7 s and talk p99 3.4-3.9 s with 5, 0.7-1.5 s and 0.7-1.6 s scaled up to 50.
     max_workflow_task_polls: int = Field(default=50, ge=0, le=1000)
+    # Background turns (event decisions, routine writes) running at once in the process; the
+    # others wait, event decisions first, at most `background_max_wait_seconds` each before they run
+    # anyway. A player's line never waits for them (aiworld/npc/priority.py). 0: no limit.
+    background_slots: int = Field(default=8, ge=0, le=10_000)
+    background_max_wait_seconds: float = Field(default=1.0, ge=0, le=5)
     # The SDK's workflow sandbox re-enters its import guard and module copies on every activation
     # and payload conversion: off, a 1,000-NPC worker spends 18% less CPU per decision and 35% less
     # memory (README "Benchmarks"). Our workflow code keeps no global state, and the replay tests

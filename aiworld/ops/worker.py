@@ -33,6 +33,7 @@ from aiworld.memory.embeddings import Embedder
 from aiworld.memory.memori import MemoriBackend, MemoriStore, MemoriUnavailable
 from aiworld.memory.store import MemoryStore
 from aiworld.models import NpcProfile
+from aiworld.npc.priority import PriorityGate
 from aiworld.ops.metrics import WorkerMetrics
 from aiworld.ops.tracing import configure_tracing
 from aiworld.store.action_queue import ActionQueue
@@ -69,11 +70,13 @@ def build_worker(
     coherence: CoherenceSettings | None = None,
     known_profiles: list[NpcProfile] | None = None,
     memori: MemoriBackend | None = None,
+    gate: PriorityGate | None = None,
     **options: Any,
 ) -> Worker:
     """`options` go to the Worker as they are (cache size, concurrency). The coherence monitor
     restarts NPCs from `known_profiles` (the world file's; the demo world's by default). With
-    `memori` (an open MemoriBackend), NPCs remember and recall through Memori."""
+    `memori` (an open MemoriBackend), NPCs remember and recall through Memori. `gate` orders the
+    NPCs' background turns behind players' lines (none: no limit)."""
     metrics = metrics or WorkerMetrics()  # one registry for every activity of this worker
     memories = memory_store(store, keys, brain, memory or MemorySettings(), memori)
     actions = ActionQueue(store, keys)
@@ -81,7 +84,7 @@ def build_worker(
     profiles = known_profiles if known_profiles is not None else load_world().npcs
     monitor = CoherenceMonitor(client, store, keys, task_queue, coherence or CoherenceSettings(), profiles)
     activities = [
-        *NpcActivities(memories, actions, brain, WorldFeed(store, keys), metrics).all(),
+        *NpcActivities(memories, actions, brain, WorldFeed(store, keys), metrics, gate).all(),
         *MemoryActivities(memories, brain).all(),
         *WorldActivities(WorldStore(store, keys), memories, actions, narrator).all(),
         *BroadcastActivities(client, NpcDirectory(store, keys), coordinator or CoordinatorSettings(), metrics).all(),
@@ -172,6 +175,7 @@ async def _running_worker(
         coherence=settings.coherence,
         known_profiles=load_world(settings.world_file).npcs,
         memori=memori,
+        gate=PriorityGate(settings.worker.background_slots, settings.worker.background_max_wait_seconds),
         max_cached_workflows=settings.worker.max_cached_workflows,
         max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,

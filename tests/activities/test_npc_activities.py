@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from datetime import UTC, datetime
 
@@ -16,12 +17,14 @@ from activities.npc_activities import (
     OutcomeWrite,
     RecordRequest,
     ReplyPlan,
+    outcome_of,
 )
 from aiworld.memory.meetings import MeetingRequest
 from aiworld.memory.store import MemoryStore
-from aiworld.models import GameEvent, PlayerRef, TalkTurn
+from aiworld.models import Decision, DecisionResult, GameEvent, PlayerRef, TalkTurn
 from aiworld.npc import experience
 from aiworld.npc.offline_policy import OfflineDecisionMaker
+from aiworld.npc.priority import PriorityGate, Turn
 from aiworld.ops.worker import STORE_SOCKET_TIMEOUT
 from aiworld.store.action_queue import ActionQueue
 from aiworld.world.feed import WorldFeed
@@ -231,3 +234,42 @@ async def test_a_line_the_store_cannot_take_is_answered_and_its_writes_come_back
     await ActivityEnvironment().run(npc_activities(redis_client, keys).save_outcome, refused.unsaved)
     queued = await ActionQueue(redis_client, keys).pending("lina_baker")
     assert [action.action_id for action in queued] == ["lina_baker-talk-turn-12"]
+
+
+def saved_decision(trigger: str, sequence: int) -> OutcomeWrite:
+    """The writes of a decision made in workflow code or by an LLM's activity, by what caused it."""
+    plan = gift_plan(sequence).model_copy(update={"trigger": trigger})
+    decision = Decision(activity="baking", mood="content", reason="the oven is hot", actions=[])
+    return outcome_of(plan, DecisionResult(decision=decision), [], NOW, 2.5).write
+
+
+async def test_with_the_background_slots_taken_routine_writes_wait_and_a_talk_turns_writes_do_not(redis_client, keys):
+    gate = PriorityGate(slots=1, max_wait=60)
+    memory = MemoryStore(redis_client, keys)
+    npcs = NpcActivities(
+        memory, ActionQueue(redis_client, keys), OfflineDecisionMaker(), WorldFeed(redis_client, keys), gate=gate
+    )
+    busy = asyncio.Event()
+    taken = asyncio.Event()
+
+    async def background_work() -> None:
+        async with gate.turn(Turn.EVENT):
+            taken.set()
+            await busy.wait()
+
+    holder = asyncio.create_task(background_work())
+    await taken.wait()
+    routine = asyncio.create_task(ActivityEnvironment().run(npcs.save_outcome, saved_decision("routine", 21)))
+    async with asyncio.timeout(10):
+        while gate.waiting != 1:
+            await asyncio.sleep(0)
+
+    await ActivityEnvironment().run(npcs.save_outcome, saved_decision("talk", 22))  # an LLM replied
+
+    feed = await WorldFeed(redis_client, keys).latest(10)
+    assert [item.entry["sequence"] for item in feed] == [22]
+    assert not routine.done() and gate.waiting == 1
+    busy.set()
+    await asyncio.gather(holder, routine)
+    feed = await WorldFeed(redis_client, keys).latest(10)
+    assert [item.entry["sequence"] for item in feed] == [22, 21]

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.npc_activities import NpcActivities
 from aiworld.config import CoherenceSettings, Settings, WorkerSettings, WorldSettings
 from aiworld.ops.worker import running_worker
 from tests.conftest import REDIS_URL
@@ -25,10 +26,14 @@ async def test_cache_and_concurrency_settings_reach_the_worker(dev_env, keys, ta
             max_concurrent_workflow_tasks=9,
             max_concurrent_local_activities=11,
             max_workflow_task_polls=13,
+            background_slots=3,
+            background_max_wait_seconds=0.5,
         ),
     )
     async with running_worker(settings, dev_env.client) as worker:
         config = worker.config()
+    [npcs] = [method.__self__ for method in config.get("activities", []) if method.__name__ == "decide_and_save"]
+    assert isinstance(npcs, NpcActivities) and (npcs.gate.slots, npcs.gate.max_wait) == (3, 0.5)
     assert config.get("max_cached_workflows") == 7
     assert config.get("max_concurrent_workflow_tasks") == 9
     assert config.get("max_concurrent_local_activities") == 11
