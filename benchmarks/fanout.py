@@ -102,11 +102,11 @@ async def measure(directory: Path, npcs: int) -> dict[str, Any]:
                 "event": {"event_id": "bench-fair", "kind": "world_event", "text": NEWS_TEXT, "importance": 3},
             }
             began = time.monotonic()
-            answer = await driver._apis[0].post("/ai/world/event", json=body)
+            status, answer = await driver.call("POST", "/ai/world/event", first=True, json=body)
             result["api_answer_seconds"] = round(time.monotonic() - began, 3)
-            if answer.status_code != 202:
-                raise RuntimeError(f"POST /ai/world/event answered {answer.status_code}: {answer.text}")
-            result["recipients_answered"] = answer.json()["recipients"]
+            if status != 202:
+                raise RuntimeError(f"POST /ai/world/event answered {status}: {answer}")
+            result["recipients_answered"] = answer["recipients"]
             client = await driver.temporal()
             handle = client.get_workflow_handle(broadcast_workflow_id("bench-fair"), result_type=BroadcastReport)
             report = await handle.result()

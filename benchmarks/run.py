@@ -177,6 +177,13 @@ def rss_growth_over_second_half(samples: list[dict[str, Any]]) -> dict[str, int]
     return rss_growth(samples[len(samples) // 2 :])
 
 
+TALK_WAITS = {
+    "until_scheduled": "  talk: sent -> its workflow task scheduled",
+    "scheduled_to_started": "  talk: scheduled -> a worker took it",
+    "in_the_worker": "  talk: taken -> answered by the worker",
+}
+
+
 def print_step(step: dict[str, Any]) -> None:
     show(
         "offered (actual)",
@@ -197,6 +204,8 @@ def print_step(step: dict[str, Any]) -> None:
     talk = step["talk"]
     show("talk answered", f"{talk['answered']} of {talk['sent']}, answers {talk['answers']}")
     show("talk latency (answered)", describe_latency(talk["answered_latency"]))
+    for part, label in TALK_WAITS.items():
+        show(label, describe_latency(talk["waits"][part]))
     show("decisions (all / on these events)", f"{step['decisions']} / {step['decisions_on_these_events']}")
     show("CPU ms per decision", json.dumps(step["cpu_ms_per_decision"]))
     show("CPU % of one core", json.dumps(step["cpu_percent_of_one_core"]))

@@ -71,6 +71,14 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
     assert step["event_to_action_leasable"]["count"] + step["events_whose_decision_queued_no_action"] == 6
     assert step["actions_not_leased"] == 0
     assert step["talk"]["sent"] == 3 and step["talk"]["answered"] == 3
+    # Where each answered line waited, found in its NPC's history (no NPC of six continued as new).
+    waits = step["talk"]["waits"]
+    assert {part: summary["count"] for part, summary in waits.items()} == {
+        "until_scheduled": 3,
+        "scheduled_to_started": 3,
+        "in_the_worker": 3,
+    }
+    assert waits["in_the_worker"]["p50_ms"] > 0 and waits["scheduled_to_started"]["p50_ms"] >= 0
     assert set(step["cpu_ms_per_decision"]) == {
         "temporal",
         "redis",
