@@ -165,13 +165,6 @@ CHEAPER_SEARCH_ATTRIBUTE_INTERVAL = timedelta(minutes=5)
 # activation and one history marker less per decision. Asked in the run's first workflow task,
 # right after CHEAPER_DECISIONS, which it takes for granted.
 DECIDE_AND_SAVE = "decide-and-save"
-# Runs that began with this patch take their routine step a full cadence after the NPC's last
-# decision: an event decision pushes the running routine timer back (a timer cancelled and one
-# started, in the decision's own workflow task) instead of letting it fire on schedule. While
-# events come faster than the cadence the NPC acts on them and takes no routine step: on the
-# 1,000-NPC benchmark at 50 events/s, routine steps were a third of all decisions, each a workflow
-# task of its own. Asked in the run's first workflow task, after DECIDE_AND_SAVE.
-ROUTINE_AFTER_LAST_DECISION = "routine-after-last-decision"
 # The context's store budget, the decision and the writes' budget, with room to spare.
 DECIDE_AND_SAVE_TIMEOUT = timedelta(seconds=8)
 DECIDE_AND_SAVE_SCHEDULE_TIMEOUT = timedelta(seconds=15)
@@ -230,10 +223,6 @@ class NpcLifeWorkflow:
         # The routine step's timer under CHEAPER_DECISIONS, and when it fires.
         self._routine_timer: asyncio.Future[None] | None = None
         self._routine_due: datetime | None = None
-        self._routine_after_last_decision = False  # the run's answer to ROUTINE_AFTER_LAST_DECISION
-        # Under ROUTINE_AFTER_LAST_DECISION: when the routine timer started and the last decision.
-        self._routine_since: datetime | None = None
-        self._decided_at: datetime | None = None
 
     # --- life -------------------------------------------------------------------------------
 
@@ -241,7 +230,6 @@ class NpcLifeWorkflow:
     async def run(self, life: NpcLifeInput) -> str:
         self._cheaper_decisions = workflow.patched(CHEAPER_DECISIONS)
         self._decide_and_save = self._cheaper_decisions and workflow.patched(DECIDE_AND_SAVE)
-        self._routine_after_last_decision = self._decide_and_save and workflow.patched(ROUTINE_AFTER_LAST_DECISION)
         self._settled_attributes_wait = self._has(SETTLED_ATTRIBUTES_WAIT)
         self._publish_search_attributes()
         self._describe_now()
@@ -308,24 +296,17 @@ class NpcLifeWorkflow:
 
     async def _wait_for_news_or_routine(self) -> bool:
         """Wait for news while one routine timer runs on across them: an event handled in between
-        without a decision neither cancels it nor starts another (two history events and a timer
-        task saved per event). A timer is started when none runs, when the cadence now asks for an
-        earlier step than the running one, or (ROUTINE_AFTER_LAST_DECISION) when the NPC decided
-        since it started: the routine step then comes a full cadence after that decision. True
-        when the routine timer woke the NPC."""
+        neither cancels it nor starts another (two history events and a timer task saved per
+        event). A timer is started only when none runs or when the cadence now asks for an
+        earlier step than the running one. True when the routine timer woke the NPC."""
         cadence = self._cadence()
         now = workflow.now()
         if cadence is None:  # settling down to sleep: no timer at all
             self._stop_routine_timer()
             self._publish_search_attributes(settling=True)
-        elif (
-            self._routine_timer is None
-            or self._routine_due is None
-            or now + cadence < self._routine_due
-            or self._decided_since_routine_timer()
-        ):
+        elif self._routine_timer is None or self._routine_due is None or now + cadence < self._routine_due:
             self._stop_routine_timer()
-            self._routine_due, self._routine_since = now + cadence, now
+            self._routine_due = now + cadence
             self._routine_timer = asyncio.ensure_future(workflow.sleep(cadence))
         await workflow.wait_condition(
             lambda: self._has_news() or (self._routine_timer is not None and self._routine_timer.done())
@@ -336,11 +317,6 @@ class NpcLifeWorkflow:
         self._routine_timer = self._routine_due = None
         self._pace_routine(late_by=workflow.now() - due)
         return True
-
-    def _decided_since_routine_timer(self) -> bool:
-        if not self._routine_after_last_decision or self._decided_at is None or self._routine_since is None:
-            return False
-        return self._decided_at > self._routine_since
 
     def _stop_routine_timer(self) -> None:
         if self._routine_timer is not None and not self._routine_timer.done():
@@ -845,7 +821,6 @@ class NpcLifeWorkflow:
         )
 
     def _record(self, record: DecisionRecord) -> None:
-        self._decided_at = workflow.now()
         self._state.recent_decisions.append(record)
         del self._state.recent_decisions[:-RECENT_DECISIONS_KEPT]
         self._publish_search_attributes()
