@@ -37,12 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks import fanout, llm_budget, memory, raw, world_cycles
-from benchmarks.measure import describe_latency, describe_load, machine_load
+from benchmarks.measure import describe_latency, describe_load, latency_summary, machine_load
 from benchmarks.pipeline import Driver, PipelineStack
 
 SHORT = {"npcs": 100, "rates": "10,25,50,100", "step_seconds": 15, "drain_seconds": 30, "signals_per_workflow": 10}
@@ -139,11 +140,28 @@ async def soak(driver: Driver, stack: PipelineStack, arguments: argparse.Namespa
     samples: list[dict[str, Any]] = []
     index = 0
     while time.monotonic() - began < arguments.soak * 60:
-        await driver.offer(f"soak{index}", rate, arguments.soak_sample_seconds, arguments.talk_rate)
+        chunk = f"soak{index}"
+        await driver.offer(chunk, rate, arguments.soak_sample_seconds, arguments.talk_rate)
         minutes = (time.monotonic() - began) / 60
         rss = {name: round(use.rss_mib) for name, use in stack.use().items()}
-        samples.append({"minute": round(minutes, 1), "rss_mib": rss, "load": describe_load(machine_load())})
+        # Still answering as at the start? The players' lines of this sample, and the API's
+        # answers to its events (their decisions are not looked up during a soak).
+        talks = [talk for talk in driver.ledger.talks if talk.step == chunk]
+        talk = latency_summary([talk.seconds for talk in talks if talk.status == 200])
+        answers = dict(Counter(str(event.status) for event in driver.ledger.events.values() if event.step == chunk))
+        samples.append(
+            {
+                "minute": round(minutes, 1),
+                "rss_mib": rss,
+                "talk_answered": f"{talk['count']} of {len(talks)}",
+                "talk_latency": talk,
+                "event_answers": answers,
+                "load": describe_load(machine_load()),
+            }
+        )
         show(f"minute {minutes:.1f} RSS (MiB)", json.dumps(rss))
+        show("  talk answered, latency", f"{talk['count']} of {len(talks)}, {describe_latency(talk)}")
+        show("  event answers", json.dumps(answers))
         index += 1
     growth = rss_growth(samples)
     show("RSS growth (MiB per hour, linear fit)", json.dumps(growth))

@@ -101,6 +101,9 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
     soak = pipeline["soak"]
     assert len(soak["samples"]) >= 2 and set(soak["rss_growth_mib_per_hour"]) == set(step["rss_mib"])
     assert set(soak["rss_growth_mib_per_hour_second_half"]) <= set(step["rss_mib"])
+    # Each sample also says whether the pipeline still answered: its events and players' lines.
+    assert all(sum(sample["event_answers"].values()) == 2 for sample in soak["samples"])
+    assert all(sample["talk_answered"].endswith(" of 1") for sample in soak["samples"])
     cycles = report["world_cycles"]
     assert cycles["npcs"] == 20
     assert all(
