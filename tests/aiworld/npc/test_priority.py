@@ -28,22 +28,13 @@ class Holder:
             await self.release.wait()
 
 
-async def until(condition, what: str) -> None:
-    """Lets the loop run until the condition holds (the gate's changes take a few steps)."""
-    try:
-        async with asyncio.timeout(10):
-            while not condition():
-                await asyncio.sleep(0)
-    except TimeoutError:
-        raise AssertionError(what) from None
-
-
-async def until_async(condition, what: str) -> None:
-    """The same, for a condition reached through Temporal and a worker: polled, not spun."""
+async def until(condition, what: str, every: float = 0) -> None:
+    """Lets the loop run until the condition holds: spun for the gate's own steps, polled every
+    `every` seconds for one reached through Temporal and a worker."""
     try:
         async with asyncio.timeout(60):
             while not condition():
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(every)
     except TimeoutError:
         raise AssertionError(what) from None
 
@@ -175,7 +166,7 @@ async def test_through_a_worker_a_player_is_answered_while_decisions_wait_for_th
         await until(lambda: gate.running == 1, "the gate is full")
 
         await guard.signal("game_event", GameEvent(event_id="gate-hit", kind="player_attacked", player=PLAYER))
-        await until_async(lambda: gate.waiting == 1, "the guard's decision waits for a slot")
+        await until(lambda: gate.waiting == 1, "the guard's decision waits for a slot", every=0.05)
         turn = TalkTurn(turn_id="gate-talk", player=PLAYER, text="Fresh bread today?")
         reply = await asyncio.wait_for(baker.execute_update("talk", turn, result_type=TalkReply), 60)
 
