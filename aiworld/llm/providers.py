@@ -32,8 +32,27 @@ from aiworld.config import ProviderSettings
 from aiworld.models import describe_invalid
 
 Model = TypeVar("Model", bound=BaseModel)
-# google-genai speaks through httpx2, the others through httpx: a dead connection is either.
-TRANSPORT_ERRORS = (httpx.TransportError, httpx2.TransportError, ConnectionError)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a dead or stalled connection raises. google-genai speaks through httpx2, or through
+    aiohttp when that is installed (the memori extra and the benchmark bring it, and so may an
+    operator's environment): its stalls are then a TimeoutError and its dead connections an
+    aiohttp.ClientError. The other SDKs speak through httpx."""
+    errors: tuple[type[BaseException], ...] = (
+        httpx.TransportError,
+        httpx2.TransportError,
+        ConnectionError,
+        TimeoutError,
+    )
+    try:
+        import aiohttp
+    except ImportError:
+        return errors
+    return (*errors, aiohttp.ClientError)
+
+
+TRANSPORT_ERRORS = _transport_errors()
 MAX_OUTPUT_TOKENS = 700
 
 
