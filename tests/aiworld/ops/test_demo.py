@@ -178,3 +178,29 @@ class Relay:
                 sink.close()
 
         await asyncio.gather(pump(client_reader, server_writer), pump(server_reader, client_writer))
+
+
+class Stubborn(DemoGame):
+    """A visit whose talk takes a second to end once cancelled, as a call slow to honour it."""
+
+    async def _talk(self, *_) -> None:
+        self.talks["stubborn"] += 1
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.failures["ignored a cancel"] += 1
+            await asyncio.sleep(1)
+
+
+async def test_a_stop_does_not_hang_on_a_part_that_ignores_its_cancellation(life, redis_client, keys, caplog):
+    await life.start(demo_profile("lina_baker"))
+    visitor = PlayerRef(char_id=150011, name="Aria", level=30)
+    pace = DemoPace(**{**vars(BRISK), "stop_wait": 0.2})
+    console = Console(file=io.StringIO())
+    queue, memories = ActionQueue(redis_client, keys), MemoryStore(redis_client, keys)
+    game = Stubborn(life.client, queue, memories, world_of(visitor), console, pace)
+    with caplog.at_level(logging.WARNING, logger="aiworld.ops.demo"):
+        async with Running(game):
+            await until(lambda: game.talks["stubborn"] >= 1)
+    assert game.failures["ignored a cancel"] == 1, "the stop cancelled the talk, which went on"
+    assert "demo stopped with 1 part(s) still ending after 0.2 s" in caplog.text
