@@ -42,7 +42,7 @@ class MemoryActivities:
     async def reflect(self, request: ReflectionRequest) -> ReflectionResult:
         npc_id = request.profile.npc_id
         # Some evidence may have been consolidated away meanwhile: reflect on what is left.
-        loaded = await self._memory.load(npc_id, request.evidence_ids[-reflection.EVIDENCE_SHOWN :])
+        loaded = await self._memory.load(npc_id, request.evidence_ids[-reflection.EVIDENCE_SHOWN :], with_vectors=False)
         evidence = [memory for memory, _ in loaded]
         if not evidence:
             return ReflectionResult()

@@ -7,7 +7,8 @@
 - Older episodes and summaries whose salience (importance x recency + |valence|) fell below the
   floor are forgotten; reflections, semantic facts and memories of `protected_importance` or more
   stay.
-- Past the hard cap, the least salient memories go, protected ones last.
+- Past the hard cap, the least salient memories go, protected ones last, down to a tenth below
+  the cap (`CAP_HEADROOM`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from aiworld.models import Memory
 
 EPISODES = {"observation", "conversation", "action", "rejected", "gossip"}
 SUMMARY_ITEMS = 5
+# Past the cap, memories are trimmed this far below it: an NPC at its cap then consolidates once
+# per a tenth of the cap's new memories, not after every decision (a consolidation reads every
+# record: at 500 memories that was most of a decision's cost).
+CAP_HEADROOM = 0.1
 
 
 class Consolidation(BaseModel):
@@ -63,7 +68,7 @@ def summarize_day(day: date, episodes: list[Memory]) -> Memory:
 async def consolidate(store: MemoryStore, npc_id: str, now: datetime) -> Consolidation:
     """Idempotent: summary ids are the day's date, and a summarized day is closed."""
     settings = store.settings
-    loaded = await store.load(npc_id, await store.all_ids(npc_id))
+    loaded = await store.load(npc_id, await store.all_ids(npc_id), with_vectors=False)
     memories = [memory for memory, _ in loaded]
     result = Consolidation()
     horizon = now - timedelta(hours=settings.full_detail_hours)
@@ -101,6 +106,7 @@ async def consolidate(store: MemoryStore, npc_id: str, now: datetime) -> Consoli
     over = len(remaining) - settings.max_memories_per_npc
     dropped: list[Memory] = []
     if over > 0:
+        over += int(settings.max_memories_per_npc * CAP_HEADROOM)
         # Unprotected first, then the least salient; the newest of equals stays.
         ranked = sorted(
             remaining,

@@ -99,6 +99,17 @@ def from_text(value: object) -> list[float]:
     return values.tolist()
 
 
+def raw_vector(value: object) -> bytes | None:
+    """A stored vector (`to_text`) as its float32 bytes; None when there is none or it is damaged."""
+    if not value:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return None
+    return raw if raw and len(raw) % 4 == 0 else None
+
+
 class EmbeddingsUnavailable(Exception):
     """No provider answered with embeddings (the Embedder then embeds locally, uncached)."""
 

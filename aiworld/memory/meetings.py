@@ -39,7 +39,9 @@ class Meetings:
     async def meet(self, request: MeetingRequest) -> MeetingResult:
         """Greet the NPCs near and tell them the news the NPC heard lately."""
         profile = request.profile
-        recent = await self._memory.load(profile.npc_id, await self._memory.newest_ids(profile.npc_id, NEWS_LOOKBACK))
+        recent = await self._memory.load(
+            profile.npc_id, await self._memory.newest_ids(profile.npc_id, NEWS_LOOKBACK), with_vectors=False
+        )
         news = Gossip.news_worth_telling([memory for memory, _ in recent])
         plan = await self._gossip.plan(profile, request.sequence, request.now, news)
         return MeetingResult(neighbours=plan.neighbours, said=await self._tell(plan.remarks, request.now))

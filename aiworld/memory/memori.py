@@ -316,19 +316,19 @@ class MemoriStore(MemoryStore):
                 settings=self.settings,
                 relevance=relevance.get(memory.memory_id, 0.0),
             )
-            for memory, _ in await self.load(npc_id, candidates)
+            for memory, _ in await self.load(npc_id, candidates, with_vectors=False)
         ]
         scored.sort(key=lambda item: (-item.score, item.memory.memory_id))
         return scored[:limit]
 
     async def forget(self, npc_id: str, memory_ids: list[str]) -> None:
-        gone = await self.load(npc_id, memory_ids)
+        gone = await self.load(npc_id, memory_ids, with_vectors=False)
         await self.memori.forget(npc_id, [fact_of(memory) for memory, _ in gone])
         await super().forget(npc_id, memory_ids)
 
     async def write_summary(self, npc_id: str, summary: Memory) -> None:
         """A summary rewritten under its id replaces its fact (its text may have changed)."""
-        before = [fact_of(memory) for memory, _ in await self.load(npc_id, [summary.memory_id])]
+        before = [fact_of(memory) for memory, _ in await self.load(npc_id, [summary.memory_id], with_vectors=False)]
         await self._write_record(npc_id, summary, [])
         stale = [fact for fact in before if fact != fact_of(summary)]
         await self.memori.forget(npc_id, stale)

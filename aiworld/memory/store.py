@@ -3,13 +3,15 @@
 Every write is idempotent — memories are keyed by ids derived from the decision sequence, and a
 relationship change is applied once per change id — because activities run again after a retry
 or a `temporal workflow reset`. Each memory is stored with its vector (`vec`, and the raw field
-the store's vector index reads when the server has FT.SEARCH); retrieval is in
+the store's vector index reads when the server has FT.SEARCH) and its cue (`cue`: what ranking
+it takes besides its vector); retrieval is in
 aiworld.memory.retrieval, tiers and pruning in aiworld.memory.consolidation.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -17,9 +19,18 @@ import redis.asyncio as redis
 from pydantic import ValidationError
 
 from aiworld.config import MemorySettings, Settings
-from aiworld.memory.embeddings import EmbedCall, Embedder, from_text, pack, to_text
+from aiworld.memory.embeddings import EmbedCall, Embedder, from_text, pack, raw_vector, to_text
 from aiworld.memory.relationships import RelationshipMove, Relationships
-from aiworld.memory.retrieval import InProcessSearch, ScoredMemory, StoreSearch, VectorSearch, score, store_has_search
+from aiworld.memory.retrieval import (
+    Cue,
+    InProcessSearch,
+    ScoredMemory,
+    StoreSearch,
+    VectorSearch,
+    rank,
+    score,
+    store_has_search,
+)
 from aiworld.models import Memory, NpcProfile, describe_invalid
 from aiworld.store.keys import Keys, text_of
 from aiworld.store.scripts import run_script_batch
@@ -31,11 +42,23 @@ log = logging.getLogger(__name__)
 # Every memory's record and vector in one round trip: a pipeline of one HMGET per memory cost a
 # recall most of its CPU in the client's per-command work (300 memories: ≈30 ms).
 _LOAD_MEMORIES = """
+local with_vectors = ARGV[1] == '1'
 local found = {}
 for _, key in ipairs(KEYS) do
-  local fields = redis.call('HMGET', key, 'json', 'vec')
-  found[#found + 1] = fields[1] or false
-  found[#found + 1] = fields[2] or false
+  found[#found + 1] = redis.call('HGET', key, 'json')
+  found[#found + 1] = with_vectors and redis.call('HGET', key, 'vec')
+end
+return found
+"""
+
+# What ranking every candidate of a recall takes: each memory's cue (a record written before cues
+# were: its JSON, the cue's source) and, when the recall has a query, its vector.
+_LOAD_CUES = """
+local with_vectors = ARGV[1] == '1'
+local found = {}
+for _, key in ipairs(KEYS) do
+  found[#found + 1] = redis.call('HGET', key, 'cue') or redis.call('HGET', key, 'json')
+  if with_vectors then found[#found + 1] = redis.call('HGET', key, 'vec') end
 end
 return found
 """
@@ -46,11 +69,30 @@ _ADD_MEMORY = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local horizon = tonumber(redis.call('HGET', KEYS[3], 'consolidated_until'))
 if horizon and tonumber(ARGV[2]) < horizon then return 0 end
-redis.call('HSET', KEYS[1], 'json', ARGV[1], 'vec', ARGV[5], 'npc', ARGV[4])
+redis.call('HSET', KEYS[1], 'json', ARGV[1], 'vec', ARGV[5], 'npc', ARGV[4], 'cue', ARGV[8])
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[6], ARGV[7]) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
+
+
+def parsed_cues(found: list[str] | list[bytes]) -> list[object]:
+    """Each cue (or record) as JSON, in one parse (one per memory cost a recall of hundreds as
+    much as the rest of it); when one of them is damaged, each apart (None: that one)."""
+    if not found:
+        return []
+    joined = b",".join(found) if isinstance(found[0], bytes) else ",".join(map(text_of, found))
+    try:
+        return json.loads(f"[{text_of(joined)}]")
+    except ValueError:
+        pass
+    parsed: list[object] = []
+    for item in found:
+        try:
+            parsed.append(json.loads(item))
+        except ValueError:
+            parsed.append(None)
+    return parsed
 
 
 def embedded_text(memory: Memory) -> str:
@@ -73,6 +115,7 @@ class MemoryStore:
         self._directory = NpcDirectory(client, keys)
         self._add = client.register_script(_ADD_MEMORY)
         self._load = client.register_script(_LOAD_MEMORIES)
+        self._load_cues = client.register_script(_LOAD_CUES)
         self.relationship_graph = Relationships(
             client,
             keys,
@@ -130,16 +173,22 @@ class MemoryStore:
                         to_text(vector),
                         raw_field or "",
                         pack(vector) if raw_field else b"",
+                        Cue.of(memory).dump(),
                     ],
                 )
             )
         return [bool(stored) for stored in await run_script_batch(self._redis, self._add, calls)]
 
-    async def load(self, npc_id: str, memory_ids: list[str]) -> list[tuple[Memory, list[float]]]:
-        """The memories with their vectors; damaged records are skipped (and logged), not fatal."""
+    async def load(
+        self, npc_id: str, memory_ids: list[str], *, with_vectors: bool = True
+    ) -> list[tuple[Memory, list[float]]]:
+        """The memories with their vectors (empty ones without `with_vectors`); damaged records
+        are skipped (and logged), not fatal."""
         if not memory_ids:
             return []
-        flat = await self._load(keys=[self._keys.memory(npc_id, memory_id) for memory_id in memory_ids])
+        flat = await self._load(
+            keys=[self._keys.memory(npc_id, memory_id) for memory_id in memory_ids], args=[int(with_vectors)]
+        )
         loaded = []
         for memory_id, item, vec in zip(memory_ids, flat[0::2], flat[1::2], strict=True):
             if not item:
@@ -164,16 +213,55 @@ class MemoryStore:
     async def all_ids(self, npc_id: str) -> list[str]:
         return [text_of(memory_id) for memory_id in await self._redis.zrange(self._keys.memory_index(npc_id), 0, -1)]
 
+    async def cues(
+        self, npc_id: str, memory_ids: list[str], *, with_vectors: bool
+    ) -> tuple[list[Cue], list[bytes | None]]:
+        """The memories' cues (and their vectors as float32 bytes), in one round trip; a memory
+        gone meanwhile is left out, a damaged cue too (and logged), a damaged vector is None."""
+        if not memory_ids:
+            return [], []
+        flat = await self._load_cues(
+            keys=[self._keys.memory(npc_id, memory_id) for memory_id in memory_ids], args=[int(with_vectors)]
+        )
+        step = 2 if with_vectors else 1
+        present = [index for index in range(len(memory_ids)) if flat[index * step]]
+        cues: list[Cue] = []
+        vectors: list[bytes | None] = []
+        for index, parsed in zip(present, parsed_cues([flat[index * step] for index in present]), strict=True):
+            memory_id = memory_ids[index]
+            try:
+                # A record from before cues: the cue comes from the record itself.
+                cue = (
+                    Cue.of(Memory.model_validate(parsed)) if isinstance(parsed, dict) else Cue.of_row(memory_id, parsed)
+                )
+            except (ValueError, TypeError) as error:
+                log.warning("skipping memory %s of %s: unreadable: %s", memory_id, npc_id, error)
+                continue
+            cues.append(cue)
+            vectors.append(raw_vector(flat[index * step + 1]) if with_vectors else None)
+        return cues, vectors
+
     async def search(
         self, npc_id: str, *, now: datetime, query: str | None = None, about: str | None = None, limit: int = 8
     ) -> list[ScoredMemory]:
-        """The best memories for the situation, each with its score and the score's parts."""
+        """The best memories for the situation, each with its score and the score's parts: every
+        candidate ranked from its cue and vector, then only the best read in full."""
         query_vector = (await self.embedder.embed([query]))[0] if query else None
         search = await self.vector_search()
         candidates = await search.candidates(npc_id, query_vector)
+        cues, vectors = await self.cues(npc_id, candidates, with_vectors=query_vector is not None)
+        best = rank(
+            cues,
+            vectors,
+            query_vector=query_vector,
+            now=now,
+            about=about,
+            settings=self.settings,
+            limit=limit,
+        )
         scored = [
             score(memory, vector, query_vector=query_vector, now=now, about=about, settings=self.settings)
-            for memory, vector in await self.load(npc_id, candidates)
+            for memory, vector in await self.load(npc_id, best)
         ]
         scored.sort(key=lambda item: (-item.score, item.memory.memory_id))
         return scored[:limit]
@@ -199,7 +287,12 @@ class MemoryStore:
 
     async def _write_record(self, npc_id: str, summary: Memory, vector: list[float]) -> None:
         raw_field = await (await self.vector_search()).index(len(vector)) if vector else None
-        fields: dict[str, str | bytes] = {"json": summary.model_dump_json(), "vec": to_text(vector), "npc": npc_id}
+        fields: dict[str, str | bytes] = {
+            "json": summary.model_dump_json(),
+            "vec": to_text(vector),
+            "npc": npc_id,
+            "cue": Cue.of(summary).dump(),
+        }
         if raw_field:
             fields[raw_field] = pack(vector)
         async with self._redis.pipeline(transaction=True) as pipe:

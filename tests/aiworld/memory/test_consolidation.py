@@ -71,6 +71,11 @@ async def test_the_hard_cap_holds_and_drops_the_least_salient_first(redis_client
     await store.remember("lina_baker", episode("vow", hours_ago=100, importance=10))
     assert await maybe_consolidate(store, "lina_baker", NOW) is not None
     ids = set(await store.all_ids("lina_baker"))
-    assert len(ids) == 20 and "vow" in ids and "e0" in ids and "e29" not in ids
+    # Down to a tenth below the cap, so that the next memories don't each consolidate again.
+    assert len(ids) == 18 and "vow" in ids and "e0" in ids and "e27" not in ids and "e16" in ids
+    await store.remember_all("lina_baker", [episode(f"n{index}", hours_ago=0, importance=2) for index in range(2)])
     # Once a day, unless over the cap again.
     assert await maybe_consolidate(store, "lina_baker", NOW) is None
+    await store.remember("lina_baker", episode("n2", hours_ago=0, importance=2))
+    assert await maybe_consolidate(store, "lina_baker", NOW) is not None
+    assert len(await store.all_ids("lina_baker")) == 18
