@@ -210,6 +210,21 @@ async def memori_database(request: pytest.FixtureRequest, tmp_path) -> AsyncIter
         await drop_database(name)
 
 
+def worker_process_env(dev_env: WorkflowEnvironment, keys: Keys, task_queue: str, **settings: str) -> dict[str, str]:
+    """The environment of an `aiworld worker` process of a test: the suite's Temporal and Redis
+    under the test's key prefix and task queue, the offline policy, plus `settings`."""
+    return {
+        **os.environ,
+        "AIWORLD_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "AIWORLD_TASK_QUEUE": task_queue,
+        "AIWORLD_REDIS_URL": REDIS_URL,
+        "AIWORLD_REDIS_KEY_PREFIX": keys.prefix,
+        "AIWORLD_LLM__DEFAULT_PROVIDER": "offline",
+        "AIWORLD_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
 def mariadb_url(database: str) -> str:
     """The test MariaDB as a SQLAlchemy URL (what `memory.memori_database_url` takes)."""
     password = f":{MARIADB['password']}" if MARIADB["password"] else ""

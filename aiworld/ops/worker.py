@@ -34,6 +34,7 @@ from aiworld.memory.memori import MemoriBackend, MemoriStore, MemoriUnavailable
 from aiworld.memory.store import MemoryStore
 from aiworld.models import NpcProfile
 from aiworld.npc.priority import PriorityGate
+from aiworld.ops.collector import collect_fully_every, freeze_and_defer_full_collections
 from aiworld.ops.metrics import WorkerMetrics
 from aiworld.ops.tracing import configure_tracing
 from aiworld.store.action_queue import ActionQueue
@@ -218,7 +219,16 @@ async def _running_worker(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """The worker process (`aiworld worker`), its full garbage collections on a schedule when the
+    settings say so (aiworld/ops/collector.py)."""
     stop = stop or asyncio.Event()
-    async with running_worker(settings):
+    async with running_worker(settings), asyncio.TaskGroup() as tasks:
         log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
+        interval = settings.worker.full_gc_interval_seconds
+        collector = None
+        if interval:
+            freeze_and_defer_full_collections()
+            collector = tasks.create_task(collect_fully_every(interval))
         await stop.wait()
+        if collector is not None:
+            collector.cancel()

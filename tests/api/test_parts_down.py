@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from aiworld.ops import binaries
 from aiworld.ops.worker import build_worker
 from api.app import create_app
 from tests.api.conftest import API_KEYS, api_settings, open_api
-from tests.conftest import REDIS_URL, end_lives
+from tests.conftest import end_lives, worker_process_env
 
 ARIA = {"char_id": 150001, "name": "Aria", "level": 34, "job_class": 4, "map": "payon", "x": 100, "y": 101}
 # Not in the world file, importance 5: it sleeps until spoken to, so nothing else touches the store.
@@ -169,15 +168,7 @@ async def test_readiness_names_the_part_down_and_keeps_its_words_in_the_log(
 async def frozen_worker(dev_env, keys, task_queue) -> AsyncIterator[Callable[[], None]]:
     """`aiworld worker` as its own process; the yielded function stops it with SIGSTOP, so it holds
     the workflow tasks Temporal hands it and answers nothing, like a worker frozen or swamped."""
-    env = {
-        **os.environ,
-        "AIWORLD_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "AIWORLD_TASK_QUEUE": task_queue,
-        "AIWORLD_REDIS_URL": REDIS_URL,
-        "AIWORLD_REDIS_KEY_PREFIX": keys.prefix,
-        "AIWORLD_LLM__DEFAULT_PROVIDER": "offline",
-        "AIWORLD_LOG_LEVEL": "WARNING",
-    }
+    env = worker_process_env(dev_env, keys, task_queue)
     worker = subprocess.Popen([sys.executable, "-m", "aiworld.cli", "worker"], env=env, stdout=subprocess.DEVNULL)
     try:
         yield lambda: worker.send_signal(signal.SIGSTOP)
