@@ -28,18 +28,21 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, Worker
 
-from activities.world_activities import WorldActivities
-from aiworld.config import WorldSettings
-from aiworld.memory.store import MemoryStore
-from aiworld.models import GameEvent, GameEventKind, NpcProfile, Personality, PlayerRef, ShopItem
-from aiworld.store.action_queue import ActionQueue
-from aiworld.store.keys import Keys
-from aiworld.world.cycle import CycleInput, CycleParams
-from aiworld.world.news import WorldNews
-from aiworld.world.schedules import apply_schedules, schedule_id
-from aiworld.world.store import WorldStore
-from aiworld.world.words import OfflineNarrator
-from workflows.world_cycles import CYCLE_WORKFLOWS, EconomyCycleWorkflow
+# This module defines a workflow, so the sandbox imports it again: what the host has loaded
+# (numpy among it, which loads once per process) is passed through, as in workflows/.
+with workflow.unsafe.imports_passed_through():
+    from activities.world_activities import WorldActivities
+    from aiworld.config import WorldSettings
+    from aiworld.memory.store import MemoryStore
+    from aiworld.models import GameEvent, GameEventKind, NpcProfile, Personality, PlayerRef, ShopItem
+    from aiworld.store.action_queue import ActionQueue
+    from aiworld.store.keys import Keys
+    from aiworld.world.cycle import CycleInput, CycleParams
+    from aiworld.world.news import WorldNews
+    from aiworld.world.schedules import apply_schedules, schedule_id
+    from aiworld.world.store import WorldStore
+    from aiworld.world.words import OfflineNarrator
+    from workflows.world_cycles import CYCLE_WORKFLOWS, EconomyCycleWorkflow
 
 ARIA = PlayerRef(char_id=150001, name="Aria", map="prontera", x=150, y=150)
 

@@ -70,10 +70,10 @@ def test_the_guard_sees_every_script_of_the_project():
         for path in PROJECT.glob(pattern)
         if "register_script(" in path.read_text()
     ]
-    # Six in the action queue and memory store, one in the token bucket, one in the world store,
+    # Seven in the action queue and memory store, one in the token bucket, one in the world store,
     # one in the world systems' inboxes, one in the world feed, three in the budget governor, one
     # in the gossip; none elsewhere.
-    assert registered == 14 and others == []
+    assert registered == 15 and others == []
 
 
 async def test_the_guard_refuses_an_undeclared_key(checking_client, keys):
@@ -109,6 +109,7 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
     assert await memory.adjust_relationship("lina_baker", "player:1", 5, "c1", "gift") == 5
     loaded = await memory.load("lina_baker", ["1-heard", "never-remembered"])
     assert [found.memory_id for found, vector in loaded if vector] == ["1-heard"]
+    assert [item.memory.memory_id for item in await memory.search("lina_baker", now=now, query="hi")] == ["1-heard"]
 
     bucket = TokenBucket(checking_client, keys)
     await bucket.acquire("openai", 60, 10_000, 100)
@@ -131,7 +132,7 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
     assert [remark.event.event_id for remark in first.remarks] == ["greet-speaker-listener-1"]
     assert (await gossip.plan(speaker, 1, now, [])).remarks == first.remarks
     assert (await gossip.plan(speaker, 2, now, [])).remarks == []
-    assert len(checking_client.sources) == 10
+    assert len(checking_client.sources) == 11
 
 
 async def test_the_world_cycle_write_declares_its_keys(checking_client, keys):
