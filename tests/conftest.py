@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from aiworld.config import CoherenceSettings, Settings, WorkerSettings, WorldSettings
 from aiworld.memory import memori
 from aiworld.models import DecisionRecord, NpcProfile, NpcStateView
 from aiworld.npc import search_attributes
@@ -223,6 +224,22 @@ def worker_process_env(dev_env: WorkflowEnvironment, keys: Keys, task_queue: str
         "AIWORLD_LOG_LEVEL": "WARNING",
         **settings,
     }
+
+
+def quiet_worker_settings(
+    dev_env: WorkflowEnvironment, keys: Keys, task_queue: str, worker: WorkerSettings
+) -> Settings:
+    """Settings of a worker a test runs itself: the suite's Temporal and Redis, no
+    world schedules nor coherence monitor (they would start workflows of their own)."""
+    return Settings(
+        temporal_address=dev_env.client.service_client.config.target_host,
+        redis_url=REDIS_URL,
+        redis_key_prefix=keys.prefix,
+        task_queue=task_queue,
+        world=WorldSettings(schedules_enabled=False),
+        coherence=CoherenceSettings(schedule_enabled=False),
+        worker=worker,
+    )
 
 
 def mariadb_url(database: str) -> str:

@@ -104,6 +104,8 @@ async def test_a_tiny_run_measures_every_figure(tmp_path: Path) -> None:
     # Each sample also says whether the pipeline still answered: its events and players' lines.
     assert all(sum(sample["event_answers"].values()) == 2 for sample in soak["samples"])
     assert all(sample["talk_answered"].endswith(" of 1") for sample in soak["samples"])
+    # And the lines of the whole soak together.
+    assert soak["talk_answered"] == f"{soak['talk_latency']['count']} of {len(soak['samples'])}"
     cycles = report["world_cycles"]
     assert cycles["npcs"] == 20
     assert all(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sys
 import weakref
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from aiworld.config import WorkerSettings
 from aiworld.ops.collector import NEVER, collect_fully_every, freeze_and_defer_full_collections
-from tests.conftest import worker_process_env
+from aiworld.ops.worker import run_worker
+from tests.conftest import quiet_worker_settings, worker_process_env
 from tests.processes import ServerProcess
 
 
@@ -78,3 +81,20 @@ async def test_a_worker_process_collects_fully_on_its_schedule(dev_env, keys, ta
         assert "objects built at start frozen" in log.read_text()
     finally:
         worker.stop()
+
+
+async def test_with_no_interval_the_worker_leaves_python_its_own_collections(dev_env, keys, task_queue, caplog):
+    """0: nothing frozen, the automatic full collections as Python has them (in this process, so
+    it runs the worker itself rather than a child process)."""
+    settings = quiet_worker_settings(dev_env, keys, task_queue, WorkerSettings(full_gc_interval_seconds=0))
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    caplog.set_level(logging.INFO)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop))
+    async with asyncio.timeout(60):
+        while "worker polling task queue" not in caplog.text:
+            await asyncio.sleep(0.05)
+    stop.set()
+    await worker
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (thresholds, frozen)
+    assert "garbage collection" not in caplog.text

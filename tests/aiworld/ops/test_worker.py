@@ -8,20 +8,17 @@ from temporalio.worker import PollerBehaviorAutoscaling, PollerBehaviorSimpleMax
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.npc_activities import NpcActivities
-from aiworld.config import CoherenceSettings, Settings, WorkerSettings, WorldSettings
+from aiworld.config import Settings, WorkerSettings
 from aiworld.ops.worker import running_worker
-from tests.conftest import REDIS_URL
+from tests.conftest import quiet_worker_settings
 
 
 async def test_cache_and_concurrency_settings_reach_the_worker(dev_env, keys, task_queue):
-    settings = Settings(
-        temporal_address=dev_env.client.service_client.config.target_host,
-        redis_url=REDIS_URL,
-        redis_key_prefix=keys.prefix,
-        task_queue=task_queue,
-        world=WorldSettings(schedules_enabled=False),
-        coherence=CoherenceSettings(schedule_enabled=False),
-        worker=WorkerSettings(
+    settings = quiet_worker_settings(
+        dev_env,
+        keys,
+        task_queue,
+        WorkerSettings(
             max_cached_workflows=7,
             max_concurrent_workflow_tasks=9,
             max_concurrent_local_activities=11,
