@@ -76,25 +76,6 @@ return 1
 """
 
 
-def parsed_cues(found: list[str] | list[bytes]) -> list[object]:
-    """Each cue (or record) as JSON, in one parse (one per memory cost a recall of hundreds as
-    much as the rest of it); when one of them is damaged, each apart (None: that one)."""
-    if not found:
-        return []
-    joined = b",".join(found) if isinstance(found[0], bytes) else ",".join(map(text_of, found))
-    try:
-        return json.loads(f"[{text_of(joined)}]")
-    except ValueError:
-        pass
-    parsed: list[object] = []
-    for item in found:
-        try:
-            parsed.append(json.loads(item))
-        except ValueError:
-            parsed.append(None)
-    return parsed
-
-
 def embedded_text(memory: Memory) -> str:
     """What a memory means: the narration and the words said."""
     return f"{memory.text} {memory.words}" if memory.words else memory.text
@@ -224,12 +205,14 @@ class MemoryStore:
             keys=[self._keys.memory(npc_id, memory_id) for memory_id in memory_ids], args=[int(with_vectors)]
         )
         step = 2 if with_vectors else 1
-        present = [index for index in range(len(memory_ids)) if flat[index * step]]
         cues: list[Cue] = []
         vectors: list[bytes | None] = []
-        for index, parsed in zip(present, parsed_cues([flat[index * step] for index in present]), strict=True):
-            memory_id = memory_ids[index]
+        for index, memory_id in enumerate(memory_ids):
+            found = flat[index * step]
+            if not found:
+                continue
             try:
+                parsed = json.loads(found)
                 # A record from before cues: the cue comes from the record itself.
                 cue = (
                     Cue.of(Memory.model_validate(parsed)) if isinstance(parsed, dict) else Cue.of_row(memory_id, parsed)
