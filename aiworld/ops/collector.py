@@ -7,8 +7,8 @@ stops for its length. Measured on the 1,000-NPC benchmark at 50 events/s: one ev
 at start and 0.7 s by minute 4 (growing with the states), freeing 0 to 600 objects each time: the
 players' lines' p99 was those pauses.
 
-So a worker process freezes what it built before serving (imports, models, clients: never garbage,
-never walked again), turns Python's automatic full collections off and runs one every
+So a worker process, once it is up and before its NPCs fill the workflow cache, freezes what it
+has built (imports, models, clients: never garbage, never walked again), turns Python's automatic full collections off and runs one every
 `worker.full_gc_interval_seconds`. Young collections, which find nearly all the garbage, run as
 before; the little garbage that reaches the oldest generation waits for the next scheduled one.
 """
