@@ -88,6 +88,15 @@ def pack(vector: Sequence[float]) -> bytes:
     return array("f", vector).tobytes()
 
 
+def unpack(raw: bytes | None) -> list[float]:
+    """Vector bytes (`pack`) as the vector; empty when there are none or they are damaged."""
+    if not raw or len(raw) % 4:
+        return []
+    values = array("f")
+    values.frombytes(raw)
+    return values.tolist()
+
+
 def to_text(vector: Sequence[float]) -> str:
     """The same bytes as text, for clients that decode every answer as UTF-8."""
     return base64.b64encode(pack(vector)).decode()

@@ -11,12 +11,10 @@ it, or every memory of the NPC (bounded by the cap) scored in process.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -104,11 +102,16 @@ def score(
     return ScoredMemory(memory=memory, score=round(total, 6), parts={k: round(v, 6) for k, v in parts.items()})
 
 
+# A stored cue: its numbers (little-endian float64s), then its parties, each between separators.
+CUE_NUMBERS = np.dtype([("created_at", "<f8"), ("importance", "<f8"), ("valence", "<f8")])
+PARTY_SEPARATOR = b"\x1f"
+
+
 @dataclass(frozen=True)
 class Cue:
-    """What ranking a memory takes besides its meaning, stored beside its record (`cue`): a
-    recall ranks every candidate from these few bytes and its vector, and reads only the
-    winners' records (parsing hundreds of records per decision cost an old NPC most of its CPU)."""
+    """What ranking a memory takes besides its meaning, kept in the NPC's cue hash: a recall
+    ranks every candidate from these few bytes and its vector, and reads only the winners'
+    records (parsing hundreds of records per decision cost an old NPC most of its CPU)."""
 
     memory_id: str
     created_at: float  # POSIX seconds
@@ -128,18 +131,16 @@ class Cue:
             tuple(dict.fromkeys(parties)),
         )
 
-    def dump(self) -> str:
-        """A JSON list, never an object: a reader tells a cue from a whole record by that."""
-        return json.dumps([self.created_at, self.importance, self.valence, list(self.parties)], separators=(",", ":"))
-
-    @classmethod
-    def parse(cls, memory_id: str, text: str | bytes) -> Cue:
-        """ValueError when the text is not a cue."""
-        return cls.of_row(memory_id, json.loads(text))
+    def pack(self) -> bytes:
+        """Binary, so that a recall reads hundreds of them with one `numpy.frombuffer` (as JSON,
+        parsing them cost a recall more than ranking)."""
+        numbers = np.array([(self.created_at, self.importance, self.valence)], dtype=CUE_NUMBERS).tobytes()
+        return numbers + PARTY_SEPARATOR + b"".join(party.encode() + PARTY_SEPARATOR for party in self.parties)
 
     @classmethod
     def of_row(cls, memory_id: str, row: object) -> Cue:
-        """A cue from its parsed JSON; ValueError when that is not one."""
+        """A cue from the JSON list an earlier version kept in the memory's record; ValueError
+        when it is not one."""
         if not isinstance(row, list) or len(row) != 4:
             raise ValueError(f"a cue is a list of four, not {row!r}")
         created_at, importance, valence, parties = row
@@ -148,9 +149,57 @@ class Cue:
         return cls(memory_id, float(created_at), int(importance), float(valence), tuple(parties))
 
 
+@dataclass
+class CueTable:
+    """A recall's candidates: their ids, packed cues (`Cue.pack`) and vectors (float32 bytes;
+    None: the memory has none), ranked all at once by `rank`."""
+
+    ids: list[str] = field(default_factory=list)
+    cues: list[bytes] = field(default_factory=list)
+    vectors: list[bytes | None] = field(default_factory=list)
+
+    def add(self, memory_id: str, cue: bytes, vector: bytes | None) -> None:
+        self.ids.append(memory_id)
+        self.cues.append(cue)
+        self.vectors.append(vector)
+
+    def unreadable(self) -> list[str]:
+        """The ids of cues too short to hold their numbers, or whose numbers are not finite."""
+        size = CUE_NUMBERS.itemsize
+        short = {
+            index for index, cue in enumerate(self.cues) if len(cue) < size or cue[size : size + 1] != PARTY_SEPARATOR
+        }
+        numbers = np.frombuffer(
+            b"".join(b"\0" * size if index in short else cue[:size] for index, cue in enumerate(self.cues)),
+            dtype=CUE_NUMBERS,
+        )
+        finite = (
+            np.isfinite(numbers["created_at"]) & np.isfinite(numbers["importance"]) & np.isfinite(numbers["valence"])
+        )
+        return [self.ids[index] for index in sorted(short | set(np.flatnonzero(~finite).tolist()))]
+
+    def without(self, memory_ids: list[str]) -> CueTable:
+        gone = set(memory_ids)
+        return self._only([index for index, memory_id in enumerate(self.ids) if memory_id not in gone])
+
+    def newest(self, count: int) -> CueTable:
+        """The `count` newest (all, when there are no more), as the memory index orders them."""
+        if len(self.ids) <= count:
+            return self
+        size = CUE_NUMBERS.itemsize
+        created_at = np.frombuffer(b"".join(cue[:size] for cue in self.cues), dtype=CUE_NUMBERS)["created_at"]
+        return self._only(np.argsort(-created_at, kind="stable")[:count].tolist())
+
+    def _only(self, kept: list[int]) -> CueTable:
+        return CueTable(
+            [self.ids[index] for index in kept],
+            [self.cues[index] for index in kept],
+            [self.vectors[index] for index in kept],
+        )
+
+
 def rank(
-    cues: Sequence[Cue],
-    vectors: Sequence[bytes | None] | None,
+    table: CueTable,
     *,
     query_vector: list[float] | None,
     now: datetime,
@@ -158,34 +207,42 @@ def rank(
     settings: MemorySettings,
     limit: int,
 ) -> list[str]:
-    """The ids of the `limit` best memories by `score`, computed for every candidate at once.
-    `vectors` holds each cue's vector as float32 bytes (None: the memory has none, or it is
-    damaged: it then has no relevance, as in `score`)."""
-    count = len(cues)
+    """The ids of the `limit` best memories by `score`, computed for every candidate at once
+    (their cues readable: see `CueTable.unreadable`). A memory without a usable vector (none,
+    damaged, or of another space) has no relevance, as in `score`."""
+    count = len(table.ids)
     if not count:
         return []
-    hours = np.maximum(0.0, (now.timestamp() - np.fromiter((cue.created_at for cue in cues), float, count)) / 3600)
-    importance = np.fromiter((cue.importance for cue in cues), float, count) / 10
-    salience = np.abs(np.fromiter((cue.valence for cue in cues), float, count))
-    concerns = np.fromiter((about is not None and about in cue.parties for cue in cues), float, count)
+    size = CUE_NUMBERS.itemsize
+    numbers = np.frombuffer(b"".join(cue[:size] for cue in table.cues), dtype=CUE_NUMBERS)
+    hours = np.maximum(0.0, (now.timestamp() - numbers["created_at"]) / 3600)
+    if about is not None:
+        marker = PARTY_SEPARATOR + about.encode() + PARTY_SEPARATOR
+        concerns = np.fromiter((marker in cue for cue in table.cues), float, count)
+    else:
+        concerns = np.zeros(count)
     relevance = np.zeros(count)
     query = np.asarray(query_vector or [], dtype=np.float64)
     query_norm = float(np.linalg.norm(query)) if query.size else 0.0
-    if vectors is not None and query_norm:
+    if query_norm:
         # Vectors of another space (another model's dimensions) have no relevance.
-        same = [index for index, vector in enumerate(vectors) if vector is not None and len(vector) == 4 * query.size]
+        vector_size = 4 * query.size
+        same = [
+            index for index, vector in enumerate(table.vectors) if vector is not None and len(vector) == vector_size
+        ]
         if same:
-            matrix = np.frombuffer(b"".join(vectors[index] or b"" for index in same), dtype="<f4")
+            matrix = np.frombuffer(b"".join(table.vectors[index] or b"" for index in same), dtype="<f4")
             matrix = matrix.reshape(len(same), query.size).astype(np.float64)
             norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) * query_norm
             dots = matrix @ query
             cosines = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
-            relevance[same] = np.maximum(0.0, cosines)
+            # A damaged vector may hold NaN or infinities: no relevance, as a missing one.
+            relevance[same] = np.maximum(0.0, np.where(np.isfinite(cosines), cosines, 0.0))
     total = (
         settings.relevance_weight * relevance
         + settings.recency_weight * np.power(settings.recency_decay_per_hour, hours)
-        + settings.importance_weight * importance
-        + settings.salience_weight * salience
+        + settings.importance_weight * numbers["importance"] / 10
+        + settings.salience_weight * np.abs(numbers["valence"])
         + settings.about_weight * concerns
     )
     # The order `score` gives, its rounded total then the id, among those that may reach the top
@@ -195,8 +252,16 @@ def rank(
         contenders = np.flatnonzero(total >= threshold).tolist()
     else:
         contenders = list(range(count))
-    order = sorted(contenders, key=lambda index: (-round(float(total[index]), 6), cues[index].memory_id))
-    return [cues[index].memory_id for index in order[:limit]]
+    order = sorted(contenders, key=lambda index: (-round(float(total[index]), 6), table.ids[index]))
+    return [table.ids[index] for index in order[:limit]]
+
+
+@dataclass(frozen=True)
+class Newest:
+    """Candidates that are the NPC's `count` newest memories: the store finds which ones they
+    are in the same round trip as their cues."""
+
+    count: int
 
 
 class VectorSearch(Protocol):
@@ -208,7 +273,7 @@ class VectorSearch(Protocol):
         """The hash field the memory's raw vector goes into, or None (no store index)."""
         ...
 
-    async def candidates(self, npc_id: str, query_vector: list[float] | None) -> list[str]: ...
+    async def candidates(self, npc_id: str, query_vector: list[float] | None) -> list[str] | Newest: ...
 
 
 class InProcessSearch:
@@ -224,9 +289,8 @@ class InProcessSearch:
     async def index(self, dimensions: int) -> str | None:
         return None
 
-    async def candidates(self, npc_id: str, query_vector: list[float] | None) -> list[str]:
-        ids = await self._redis.zrevrange(self._keys.memory_index(npc_id), 0, self._limit - 1)
-        return [text_of(memory_id) for memory_id in ids]
+    async def candidates(self, npc_id: str, query_vector: list[float] | None) -> list[str] | Newest:
+        return Newest(self._limit)
 
 
 _TAG_SPECIAL = re.compile(r"([^A-Za-z0-9])")
@@ -268,13 +332,13 @@ class StoreSearch:
             self._ready.add(dimensions)
         return self.field(dimensions)
 
-    async def candidates(self, npc_id: str, query_vector: list[float] | None) -> list[str]:
+    async def candidates(self, npc_id: str, query_vector: list[float] | None) -> list[str] | Newest:
+        if not query_vector:
+            return Newest(RECENT_CANDIDATES)
         recent = [
             text_of(memory_id)
             for memory_id in await self._redis.zrevrange(self._keys.memory_index(npc_id), 0, RECENT_CANDIDATES - 1)
         ]
-        if not query_vector:
-            return recent
         dimensions = len(query_vector)
         await self.index(dimensions)
         tag = _TAG_SPECIAL.sub(r"\\\1", npc_id)

@@ -17,13 +17,16 @@ from datetime import UTC, datetime
 
 import redis.asyncio as redis
 from pydantic import ValidationError
+from redis.client import NEVER_DECODE
 
 from aiworld.config import MemorySettings, Settings
-from aiworld.memory.embeddings import EmbedCall, Embedder, from_text, pack, raw_vector, to_text
+from aiworld.memory.embeddings import EmbedCall, Embedder, pack, raw_vector, unpack
 from aiworld.memory.relationships import RelationshipMove, Relationships
 from aiworld.memory.retrieval import (
     Cue,
+    CueTable,
     InProcessSearch,
+    Newest,
     ScoredMemory,
     StoreSearch,
     VectorSearch,
@@ -33,44 +36,54 @@ from aiworld.memory.retrieval import (
 )
 from aiworld.models import Memory, NpcProfile, describe_invalid
 from aiworld.store.keys import Keys, text_of
-from aiworld.store.scripts import run_script_batch
+from aiworld.store.scripts import run_script_batch, run_script_undecoded
 from aiworld.world.directory import NpcDirectory
 from aiworld.world.store import PROFILE_FIELD, published_profiles
 
 log = logging.getLogger(__name__)
 
-# Every memory's record and vector in one round trip: a pipeline of one HMGET per memory cost a
-# recall most of its CPU in the client's per-command work (300 memories: ≈30 ms).
+# Every memory's record and, when asked, its vector, in one round trip (a pipeline of one HMGET
+# per memory cost a recall most of its CPU in the client's per-command work). KEYS: the memories'
+# hashes, then the NPC's vector hash; ARGV: '1' with vectors, then the memory ids. Each memory
+# answers its record, its vector, and the text vector of a memory stored before the vector hash.
 _LOAD_MEMORIES = """
+local with_vectors = ARGV[1] == '1'
+local vectors = KEYS[#KEYS]
+local found = {}
+for index = 1, #KEYS - 1 do
+  found[#found + 1] = redis.call('HGET', KEYS[index], 'json')
+  local vector = with_vectors and redis.call('HGET', vectors, ARGV[index + 1])
+  found[#found + 1] = vector
+  found[#found + 1] = with_vectors and not vector and redis.call('HGET', KEYS[index], 'vec')
+end
+return found
+"""
+
+# The cue and vector of memories stored before the cue and vector hashes: each record's `cue`
+# (older still: its JSON, the cue's source) and its text vector.
+_LOAD_OLD_CUES = """
 local with_vectors = ARGV[1] == '1'
 local found = {}
 for _, key in ipairs(KEYS) do
-  found[#found + 1] = redis.call('HGET', key, 'json')
+  found[#found + 1] = redis.call('HGET', key, 'cue') or redis.call('HGET', key, 'json')
   found[#found + 1] = with_vectors and redis.call('HGET', key, 'vec')
 end
 return found
 """
 
-# What ranking every candidate of a recall takes: each memory's cue (a record written before cues
-# were: its JSON, the cue's source) and, when the recall has a query, its vector.
-_LOAD_CUES = """
-local with_vectors = ARGV[1] == '1'
-local found = {}
-for _, key in ipairs(KEYS) do
-  found[#found + 1] = redis.call('HGET', key, 'cue') or redis.call('HGET', key, 'json')
-  if with_vectors then found[#found + 1] = redis.call('HGET', key, 'vec') end
-end
-return found
-"""
-
 # A memory is stored once, and never again once its day was consolidated into a summary (a reset
-# re-running an old activity must not bring back what was summarized or forgotten).
+# re-running an old activity must not bring back what was summarized or forgotten). KEYS: its
+# record, the NPC's memory index, meta, cue hash and vector hash.
 _ADD_MEMORY = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local horizon = tonumber(redis.call('HGET', KEYS[3], 'consolidated_until'))
 if horizon and tonumber(ARGV[2]) < horizon then return 0 end
-redis.call('HSET', KEYS[1], 'json', ARGV[1], 'vec', ARGV[5], 'npc', ARGV[4], 'cue', ARGV[8])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[6], ARGV[7]) end
+redis.call('HSET', KEYS[1], 'json', ARGV[1], 'npc', ARGV[4])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[7])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[5], ARGV[3], ARGV[5])
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[6], ARGV[5]) end
+end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
@@ -96,7 +109,7 @@ class MemoryStore:
         self._directory = NpcDirectory(client, keys)
         self._add = client.register_script(_ADD_MEMORY)
         self._load = client.register_script(_LOAD_MEMORIES)
-        self._load_cues = client.register_script(_LOAD_CUES)
+        self._load_old_cues = client.register_script(_LOAD_OLD_CUES)
         self.relationship_graph = Relationships(
             client,
             keys,
@@ -145,16 +158,17 @@ class MemoryStore:
                         self._keys.memory(npc_id, memory.memory_id),
                         self._keys.memory_index(npc_id),
                         self._keys.memory_meta(npc_id),
+                        self._keys.memory_cues(npc_id),
+                        self._keys.memory_vectors(npc_id),
                     ],
                     [
                         memory.model_dump_json(),
                         memory.created_at.timestamp(),
                         memory.memory_id,
                         npc_id,
-                        to_text(vector),
+                        pack(vector) if vector else b"",
                         raw_field or "",
-                        pack(vector) if raw_field else b"",
-                        Cue.of(memory).dump(),
+                        Cue.of(memory).pack(),
                     ],
                 )
             )
@@ -167,11 +181,14 @@ class MemoryStore:
         are skipped (and logged), not fatal."""
         if not memory_ids:
             return []
-        flat = await self._load(
-            keys=[self._keys.memory(npc_id, memory_id) for memory_id in memory_ids], args=[int(with_vectors)]
+        found = await run_script_undecoded(
+            self._redis,
+            self._load,
+            [*(self._keys.memory(npc_id, memory_id) for memory_id in memory_ids), self._keys.memory_vectors(npc_id)],
+            [int(with_vectors), *memory_ids],
         )
         loaded = []
-        for memory_id, item, vec in zip(memory_ids, flat[0::2], flat[1::2], strict=True):
+        for memory_id, item, raw, text in zip(memory_ids, found[0::3], found[1::3], found[2::3], strict=True):
             if not item:
                 continue
             try:
@@ -180,11 +197,8 @@ class MemoryStore:
                 # One damaged record must not cost the NPC all its memories (or its life).
                 log.warning("skipping corrupt memory %s of %s: %s", memory_id, npc_id, describe_invalid(error))
                 continue
-            try:
-                vector = from_text(vec) if vec else []
-            except (ValueError, TypeError):
-                vector = []  # a damaged vector costs the memory its relevance, not its place
-            loaded.append((memory, vector))
+            # A damaged vector costs the memory its relevance, not its place.
+            loaded.append((memory, unpack(raw or raw_vector(text))))
         return loaded
 
     async def newest_ids(self, npc_id: str, count: int) -> list[str]:
@@ -194,35 +208,99 @@ class MemoryStore:
     async def all_ids(self, npc_id: str) -> list[str]:
         return [text_of(memory_id) for memory_id in await self._redis.zrange(self._keys.memory_index(npc_id), 0, -1)]
 
-    async def cues(
-        self, npc_id: str, memory_ids: list[str], *, with_vectors: bool
-    ) -> tuple[list[Cue], list[bytes | None]]:
-        """The memories' cues (and their vectors as float32 bytes), in one round trip; a memory
-        gone meanwhile is left out, a damaged cue too (and logged), a damaged vector is None."""
-        if not memory_ids:
-            return [], []
-        flat = await self._load_cues(
+    async def cues(self, npc_id: str, candidates: list[str] | Newest, *, with_vectors: bool) -> CueTable:
+        """The candidates' cues (and vectors), in one round trip (one more for memories stored by
+        an older version); a memory gone meanwhile is left out, a damaged cue too (and logged)."""
+        if isinstance(candidates, Newest):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(self._keys.memory_index(npc_id))
+                pipe.execute_command("HGETALL", self._keys.memory_cues(npc_id), **{NEVER_DECODE: True})
+                if with_vectors:
+                    pipe.execute_command("HGETALL", self._keys.memory_vectors(npc_id), **{NEVER_DECODE: True})
+                held, cues, *vectors = await pipe.execute()
+            if held == len(cues):
+                # The cue hash holds each of the NPC's memories: no list of ids to ask for, or to
+                # send (packing hundreds of ids cost more than the rest of the recall).
+                by_id = vectors[0] if vectors else {}
+                table = await self._table(
+                    npc_id,
+                    [memory_id.decode() for memory_id in cues],
+                    list(cues.values()),
+                    [by_id.get(memory_id) for memory_id in cues],
+                    with_vectors=with_vectors,
+                )
+                return table.newest(candidates.count)
+            candidates = await self.newest_ids(npc_id, candidates.count)
+        if not candidates:
+            return CueTable()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.execute_command("HMGET", self._keys.memory_cues(npc_id), *candidates, **{NEVER_DECODE: True})
+            if with_vectors:
+                pipe.execute_command("HMGET", self._keys.memory_vectors(npc_id), *candidates, **{NEVER_DECODE: True})
+            found, *vectors = await pipe.execute()
+        return await self._table(
+            npc_id, candidates, found, vectors[0] if vectors else [None] * len(candidates), with_vectors=with_vectors
+        )
+
+    async def _table(
+        self,
+        npc_id: str,
+        memory_ids: list[str],
+        cues: list[bytes | None],
+        vectors: list[bytes | None],
+        *,
+        with_vectors: bool,
+    ) -> CueTable:
+        """The table `rank` takes, from each memory's stored cue (None: the memory was stored by
+        an older version, or is gone) and vector."""
+        present = [index for index, cue in enumerate(cues) if cue is not None]
+        table = CueTable(
+            [memory_ids[index] for index in present],
+            [cues[index] or b"" for index in present],
+            [vectors[index] for index in present],
+        )
+        unreadable = table.unreadable()
+        for memory_id in unreadable:
+            log.warning("skipping memory %s of %s: unreadable cue", memory_id, npc_id)
+        if unreadable:
+            table = table.without(unreadable)
+        older = [memory_id for memory_id, cue in zip(memory_ids, cues, strict=True) if cue is None]
+        if older:
+            await self._add_older_cues(npc_id, older, table, with_vectors=with_vectors)
+        return table
+
+    async def _add_older_cues(self, npc_id: str, memory_ids: list[str], table: CueTable, *, with_vectors: bool) -> None:
+        """Memories stored before the cue and vector hashes join the table from their records,
+        and their cues and vectors are written to the hashes so that the next recall reads them
+        there (a memory gone meanwhile is left out)."""
+        flat = await self._load_old_cues(
             keys=[self._keys.memory(npc_id, memory_id) for memory_id in memory_ids], args=[int(with_vectors)]
         )
-        step = 2 if with_vectors else 1
-        cues: list[Cue] = []
-        vectors: list[bytes | None] = []
-        for index, memory_id in enumerate(memory_ids):
-            found = flat[index * step]
+        moved_cues: dict[str, bytes] = {}
+        moved_vectors: dict[str, bytes] = {}
+        for memory_id, found, text in zip(memory_ids, flat[0::2], flat[1::2], strict=True):
             if not found:
                 continue
             try:
                 parsed = json.loads(found)
-                # A record from before cues: the cue comes from the record itself.
+                # Older still: the cue comes from the record itself.
                 cue = (
                     Cue.of(Memory.model_validate(parsed)) if isinstance(parsed, dict) else Cue.of_row(memory_id, parsed)
                 )
             except (ValueError, TypeError) as error:
                 log.warning("skipping memory %s of %s: unreadable: %s", memory_id, npc_id, error)
                 continue
-            cues.append(cue)
-            vectors.append(raw_vector(flat[index * step + 1]) if with_vectors else None)
-        return cues, vectors
+            vector = raw_vector(text) if with_vectors else None
+            table.add(memory_id, cue.pack(), vector)
+            moved_cues[memory_id] = cue.pack()
+            if vector:
+                moved_vectors[memory_id] = vector
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if moved_cues:
+                pipe.hset(self._keys.memory_cues(npc_id), mapping=moved_cues)  # type: ignore[arg-type]
+            if moved_vectors:
+                pipe.hset(self._keys.memory_vectors(npc_id), mapping=moved_vectors)  # type: ignore[arg-type]
+            await pipe.execute()
 
     async def search(
         self, npc_id: str, *, now: datetime, query: str | None = None, about: str | None = None, limit: int = 8
@@ -232,16 +310,8 @@ class MemoryStore:
         query_vector = (await self.embedder.embed([query]))[0] if query else None
         search = await self.vector_search()
         candidates = await search.candidates(npc_id, query_vector)
-        cues, vectors = await self.cues(npc_id, candidates, with_vectors=query_vector is not None)
-        best = rank(
-            cues,
-            vectors,
-            query_vector=query_vector,
-            now=now,
-            about=about,
-            settings=self.settings,
-            limit=limit,
-        )
+        table = await self.cues(npc_id, candidates, with_vectors=query_vector is not None)
+        best = rank(table, query_vector=query_vector, now=now, about=about, settings=self.settings, limit=limit)
         scored = [
             score(memory, vector, query_vector=query_vector, now=now, about=about, settings=self.settings)
             for memory, vector in await self.load(npc_id, best)
@@ -261,6 +331,8 @@ class MemoryStore:
             for memory_id in memory_ids:
                 pipe.delete(self._keys.memory(npc_id, memory_id))
             pipe.zrem(self._keys.memory_index(npc_id), *memory_ids)
+            pipe.hdel(self._keys.memory_cues(npc_id), *memory_ids)
+            pipe.hdel(self._keys.memory_vectors(npc_id), *memory_ids)
             await pipe.execute()
 
     async def write_summary(self, npc_id: str, summary: Memory) -> None:
@@ -270,16 +342,18 @@ class MemoryStore:
 
     async def _write_record(self, npc_id: str, summary: Memory, vector: list[float]) -> None:
         raw_field = await (await self.vector_search()).index(len(vector)) if vector else None
-        fields: dict[str, str | bytes] = {
-            "json": summary.model_dump_json(),
-            "vec": to_text(vector),
-            "npc": npc_id,
-            "cue": Cue.of(summary).dump(),
-        }
+        fields: dict[str, str | bytes] = {"json": summary.model_dump_json(), "npc": npc_id}
         if raw_field:
             fields[raw_field] = pack(vector)
         async with self._redis.pipeline(transaction=True) as pipe:
+            # A record of an older version kept its cue and vector in itself: they are stale now.
+            pipe.hdel(self._keys.memory(npc_id, summary.memory_id), "cue", "vec")
             pipe.hset(self._keys.memory(npc_id, summary.memory_id), mapping=fields)  # type: ignore[arg-type]
+            pipe.hset(self._keys.memory_cues(npc_id), summary.memory_id, Cue.of(summary).pack())
+            if vector:
+                pipe.hset(self._keys.memory_vectors(npc_id), summary.memory_id, pack(vector))
+            else:  # a summary rewritten without a vector must not keep the old text's
+                pipe.hdel(self._keys.memory_vectors(npc_id), summary.memory_id)
             pipe.zadd(self._keys.memory_index(npc_id), {summary.memory_id: summary.created_at.timestamp()})
             await pipe.execute()
 

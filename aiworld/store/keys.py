@@ -22,6 +22,15 @@ class Keys:
         """Sorted set of an NPC's memory ids, scored by creation time."""
         return f"{self.prefix}npc:{npc_id}:memories"
 
+    # Outside `npc:`, whose hashes the store's vector index (when it has one) reads as memories.
+    def memory_cues(self, npc_id: str) -> str:
+        """Hash of an NPC's memory ids to their cues (what ranking takes besides meaning)."""
+        return f"{self.prefix}memory-cues:{npc_id}"
+
+    def memory_vectors(self, npc_id: str) -> str:
+        """Hash of an NPC's memory ids to their vectors (float32 bytes)."""
+        return f"{self.prefix}memory-vectors:{npc_id}"
+
     def action_queue(self, npc_id: str) -> str:
         """Sorted set of the NPC's undelivered action ids, scored by when they may be offered."""
         return f"{self.prefix}npc:{npc_id}:actions"

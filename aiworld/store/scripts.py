@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as redis
+from redis.client import NEVER_DECODE
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -38,3 +39,15 @@ async def _run(client: redis.Redis, script: AsyncScript, calls: Sequence[ScriptC
         for keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
         return await pipe.execute()
+
+
+async def run_script_undecoded(
+    client: redis.Redis, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+) -> Any:
+    """The script's answer as the server sent it (bytes, never decoded to text, whatever the
+    client decodes): for answers that carry binary values such as vectors."""
+    try:
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **{NEVER_DECODE: True})
+    except NoScriptError:
+        script.sha = await client.script_load(script.script)
+        return await client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, **{NEVER_DECODE: True})

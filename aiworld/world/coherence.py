@@ -377,6 +377,8 @@ class CoherenceMonitor:
                 quarantine = self._keys.quarantined_memory(npc_id, memory_id)
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.zrem(self._keys.memory_index(npc_id), memory_id)
+                    pipe.hdel(self._keys.memory_cues(npc_id), memory_id)
+                    pipe.hdel(self._keys.memory_vectors(npc_id), memory_id)
                     if raw is not None:
                         pipe.hset(quarantine, mapping={"json": raw, "why": problem})
                         pipe.expire(quarantine, QUARANTINE_SECONDS)

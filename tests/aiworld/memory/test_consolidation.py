@@ -39,6 +39,9 @@ async def test_old_days_become_summaries_and_recent_memories_stay_in_full(redis_
     [(summary, vector)] = await store.load("lina_baker", ["summary-2026-11-22"])
     assert summary.kind == "summary" and sorted(summary.evidence) == sorted(m.memory_id for m in old)
     assert vector and "player:1" in summary.participants
+    # What recall ranks from follows: the summary's cue and vector in, the summarized ones' out.
+    assert set(await redis_client.hkeys(keys.memory_cues("lina_baker"))) == ids
+    assert set(await redis_client.hkeys(keys.memory_vectors("lina_baker"))) == ids
     # A reset runs an old activity again: the summarized day takes nothing back.
     assert not await store.remember("lina_baker", old[0])
     assert await consolidate(store, "lina_baker", NOW) == result.model_copy(

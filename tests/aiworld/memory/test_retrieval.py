@@ -3,17 +3,37 @@ searched in process, and FT.SEARCH KNN on a server with a search module)."""
 
 from __future__ import annotations
 
+import json
+import math
 import random
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
+from redis.client import NEVER_DECODE
 
-from aiworld.memory.embeddings import cosine, local_embedding, to_text
-from aiworld.memory.retrieval import Cue, InProcessSearch, StoreSearch, score
+from aiworld.memory.embeddings import cosine, local_embedding, pack, to_text
+from aiworld.memory.retrieval import (
+    CUE_NUMBERS,
+    PARTY_SEPARATOR,
+    Cue,
+    CueTable,
+    InProcessSearch,
+    Newest,
+    StoreSearch,
+    score,
+)
 from aiworld.memory.store import embedded_text
 from aiworld.models import Memory
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+NOT_A_NUMBER_CUE = np.array([(math.nan, 3, 0.0)], dtype=CUE_NUMBERS).tobytes() + PARTY_SEPARATOR
+
+
+def json_cue(item: Memory) -> str:
+    """The cue as an earlier version kept it in the memory's record."""
+    cue = Cue.of(item)
+    return json.dumps([cue.created_at, cue.importance, cue.valence, list(cue.parties)])
 
 
 def memory(memory_id: str, text: str, hours_ago: float, importance: int = 3, valence: float = 0.0, **more) -> Memory:
@@ -82,16 +102,24 @@ async def test_a_memory_about_the_party_ranks_first_for_them(memory_store):
 
 
 @pytest.mark.parametrize(
-    ("field", "damage", "logged"),
-    [("json", "{not json", "skipping corrupt memory bad"), ("cue", "[1, 2, 3]", "skipping memory bad of lina_baker")],
+    ("damaged", "damage", "logged"),
+    [
+        ("record", "{not json", "skipping corrupt memory bad"),
+        ("cue", b"short", "skipping memory bad of lina_baker: unreadable cue"),
+        ("cue", NOT_A_NUMBER_CUE, "skipping memory bad of lina_baker: unreadable cue"),
+        ("cue", b"\0" * CUE_NUMBERS.itemsize + b"player:1", "skipping memory bad of lina_baker: unreadable cue"),
+    ],
 )
 async def test_a_damaged_record_or_cue_costs_only_its_memory(
-    memory_store, search_path, keys, caplog, field, damage, logged
+    memory_store, search_path, keys, caplog, damaged, damage, logged
 ):
     store = memory_store()
     await store.remember("lina_baker", memory("good", "Dax bought blue herbs", hours_ago=1))
     await store.remember("lina_baker", memory("bad", "blue herbs again", hours_ago=1))
-    await search_path[1].hset(keys.memory("lina_baker", "bad"), field, damage)
+    if damaged == "record":
+        await search_path[1].hset(keys.memory("lina_baker", "bad"), "json", damage)
+    else:
+        await search_path[1].hset(keys.memory_cues("lina_baker"), "bad", damage)
     found = await store.search("lina_baker", now=NOW, query="blue herbs", limit=5)
     assert [item.memory.memory_id for item in found] == ["good"]
     assert logged in caplog.text
@@ -126,6 +154,8 @@ async def test_a_recall_ranks_every_candidate_as_scoring_each_record_would(memor
     found = await store.search("lina_baker", now=NOW, query=query, about=about, limit=8)
     query_vector = local_embedding(query) if query else None
     candidates = await (await store.vector_search()).candidates("lina_baker", query_vector)
+    if isinstance(candidates, Newest):
+        candidates = await store.newest_ids("lina_baker", candidates.count)
     every = [
         score(
             memories[memory_id],
@@ -143,25 +173,66 @@ async def test_a_recall_ranks_every_candidate_as_scoring_each_record_would(memor
     ]
 
 
-async def test_a_record_written_before_cues_is_ranked_from_the_record_itself(memory_store, search_path, keys):
-    store = memory_store()
-    await store.remember_all("lina_baker", scattered_memories(30))
+async def test_past_its_cap_an_npc_recalls_from_its_newest_memories(memory_store, search_path):
+    """Between passing its cap and its next consolidation an NPC holds more memories than the
+    cap: the search in process ranks the newest, as many as the cap."""
+    if search_path[0] != "in_process":
+        pytest.skip("the store's own search proposes by meaning, whatever the cap")
+    store = memory_store(max_memories_per_npc=20)
+    memories = scattered_memories(30)
+    await store.remember_all("lina_baker", memories)
+    found = await store.search("lina_baker", now=NOW, query="guild war", limit=30)
+    newest = sorted(memories, key=lambda item: item.created_at, reverse=True)[:20]
+    assert {item.memory.memory_id for item in found} == {item.memory_id for item in newest}
+
+
+@pytest.mark.parametrize("kept_in_record", [("cue", "vec"), ("vec",), ()])
+async def test_a_memory_stored_by_an_older_version_is_ranked_the_same_and_moved(
+    memory_store, search_path, keys, kept_in_record
+):
+    """Older versions kept a memory's cue and text vector in its record (older still: no cue, the
+    record is its source; with no vector at all the memory has no relevance). A recall ranks it
+    as the current layout would, and moves its cue and vector to the NPC's hashes."""
+    store, client = memory_store(), search_path[1]
+    memories = {item.memory_id: item for item in scattered_memories(30)}
+    await store.remember_all("lina_baker", list(memories.values()))
     before = await store.search("lina_baker", now=NOW, query="bread?", about="player:2", limit=8)
-    for item in before[:3]:  # the winners lose their cues, as records of an older version have none
-        await search_path[1].hdel(keys.memory("lina_baker", item.memory.memory_id), "cue")
-    assert await store.search("lina_baker", now=NOW, query="bread?", about="player:2", limit=8) == before
+    for item in before[:3]:  # the winners become records of an older version
+        memory_id = item.memory.memory_id
+        record = keys.memory("lina_baker", memory_id)
+        if "cue" in kept_in_record:
+            await client.hset(record, "cue", json_cue(memories[memory_id]))
+        if "vec" in kept_in_record:
+            await client.hset(record, "vec", to_text(local_embedding(embedded_text(memories[memory_id]))))
+        await client.hdel(keys.memory_cues("lina_baker"), memory_id)
+        await client.hdel(keys.memory_vectors("lina_baker"), memory_id)
+    after = await store.search("lina_baker", now=NOW, query="bread?", about="player:2", limit=8)
+    if "vec" in kept_in_record:
+        assert after == before
+    moved = [item.memory.memory_id for item in before[:3]]
+    if "vec" not in kept_in_record:  # those three lost their meaning, and only that
+        assert all(item.parts["relevance"] == 0 for item in after if item.memory.memory_id in moved)
+    assert await client.execute_command("HMGET", keys.memory_cues("lina_baker"), *moved, **{NEVER_DECODE: True}) == [
+        Cue.of(memories[memory_id]).pack() for memory_id in moved
+    ]
+    vectors_moved = [await client.hexists(keys.memory_vectors("lina_baker"), memory_id) for memory_id in moved]
+    assert vectors_moved == ["vec" in kept_in_record] * 3
+    assert await store.search("lina_baker", now=NOW, query="bread?", about="player:2", limit=8) == after
 
 
 async def test_a_damaged_or_foreign_vector_costs_its_memory_only_its_relevance(memory_store, search_path, keys):
     store = memory_store()
     await store.remember("lina_baker", memory("damaged", "blue herbs", hours_ago=1))
     await store.remember("lina_baker", memory("foreign", "blue herbs", hours_ago=1))
+    await store.remember("lina_baker", memory("not-a-number", "blue herbs", hours_ago=1))
     await store.remember("lina_baker", memory("sound", "blue herbs", hours_ago=1))
-    await search_path[1].hset(keys.memory("lina_baker", "damaged"), "vec", "not base64 at all!")
-    await search_path[1].hset(keys.memory("lina_baker", "foreign"), "vec", to_text([0.5] * 128))
+    await search_path[1].hset(keys.memory_vectors("lina_baker"), "damaged", "not float32")
+    await search_path[1].hset(keys.memory_vectors("lina_baker"), "not-a-number", b"\xff\xff\xff\xff" * 256)
+    await search_path[1].hset(keys.memory_vectors("lina_baker"), "foreign", pack([0.5] * 128))
     found = {item.memory.memory_id: item for item in await store.search("lina_baker", now=NOW, query="blue herbs")}
     assert found["sound"].parts["relevance"] > 0.9
     assert found["damaged"].parts["relevance"] == found["foreign"].parts["relevance"] == 0.0
+    assert found["not-a-number"].parts["relevance"] == 0.0
 
 
 async def test_a_recall_reads_only_the_records_it_returns(memory_store, search_path, keys, caplog):
@@ -178,7 +249,7 @@ async def test_a_recall_reads_only_the_records_it_returns(memory_store, search_p
     assert "corrupt memory" not in caplog.text
 
 
-def test_a_cue_says_what_ranking_takes_and_is_never_taken_for_a_record():
+def test_a_cue_keeps_what_ranking_takes_and_a_damaged_one_is_told():
     item = memory(
         "m",
         "Aria said:",
@@ -190,7 +261,15 @@ def test_a_cue_says_what_ranking_takes_and_is_never_taken_for_a_record():
     )
     cue = Cue.of(item)
     assert cue.parties == ("player:1", "npc:kafra") and cue.created_at == item.created_at.timestamp()
-    assert Cue.parse("m", cue.dump()) == cue and cue.dump().startswith("[")
-    for damaged in ("{}", "[1, 2]", '[1, 2, 3, "player:1"]', "[1, 2, 3, [4]]", "nonsense"):
+    packed = cue.pack()
+    numbers = np.frombuffer(packed[: CUE_NUMBERS.itemsize], dtype=CUE_NUMBERS)[0]
+    assert (numbers["created_at"], numbers["importance"], numbers["valence"]) == (cue.created_at, 7, -0.5)
+    assert packed[CUE_NUMBERS.itemsize :] == b"\x1fplayer:1\x1fnpc:kafra\x1f"
+    unseparated = packed[: CUE_NUMBERS.itemsize] + b"player:1"
+    table = CueTable(["good", "short", "unseparated", "nan"], [packed, packed[:10], unseparated, NOT_A_NUMBER_CUE])
+    assert table.unreadable() == ["short", "unseparated", "nan"]
+    # What an earlier version kept in the memory's record: a JSON list.
+    assert Cue.of_row("m", json.loads(json_cue(item))) == cue
+    for damaged in ({}, [1, 2], [1, 2, 3, "player:1"], [1, 2, 3, [4]], "nonsense"):
         with pytest.raises(ValueError):
-            Cue.parse("m", damaged)
+            Cue.of_row("m", damaged)

@@ -17,6 +17,7 @@ import redis.asyncio as redis
 from aiworld.config import BudgetLimits, BudgetSettings, CoordinatorSettings, MemorySettings
 from aiworld.llm.bucket import TokenBucket
 from aiworld.llm.governor import BudgetExhausted, BudgetGovernor
+from aiworld.memory.embeddings import local_embedding, to_text
 from aiworld.memory.gossip import Gossip
 from aiworld.memory.store import MemoryStore
 from aiworld.models import GameEvent, GameEventKind, Memory, PlayerRef, QueuedAction, SayAction
@@ -110,6 +111,14 @@ async def test_queue_memory_and_bucket_scripts_declare_their_keys(checking_clien
     loaded = await memory.load("lina_baker", ["1-heard", "never-remembered"])
     assert [found.memory_id for found, vector in loaded if vector] == ["1-heard"]
     assert [item.memory.memory_id for item in await memory.search("lina_baker", now=now, query="hi")] == ["1-heard"]
+    # A memory stored by an older version (its cue and vector in its record) is moved on recall.
+    older = Memory(memory_id="0-older", kind="conversation", text="hello", created_at=now - timedelta(hours=1))
+    await memory.remember("lina_baker", older)
+    await checking_client.hdel(keys.memory_cues("lina_baker"), "0-older")
+    await checking_client.hset(keys.memory("lina_baker", "0-older"), "vec", to_text(local_embedding("hello")))
+    found = await memory.search("lina_baker", now=now, query="hello")
+    assert [item.memory.memory_id for item in found] == ["0-older", "1-heard"]
+    await memory.forget("lina_baker", ["0-older"])
 
     bucket = TokenBucket(checking_client, keys)
     await bucket.acquire("openai", 60, 10_000, 100)

@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest_asyncio
+from redis.client import NEVER_DECODE
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -98,8 +99,8 @@ async def snapshot(redis_client, keys) -> dict[str, object]:
         if key == keys.coherence_report():
             continue
         kind = text_of(await redis_client.type(key))
-        if kind == "hash":
-            state[key] = await redis_client.hgetall(key)
+        if kind == "hash":  # as bytes: memories' vectors are binary
+            state[key] = await redis_client.execute_command("HGETALL", key, **{NEVER_DECODE: True})
         elif kind == "zset":
             state[key] = await redis_client.zrange(key, 0, -1, withscores=True)
         elif kind == "set":
@@ -143,8 +144,9 @@ async def test_one_run_repairs_every_broken_invariant_and_a_second_run_finds_not
         assert await queue.claim(npc_id="lina_baker", lease_seconds=0, now=now)
     await queue.enqueue(dead.model_copy(update={"action_id": "ghost_npc-1-0", "npc_id": "ghost_npc"}))
     # Records that fail their schema.
+    broken = Memory(memory_id="broken", kind="observation", text="a record to be damaged", created_at=now)
+    assert await MemoryStore(redis_client, keys).remember("lina_baker", broken)
     await redis_client.hset(keys.memory("lina_baker", "broken"), "json", "{not json")
-    await redis_client.zadd(keys.memory_index("lina_baker"), {"broken": now.timestamp()})
     await redis_client.hset(keys.relationships("lina_baker"), mapping={"player:1": "lots", "player:2": "500"})
     # World values out of bounds.
     await redis_client.hset(keys.world("economy"), mapping={"price:9001": "-5", "price:9002": "abc", "price:519": 200})
@@ -185,6 +187,8 @@ async def test_one_run_repairs_every_broken_invariant_and_a_second_run_finds_not
     ghost_status = await queue.status("ghost_npc-1-0")
     assert ghost_status is not None and ghost_status["status"] == "failed"
     assert "broken" not in await redis_client.zrange(keys.memory_index("lina_baker"), 0, -1)
+    assert not await redis_client.hexists(keys.memory_cues("lina_baker"), "broken")
+    assert not await redis_client.hexists(keys.memory_vectors("lina_baker"), "broken")
     assert await redis_client.hget(keys.quarantined_memory("lina_baker", "broken"), "json") == "{not json"
     assert await redis_client.hgetall(keys.relationships("lina_baker")) == {"player:2": "100"}
     economy = await redis_client.hgetall(keys.world("economy"))
