@@ -62,11 +62,11 @@ with workflow.unsafe.imports_passed_through():
     from aiworld.npc import experience, offline_policy, search_attributes
     from workflows.npc_state import (
         PROCESSED_EVENT_MEMORY,
-        RECENT_DECISIONS_KEPT,
         REFLECTION_EVIDENCE_KEPT,
         NpcLifeInput,
         NpcLifeState,
         PlayerPresence,
+        RecentDecisions,
     )
 
 # Every activity is bounded in time: no fault outside this workflow's own code (a store or a
@@ -213,6 +213,9 @@ class NpcLifeWorkflow:
     @workflow.init
     def __init__(self, life: NpcLifeInput) -> None:
         self._state = life.state or NpcLifeState(profile=life.profile)
+        # Kept apart from the state while the run lives, and put back into it to continue as new.
+        self._recent = RecentDecisions(self._state.recent_decisions)
+        self._state.recent_decisions = []
         self._history_length_limit = life.history_length_limit
         self._duplicates_dropped = 0
         # Set by `configure`: the cadence may have changed, so the wait must be computed again.
@@ -251,7 +254,9 @@ class NpcLifeWorkflow:
                 workflow.continue_as_new(
                     NpcLifeInput(
                         profile=self._state.profile,
-                        state=self._state.model_copy(update={"runs": self._state.runs + 1}),
+                        state=self._state.model_copy(
+                            update={"runs": self._state.runs + 1, "recent_decisions": self._recent.records()}
+                        ),
                         history_length_limit=self._history_length_limit,
                     )
                 )
@@ -430,9 +435,7 @@ class NpcLifeWorkflow:
             activity=self._state.activity,
             events=events,
             players_near=[presence.player for presence in self._state.players_near.values()],
-            recent_actions=[
-                f"{record.decision.activity}: {record.decision.reason}" for record in self._state.recent_decisions[-5:]
-            ],
+            recent_actions=self._recent.actions(),
             about=about,
             turn=turn,
         )
@@ -821,8 +824,7 @@ class NpcLifeWorkflow:
         )
 
     def _record(self, record: DecisionRecord) -> None:
-        self._state.recent_decisions.append(record)
-        del self._state.recent_decisions[:-RECENT_DECISIONS_KEPT]
+        self._recent.add(record)
         self._publish_search_attributes()
         self._describe_now()
 
@@ -866,8 +868,8 @@ class NpcLifeWorkflow:
             f"**{state.profile.name}** is *{state.activity}* ({state.mood}) — {state.activity_reason}",
             f"Players near: {', '.join(p.player.name for p in state.players_near.values()) or 'nobody'}",
         ]
-        if state.recent_decisions:
-            last = state.recent_decisions[-1]
+        last = self._recent.last
+        if last is not None:
             actions = ", ".join(action.kind for action in last.decision.actions) or "nothing"
             budget = "" if last.usage.budget_rung == "normal" else f", budget rung {last.usage.budget_rung}"
             lines.append(
@@ -1093,7 +1095,7 @@ class NpcLifeWorkflow:
 
     @workflow.query
     def recent_decisions(self) -> list[DecisionRecord]:
-        return list(self._state.recent_decisions)
+        return self._recent.records()
 
     @workflow.query
     def profile(self) -> NpcProfile:

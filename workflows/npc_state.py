@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -12,6 +13,8 @@ from aiworld.models import DecisionRecord, GameEvent, NpcProfile, PlayerRef
 # Ids of processed events kept to drop redeliveries; far more than can arrive between two checks.
 PROCESSED_EVENT_MEMORY = 1000
 RECENT_DECISIONS_KEPT = 20
+# Recent decisions' activities a decision is told of (so that it does not repeat itself).
+RECENT_ACTIONS_TOLD = 5
 # Memory ids a reflection may cite: the newest of what was lived since the last one.
 REFLECTION_EVIDENCE_KEPT = 60
 
@@ -75,3 +78,31 @@ class NpcLifeInput(BaseModel):
     # a decision is about seven events. Tests lower it to see several runs. None: only when the
     # server suggests it.
     history_length_limit: int | None = Field(default=200, ge=100)
+
+
+class RecentDecisions:
+    """An NPC's last decisions while its run lives: each kept as its JSON, which the garbage
+    collector never walks. As pydantic objects, 20 per NPC were about 25 tracked objects each:
+    most of what a 1,000-NPC worker's full collections walked, and of their pauses (README
+    "Benchmarks"). The state carries them as records from one run to the next."""
+
+    def __init__(self, records: list[DecisionRecord]) -> None:
+        self._kept: deque[str] = deque((record.model_dump_json() for record in records), maxlen=RECENT_DECISIONS_KEPT)
+        self._actions: deque[str] = deque(map(_told, records[-RECENT_ACTIONS_TOLD:]), maxlen=RECENT_ACTIONS_TOLD)
+        self.last: DecisionRecord | None = records[-1] if records else None
+
+    def add(self, record: DecisionRecord) -> None:
+        self._kept.append(record.model_dump_json())
+        self._actions.append(_told(record))
+        self.last = record
+
+    def actions(self) -> list[str]:
+        """The last few decisions as "activity: reason", oldest first."""
+        return list(self._actions)
+
+    def records(self) -> list[DecisionRecord]:
+        return [DecisionRecord.model_validate_json(text) for text in self._kept]
+
+
+def _told(record: DecisionRecord) -> str:
+    return f"{record.decision.activity}: {record.decision.reason}"
