@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as redis
 import yaml
 from temporalio.client import Client
 
@@ -134,9 +135,18 @@ async def test_dev_starts_everything_stops_everything_and_resumes(dev_env_vars, 
         # NPCs count as running before the worker polls: its metrics answer once it is up.
         ours = await answer(f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__WORKER_METRICS_PORT']}/metrics")
         sdk = await answer(f"http://127.0.0.1:{dev_env_vars['AIWORLD_OBSERVABILITY__TEMPORAL_METRICS_PORT']}/metrics")
+        embedded = redis.Redis(port=int(dev_env_vars["AIWORLD_EMBEDDED_REDIS_PORT"]), decode_responses=True)
+        try:
+            persistence = {
+                **await embedded.config_get("appendonly"),
+                **await embedded.config_get("auto-aof-rewrite-percentage"),
+            }
+        finally:
+            await embedded.aclose()
     finally:
         output = stop(process)
     assert process.returncode == 0, output
+    assert persistence == {"appendonly": "yes", "auto-aof-rewrite-percentage": "400"}
     assert "http://127.0.0.1:" in output and "/docs" in output
     assert f"http://127.0.0.1:{dev_env_vars['AIWORLD_API_PORT']}/viewer" in output
     assert f"http://127.0.0.1:{dev_env_vars['AIWORLD_TEMPORAL_UI_PORT']}" in output
