@@ -2,9 +2,10 @@
 
 Every write is idempotent — memories are keyed by ids derived from the decision sequence, and a
 relationship change is applied once per change id — because activities run again after a retry
-or a `temporal workflow reset`. Each memory is stored with its vector (`vec`, and the raw field
-the store's vector index reads when the server has FT.SEARCH) and its cue (`cue`: what ranking
-it takes besides its vector); retrieval is in
+or a `temporal workflow reset`. Each memory is its record (`json`, and the raw vector field the
+store's vector index reads when the server has FT.SEARCH), its vector in the NPC's vector hash
+and its cue (what ranking takes besides the vector) in the NPC's cue hash: a recall reads every
+candidate's cue and vector from those two hashes at once. Retrieval is in
 aiworld.memory.retrieval, tiers and pruning in aiworld.memory.consolidation.
 """
 
