@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from redis.client import NEVER_DECODE
 
+from aiworld.config import MemorySettings
 from aiworld.memory.embeddings import cosine, local_embedding, pack, to_text
 from aiworld.memory.retrieval import (
     CUE_NUMBERS,
@@ -23,7 +24,7 @@ from aiworld.memory.retrieval import (
     StoreSearch,
     score,
 )
-from aiworld.memory.store import embedded_text
+from aiworld.memory.store import MemoryStore, embedded_text
 from aiworld.models import Memory
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -173,12 +174,11 @@ async def test_a_recall_ranks_every_candidate_as_scoring_each_record_would(memor
     ]
 
 
-async def test_past_its_cap_an_npc_recalls_from_its_newest_memories(memory_store, search_path):
+async def test_past_its_cap_an_npc_recalls_from_its_newest_memories(redis_client, keys):
     """Between passing its cap and its next consolidation an NPC holds more memories than the
-    cap: the search in process ranks the newest, as many as the cap."""
-    if search_path[0] != "in_process":
-        pytest.skip("the store's own search proposes by meaning, whatever the cap")
-    store = memory_store(max_memories_per_npc=20)
+    cap: the search in process ranks the newest, as many as the cap (the store's own search
+    proposes by meaning, whatever the cap)."""
+    store = MemoryStore(redis_client, keys, MemorySettings(vector_search="in_process", max_memories_per_npc=20))
     memories = scattered_memories(30)
     await store.remember_all("lina_baker", memories)
     found = await store.search("lina_baker", now=NOW, query="guild war", limit=30)
